@@ -1,0 +1,134 @@
+// Keyed randomness on the CPU (core/rng.h). The numbers here are the reference that any device
+// implementation must reproduce.
+#include "core/rng.h"
+
+#include <cmath>
+#include <numbers>
+#include <numeric>
+#include <vector>
+
+#include "core/error.h"
+#include "core/philox.h"
+
+namespace unidiff::rng {
+
+std::string to_string(Purpose purpose) {
+  switch (purpose) {
+    case Purpose::kDataOrder: return "data_order";
+    case Purpose::kTimestep: return "timestep";
+    case Purpose::kNoise: return "noise";
+    case Purpose::kLabelDrop: return "label_drop";
+    case Purpose::kDropout: return "dropout";
+    case Purpose::kSampling: return "sampling";
+    case Purpose::kInit: return "init";
+    case Purpose::kEval: return "eval";
+    case Purpose::kDataGen: return "data_gen";
+  }
+  return "unknown";
+}
+
+void fill_bits(Stream stream, uint64_t step, uint64_t index, uint32_t* out, int64_t count) {
+  UD_ASSERT(step <= 0xFFFFFFFFull, "step ", step, " exceeds the 32-bit counter word");
+  const PhiloxKey key{stream.seed, static_cast<uint32_t>(stream.purpose)};
+  for (int64_t block = 0; block * 4 < count; ++block) {
+    const PhiloxCounter ctr{static_cast<uint32_t>(block), static_cast<uint32_t>(index),
+                            static_cast<uint32_t>(index >> 32), static_cast<uint32_t>(step)};
+    const PhiloxCounter r = philox4x32_10(ctr, key);
+    for (int64_t j = 0; j < 4 && block * 4 + j < count; ++j) out[block * 4 + j] = r[j];
+  }
+}
+
+namespace {
+
+torch::Tensor check_indices(const torch::Tensor& indices) {
+  UD_ASSERT(indices.dim() == 1, "indices must be [B]");
+  return indices.to(torch::kCPU, torch::kInt64).contiguous();
+}
+
+std::vector<int64_t> out_shape(int64_t batch, at::IntArrayRef shape) {
+  std::vector<int64_t> s{batch};
+  s.insert(s.end(), shape.begin(), shape.end());
+  return s;
+}
+
+}  // namespace
+
+torch::Tensor normal(Stream stream, uint64_t step, const torch::Tensor& indices,
+                     at::IntArrayRef shape) {
+  const torch::Tensor idx = check_indices(indices);
+  const int64_t batch = idx.size(0);
+  int64_t per = 1;
+  for (int64_t s : shape) per *= s;
+  torch::Tensor out = torch::empty(out_shape(batch, shape), torch::kFloat32);
+  float* o = out.data_ptr<float>();
+  const int64_t* ip = idx.data_ptr<int64_t>();
+  const int64_t pairs = (per + 1) / 2;
+  std::vector<uint32_t> bits(static_cast<size_t>(pairs * 2));
+  for (int64_t b = 0; b < batch; ++b) {
+    fill_bits(stream, step, static_cast<uint64_t>(ip[b]), bits.data(), pairs * 2);
+    for (int64_t p = 0; p < pairs; ++p) {
+      // Box-Muller: u1 in (0, 1) keeps the log finite.
+      const double u1 = bits_to_open_unit(bits[2 * p]);
+      const double u2 = bits_to_open_unit(bits[2 * p + 1]);
+      const double r = std::sqrt(-2.0 * std::log(u1));
+      const double theta = 2.0 * std::numbers::pi * u2;
+      o[b * per + 2 * p] = static_cast<float>(r * std::cos(theta));
+      if (2 * p + 1 < per) o[b * per + 2 * p + 1] = static_cast<float>(r * std::sin(theta));
+    }
+  }
+  return out;
+}
+
+torch::Tensor uniform(Stream stream, uint64_t step, const torch::Tensor& indices,
+                      at::IntArrayRef shape) {
+  const torch::Tensor idx = check_indices(indices);
+  const int64_t batch = idx.size(0);
+  int64_t per = 1;
+  for (int64_t s : shape) per *= s;
+  torch::Tensor out = torch::empty(out_shape(batch, shape), torch::kFloat32);
+  float* o = out.data_ptr<float>();
+  const int64_t* ip = idx.data_ptr<int64_t>();
+  std::vector<uint32_t> bits(static_cast<size_t>(per));
+  for (int64_t b = 0; b < batch; ++b) {
+    fill_bits(stream, step, static_cast<uint64_t>(ip[b]), bits.data(), per);
+    for (int64_t j = 0; j < per; ++j) {
+      // 24 random bits centred in their cell: strictly inside (0, 1) in float32.
+      o[b * per + j] = (static_cast<float>(bits[j] >> 8) + 0.5f) * (1.0f / 16777216.0f);
+    }
+  }
+  return out;
+}
+
+torch::Tensor randint(Stream stream, uint64_t step, const torch::Tensor& indices, int64_t n) {
+  UD_ASSERT(n > 0 && n <= 0xFFFFFFFFll, "randint range ", n);
+  const torch::Tensor idx = check_indices(indices);
+  torch::Tensor out = torch::empty({idx.size(0)}, torch::kInt64);
+  int64_t* o = out.data_ptr<int64_t>();
+  const int64_t* ip = idx.data_ptr<int64_t>();
+  for (int64_t b = 0; b < idx.size(0); ++b) {
+    uint32_t bits = 0;
+    fill_bits(stream, step, static_cast<uint64_t>(ip[b]), &bits, 1);
+    o[b] = static_cast<int64_t>((static_cast<uint64_t>(bits) * static_cast<uint64_t>(n)) >> 32);
+  }
+  return out;
+}
+
+torch::Tensor permutation(Stream stream, uint64_t step, int64_t n) {
+  std::vector<std::pair<uint64_t, int64_t>> keyed(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits[2];
+    fill_bits(stream, step, static_cast<uint64_t>(i), bits, 2);
+    keyed[i] = {(static_cast<uint64_t>(bits[0]) << 32) | bits[1], i};
+  }
+  std::sort(keyed.begin(), keyed.end());  // ties (p ~ n^2 / 2^65) break by index: still pure
+  torch::Tensor out = torch::empty({n}, torch::kInt64);
+  int64_t* o = out.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) o[i] = keyed[i].second;
+  return out;
+}
+
+torch::Tensor arange_indices(int64_t begin, int64_t end) {
+  return torch::arange(begin, end, torch::kInt64);
+}
+
+}  // namespace unidiff::rng

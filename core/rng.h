@@ -1,0 +1,61 @@
+// Keyed randomness. Every random draw that affects training is a pure function of
+// (seed, purpose, step, global sample index), never of the rank or the world size, so a run on W
+// ranks sees the same numbers as on one, and a resumed run the same as an uninterrupted one.
+//
+// Layout: Philox key = (seed, purpose); counter = (block, index low, index high, step), where
+// `block` numbers the 4-word blocks of one sample's stream. Normals use Box-Muller in float64.
+#pragma once
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <string>
+
+namespace unidiff::rng {
+
+/// What a stream is for. The value is part of the key: streams of different purposes never share
+/// numbers. Append only; never renumber (checkpoints and recorded runs depend on these).
+enum class Purpose : uint32_t {
+  kDataOrder = 1,   ///< per-epoch permutation of the dataset
+  kTimestep = 2,    ///< diffusion time of each training sample
+  kNoise = 3,       ///< diffusion noise of each training sample
+  kLabelDrop = 4,   ///< classifier-free-guidance label dropout
+  kDropout = 5,     ///< dropout masks
+  kSampling = 6,    ///< noise used by samplers
+  kInit = 7,        ///< parameter initialisation
+  kEval = 8,        ///< evaluation (projection directions, subsets)
+  kDataGen = 9,     ///< synthetic datasets (toy distributions, mixtures)
+};
+
+std::string to_string(Purpose purpose);
+
+/// One keyed stream: seed and purpose fixed, then (step, index) addresses a sample's numbers.
+struct Stream {
+  uint32_t seed = 0;
+  Purpose purpose = Purpose::kNoise;
+};
+
+/// `count` raw 32-bit words of sample `index` at `step`.
+void fill_bits(Stream stream, uint64_t step, uint64_t index, uint32_t* out, int64_t count);
+
+/// Standard normals: result[b] holds the numbers of sample indices[b] at `step`.
+/// indices: int64 [B] (CPU); returns float32 [B, *shape] on the CPU.
+torch::Tensor normal(Stream stream, uint64_t step, const torch::Tensor& indices,
+                     at::IntArrayRef shape);
+
+/// Uniforms in (0, 1), same addressing as `normal`. Returns float32 [B, *shape] (CPU).
+torch::Tensor uniform(Stream stream, uint64_t step, const torch::Tensor& indices,
+                      at::IntArrayRef shape);
+
+/// Integers uniform in [0, n) (one per sample, by rejection-free multiply-shift; bias < n / 2^32).
+/// Returns int64 [B] (CPU).
+torch::Tensor randint(Stream stream, uint64_t step, const torch::Tensor& indices, int64_t n);
+
+/// A permutation of 0..n-1 that is a pure function of (seed, purpose, step): sample i gets the
+/// 64-bit key of its stream at `step`, and the permutation sorts by key. int64 [n] (CPU).
+torch::Tensor permutation(Stream stream, uint64_t step, int64_t n);
+
+/// Convenience: indices 0..B-1 as int64 [B] (CPU).
+torch::Tensor arange_indices(int64_t begin, int64_t end);
+
+}  // namespace unidiff::rng

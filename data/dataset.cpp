@@ -1,0 +1,154 @@
+// Loading and validating HDF5 datasets (data/dataset.h).
+#include "data/dataset.h"
+
+#include <glob.h>
+
+#include <sstream>
+
+#include "core/error.h"
+#include "core/h5.h"
+
+namespace unidiff::data {
+
+std::vector<std::filesystem::path> expand_paths(const std::string& spec) {
+  UD_CHECK_INPUT(!spec.empty(), "no dataset given (--data is empty)");
+  std::vector<std::filesystem::path> out;
+  std::stringstream ss(spec);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    if (item.find_first_of("*?[") == std::string::npos) {
+      out.emplace_back(item);
+      continue;
+    }
+    glob_t g{};
+    const int rc = ::glob(item.c_str(), 0, nullptr, &g);
+    if (rc == 0) {
+      for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
+    }
+    globfree(&g);
+    UD_CHECK_INPUT(rc == 0, "no file matches the dataset pattern '", item, "'");
+  }
+  UD_CHECK_INPUT(!out.empty(), "no dataset files in '", spec, "'");
+  return out;
+}
+
+namespace {
+
+struct Part {
+  torch::Tensor x;
+  torch::Tensor labels;
+  int64_t num_classes = 0;
+  bool is_image = false;
+};
+
+Part load_file(const std::filesystem::path& path) {
+  const h5::File file = h5::File::open_read(path);
+  UD_CHECK_INPUT(file.has("/data"), "'", path.string(),
+                 "' has no /data dataset (expected uint8 [N, C, H, W] or float32 [N, ...])");
+  const h5::DatasetInfo info = h5::dataset_info(file, "/data");
+  UD_CHECK_INPUT(info.supported && (info.dtype == torch::kUInt8 || info.dtype == torch::kFloat32 ||
+                                    info.dtype == torch::kFloat64),
+                 "'", path.string(), "' /data has unsupported type ", info.type_name,
+                 " (expected uint8 images or float32)");
+  UD_CHECK_INPUT(info.shape.size() >= 2, "'", path.string(), "' /data must be [N, ...] with at ",
+                 "least 2 dimensions, got ", info.shape.size());
+  UD_CHECK_INPUT(info.shape[0] > 0, "'", path.string(), "' /data holds no samples");
+  Part part;
+  torch::Tensor raw = h5::read_tensor(file, "/data");
+  if (info.dtype == torch::kUInt8) {
+    UD_CHECK_INPUT(info.shape.size() == 4, "'", path.string(),
+                   "' uint8 /data must be images [N, C, H, W], got ", info.shape.size(), " dims");
+    part.x = raw.to(torch::kFloat32).div_(127.5).sub_(1.0);
+    part.is_image = true;
+  } else {
+    part.x = raw.to(torch::kFloat32);
+    const torch::Tensor bad = ~torch::isfinite(part.x).reshape({part.x.size(0), -1}).all(1);
+    const int64_t n_bad = bad.sum().item<int64_t>();
+    UD_CHECK_INPUT(n_bad == 0, "'", path.string(), "' /data has non-finite values (NaN or Inf) in ",
+                   n_bad, " samples, the first at index ", bad.nonzero()[0][0].item<int64_t>());
+  }
+  if (file.has("/labels")) {
+    const h5::DatasetInfo li = h5::dataset_info(file, "/labels");
+    UD_CHECK_INPUT(li.supported && (li.dtype == torch::kInt64 || li.dtype == torch::kInt32 ||
+                                    li.dtype == torch::kUInt8),
+                   "'", path.string(), "' /labels has type ", li.type_name, " (expected int64)");
+    UD_CHECK_INPUT(li.shape.size() == 1 && li.shape[0] == info.shape[0], "'", path.string(),
+                   "' /labels must be [N] with N = ", info.shape[0], " like /data");
+    part.labels = h5::read_tensor(file, "/labels").to(torch::kInt64);
+    const auto nc = h5::read_attr_int(file, "/labels", "num_classes");
+    part.num_classes = nc ? *nc : part.labels.max().item<int64_t>() + 1;
+    const int64_t lo = part.labels.min().item<int64_t>(), hi = part.labels.max().item<int64_t>();
+    UD_CHECK_INPUT(lo >= 0 && hi < part.num_classes, "'", path.string(), "' /labels range [", lo,
+                   ", ", hi, "] does not fit num_classes = ", part.num_classes);
+  }
+  return part;
+}
+
+}  // namespace
+
+TensorDataset TensorDataset::load(const std::string& spec) {
+  const auto paths = expand_paths(spec);
+  std::vector<torch::Tensor> xs, ls;
+  int64_t num_classes = 0;
+  bool is_image = false;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    Part p = load_file(paths[i]);
+    if (i > 0) {
+      UD_CHECK_INPUT(p.x.sizes().slice(1) == xs[0].sizes().slice(1), "shard '", paths[i].string(),
+                     "' has samples of shape ", p.x.sizes().slice(1), " but '", paths[0].string(),
+                     "' has ", xs[0].sizes().slice(1));
+      UD_CHECK_INPUT(p.is_image == is_image && p.labels.defined() == !ls.empty(), "shard '",
+                     paths[i].string(), "' differs from '", paths[0].string(),
+                     "' in dtype or in having /labels");
+    }
+    is_image = p.is_image;
+    num_classes = std::max(num_classes, p.num_classes);
+    xs.push_back(p.x);
+    if (p.labels.defined()) ls.push_back(p.labels);
+  }
+  TensorDataset ds(xs.size() == 1 ? xs[0] : torch::cat(xs),
+                   ls.empty() ? torch::Tensor() : (ls.size() == 1 ? ls[0] : torch::cat(ls)),
+                   num_classes);
+  ds.is_image_ = is_image;
+  return ds;
+}
+
+TensorDataset::TensorDataset(torch::Tensor x, torch::Tensor labels, int64_t num_classes)
+    : x_(std::move(x)), labels_(std::move(labels)), num_classes_(num_classes) {
+  UD_ASSERT(x_.dim() >= 2 && x_.scalar_type() == torch::kFloat32, "x must be float32 [N, ...]");
+  UD_ASSERT(!labels_.defined() || labels_.size(0) == x_.size(0), "labels must be [N]");
+}
+
+std::vector<int64_t> TensorDataset::sample_shape() const {
+  return {x_.sizes().begin() + 1, x_.sizes().end()};
+}
+
+Batch TensorDataset::get(const torch::Tensor& indices) const {
+  Batch b;
+  b.index = indices.to(torch::kInt64);
+  b.x = x_.index_select(0, b.index);
+  if (labels_.defined()) b.labels = labels_.index_select(0, b.index);
+  return b;
+}
+
+void write_dataset(const std::filesystem::path& path, const torch::Tensor& data,
+                   const torch::Tensor& labels, int64_t num_classes, const std::string& source) {
+  UD_ASSERT(data.scalar_type() == torch::kFloat32 || data.scalar_type() == torch::kUInt8,
+            "dataset data must be float32 or uint8");
+  const std::filesystem::path parent = path.parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  h5::write_atomically(path, [&](h5::File& f) {
+    // Chunks of whole samples, about 1 MiB each: the loader reads runs of rows.
+    const int64_t row_bytes = std::max<int64_t>(1, data.numel() / std::max<int64_t>(1, data.size(0)) *
+                                                       static_cast<int64_t>(data.element_size()));
+    h5::write_tensor(f, "/data", data, std::max<int64_t>(1, (1 << 20) / row_bytes));
+    if (labels.defined()) {
+      h5::write_tensor(f, "/labels", labels.to(torch::kInt64));
+      h5::write_attr(f, "/labels", "num_classes", num_classes);
+    }
+    if (!source.empty()) h5::write_attr(f, "/", "source", source);
+  });
+}
+
+}  // namespace unidiff::data

@@ -1,0 +1,56 @@
+// Datasets in unidiff's HDF5 layout (DESIGN.md): `/data` uint8 [N, C, H, W] images mapped to
+// [-1, 1], or float32/float64 [N, ...] used as is (as float32); optional `/labels` int64 [N] with
+// the attribute `num_classes`. One file or several shard files read as one dataset.
+// This version holds the whole dataset in memory; streaming reads come with the prefetching loader.
+#pragma once
+
+#include <torch/types.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace unidiff::data {
+
+/// A batch of samples and where they came from.
+struct Batch {
+  torch::Tensor x;       ///< float32 [B, ...] (images in [-1, 1])
+  torch::Tensor labels;  ///< int64 [B], undefined when the dataset has no labels
+  torch::Tensor index;   ///< int64 [B], the samples' global indices in the dataset
+};
+
+/// Expands a dataset spec into files: a path, a comma-separated list, or a glob pattern
+/// ("shards/train-*.h5"). Throws InputError if nothing matches.
+std::vector<std::filesystem::path> expand_paths(const std::string& spec);
+
+class TensorDataset {
+ public:
+  /// Loads and validates: missing file, not HDF5, no /data, unsupported dtype, no samples,
+  /// non-finite values, shards that disagree, bad labels each throw InputError naming the file.
+  static TensorDataset load(const std::string& spec);
+  /// Wraps in-memory tensors (x: float32 [N, ...]; labels: int64 [N] or undefined).
+  TensorDataset(torch::Tensor x, torch::Tensor labels = {}, int64_t num_classes = 0);
+
+  int64_t size() const { return x_.size(0); }
+  /// Shape of one sample, e.g. {2} or {1, 28, 28}.
+  std::vector<int64_t> sample_shape() const;
+  int64_t num_classes() const { return num_classes_; }
+  bool is_image() const { return is_image_; }
+  const torch::Tensor& all() const { return x_; }
+
+  /// The samples at `indices` (int64 [B]).
+  Batch get(const torch::Tensor& indices) const;
+
+ private:
+  torch::Tensor x_;       // float32 [N, ...]
+  torch::Tensor labels_;  // int64 [N] or undefined
+  int64_t num_classes_ = 0;
+  bool is_image_ = false;
+};
+
+/// Writes a dataset file in the layout above (float32 data or uint8 images), atomically.
+void write_dataset(const std::filesystem::path& path, const torch::Tensor& data,
+                   const torch::Tensor& labels = {}, int64_t num_classes = 0,
+                   const std::string& source = "");
+
+}  // namespace unidiff::data

@@ -1,0 +1,121 @@
+// MPI implementation of dist/communicator.h (CPU tensors; CUDA tensors staged through the host),
+// and the trivial one-rank communicator used when the job has no MPI.
+#include "dist/communicator.h"
+
+#include "core/error.h"
+#include "dist/mpi_check.h"
+#include "dist/world.h"
+
+namespace unidiff::dist {
+namespace {
+
+MPI_Datatype mpi_type(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat32: return MPI_FLOAT;
+    case torch::kFloat64: return MPI_DOUBLE;
+    case torch::kInt32: return MPI_INT32_T;
+    case torch::kInt64: return MPI_INT64_T;
+    case torch::kUInt8: return MPI_UINT8_T;
+    default: break;
+  }
+  throw std::invalid_argument(std::string("MPI communicator: unsupported dtype ") +
+                              c10::toString(t));
+}
+
+MPI_Op mpi_op(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: return MPI_SUM;
+    case ReduceOp::kMax: return MPI_MAX;
+    case ReduceOp::kMin: return MPI_MIN;
+  }
+  return MPI_SUM;
+}
+
+int checked_count(const torch::Tensor& t) {
+  UD_ASSERT(t.numel() <= std::numeric_limits<int>::max(), "tensor too large for one MPI call");
+  return static_cast<int>(t.numel());
+}
+
+/// A contiguous host tensor to communicate, and how to write the result back.
+struct Staged {
+  torch::Tensor host;
+  bool copy_back;
+};
+
+Staged stage(const torch::Tensor& t) {
+  if (t.device().is_cpu() && t.is_contiguous()) return {t, false};
+  return {t.to(torch::kCPU).contiguous(), true};
+}
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator() {
+    MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm_));
+    MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+    MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+    MPI_CHECK(MPI_Comm_size(comm_, &size_));
+  }
+  ~MpiCommunicator() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&comm_);
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string backend() const override { return "mpi"; }
+
+  void all_reduce(torch::Tensor& tensor, ReduceOp op) override {
+    Staged s = stage(tensor);
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, s.host.data_ptr(), checked_count(s.host),
+                            mpi_type(s.host.scalar_type()), mpi_op(op), comm_));
+    if (s.copy_back) tensor.copy_(s.host);
+  }
+
+  void broadcast(torch::Tensor& tensor, int root) override {
+    Staged s = stage(tensor);
+    MPI_CHECK(MPI_Bcast(s.host.data_ptr(), checked_count(s.host), mpi_type(s.host.scalar_type()),
+                        root, comm_));
+    if (s.copy_back) tensor.copy_(s.host);
+  }
+
+  torch::Tensor all_gather(const torch::Tensor& tensor) override {
+    const torch::Tensor in = tensor.to(torch::kCPU).contiguous();
+    std::vector<int64_t> shape(in.sizes().begin(), in.sizes().end());
+    if (shape.empty()) shape.push_back(1);
+    shape[0] *= size_;
+    torch::Tensor out = torch::empty(shape, in.options());
+    MPI_CHECK(MPI_Allgather(in.data_ptr(), checked_count(in), mpi_type(in.scalar_type()),
+                            out.data_ptr(), checked_count(in), mpi_type(in.scalar_type()), comm_));
+    return out.to(tensor.device());
+  }
+
+  void barrier() override { MPI_CHECK(MPI_Barrier(comm_)); }
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int size_ = 1;
+};
+
+/// The group of one rank: reductions are the identity.
+class SelfCommunicator final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  std::string backend() const override { return "self"; }
+  void all_reduce(torch::Tensor&, ReduceOp) override {}
+  void broadcast(torch::Tensor&, int root) override { UD_ASSERT(root == 0, "root ", root); }
+  torch::Tensor all_gather(const torch::Tensor& tensor) override {
+    return tensor.dim() == 0 ? tensor.reshape({1}).clone() : tensor.clone();
+  }
+  void barrier() override {}
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_world_communicator() {
+  if (is_initialized()) return std::make_unique<MpiCommunicator>();
+  return std::make_unique<SelfCommunicator>();
+}
+
+}  // namespace unidiff::dist

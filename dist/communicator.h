@@ -1,0 +1,35 @@
+// Collective communication over a group of ranks. One interface, an MPI implementation for CPU
+// tensors now (NCCL for CUDA tensors later). Tensors are reduced in place; every rank of the group
+// must make the same calls in the same order with tensors of the same shape and dtype.
+#pragma once
+
+#include <torch/types.h>
+
+#include <memory>
+#include <string>
+
+namespace unidiff::dist {
+
+enum class ReduceOp { kSum, kMax, kMin };
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string backend() const = 0;
+
+  /// In place: every rank's `tensor` becomes the element-wise reduction over the group.
+  virtual void all_reduce(torch::Tensor& tensor, ReduceOp op = ReduceOp::kSum) = 0;
+  /// In place: every rank's `tensor` becomes root's.
+  virtual void broadcast(torch::Tensor& tensor, int root) = 0;
+  /// Concatenates every rank's `tensor` [n, ...] along dim 0 in rank order: [size * n, ...].
+  virtual torch::Tensor all_gather(const torch::Tensor& tensor) = 0;
+  virtual void barrier() = 0;
+};
+
+/// A communicator over every rank of the job (MPI_COMM_WORLD). Tensors on a CUDA device are
+/// staged through host memory (correct, not fast; NCCL replaces this path).
+std::unique_ptr<Communicator> make_world_communicator();
+
+}  // namespace unidiff::dist

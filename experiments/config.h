@@ -1,0 +1,73 @@
+// Configuration of runs as plain structs. "What the model is" (NetworkConfig, DiffusionConfig:
+// saved with the weights, enough to rebuild it) stays apart from "how this run executes" (batch,
+// steps, paths). The launcher fills these from flags; nothing here reads a flag.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "models/network.h"
+
+namespace unidiff::experiments {
+
+struct DiffusionConfig {
+  std::string schedule = "linear";  ///< DDPM beta schedule: linear, cosine, scaled-linear
+  int64_t timesteps = 1000;         ///< T, the number of discrete diffusion steps
+  double beta_start = 1e-4;         ///< first beta of the linear schedules
+  double beta_end = 0.02;           ///< last beta of the linear schedules
+  std::string prediction = "eps";   ///< what the network predicts (eps for now)
+};
+
+struct OptimConfig {
+  double lr = 1e-3;             ///< peak learning rate (AdamW)
+  double beta1 = 0.9;           ///< AdamW beta1
+  double beta2 = 0.999;         ///< AdamW beta2
+  double weight_decay = 0.0;    ///< AdamW decoupled weight decay
+  int64_t warmup_steps = 100;   ///< linear warm-up from 0 to lr over this many steps
+  std::string decay = "cosine"; ///< after warm-up: constant or cosine (to 0 at the last step)
+  double grad_clip = 1.0;       ///< clip the global gradient norm to this (0 = no clipping)
+  double ema_decay = 0.999;     ///< EMA decay (with warm-up); 0 = EMA equals the weights
+};
+
+struct DataConfig {
+  std::string path;           ///< dataset file, comma list or glob
+  int64_t global_batch = 512; ///< samples per step over all ranks (divisible by the ranks)
+};
+
+struct TrainConfig {
+  std::string run_dir;           ///< where config, metrics and weights go
+  bool overwrite = false;        ///< allow replacing a finished run in run_dir
+  int64_t steps = 3000;          ///< optimizer steps
+  uint32_t seed = 0;             ///< the key of every random draw
+  int64_t log_every = 100;       ///< steps between progress lines and metrics.jsonl rows
+  int threads = 0;               ///< intra-op threads per rank (0 = cores / ranks on the host)
+  std::string resolved_flags;    ///< the resolved command line, written to run_dir/config.flags
+  DataConfig data;
+  models::NetworkConfig network;
+  DiffusionConfig diffusion;
+  OptimConfig optim;
+};
+
+struct SampleConfig {
+  std::string checkpoint;      ///< a run directory or a model file
+  std::string sampler = "ddpm";///< ddpm or ddim
+  int64_t steps = 0;           ///< sampling steps (0 = the model's T)
+  std::string spacing = "leading"; ///< timestep spacing on a subsequence: leading or trailing
+  double eta = 0.0;            ///< DDIM stochasticity
+  int64_t num = 2000;          ///< samples to draw
+  int64_t batch = 4096;        ///< samples per network call
+  uint32_t seed = 0;           ///< key of the sampling noise
+  bool use_ema = true;         ///< sample with the EMA weights
+  std::string out;             ///< output HDF5 file; a PNG goes beside it
+  std::string plot_reference;  ///< optional dataset drawn in grey under the samples
+};
+
+struct EvalConfig {
+  std::string samples;         ///< samples file (HDF5 /data)
+  std::string reference;       ///< reference dataset
+  int64_t projections = 256;   ///< sliced-Wasserstein directions
+  int64_t max_samples = 5000;  ///< each set is cut to its first N samples for MMD
+  uint32_t seed = 0;           ///< key of the projection directions
+};
+
+}  // namespace unidiff::experiments

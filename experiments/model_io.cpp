@@ -1,0 +1,104 @@
+#include "experiments/model_io.h"
+
+#include <sstream>
+
+#include "core/error.h"
+#include "core/h5.h"
+
+namespace unidiff::experiments {
+namespace {
+
+constexpr const char* kFormat = "unidiff-model-v1";
+
+std::string join_shape(const std::vector<int64_t>& shape) {
+  std::ostringstream os;
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? "," : "") << shape[i];
+  return os.str();
+}
+
+std::vector<int64_t> parse_shape(const std::string& s) {
+  std::vector<int64_t> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(std::stoll(item));
+  return out;
+}
+
+}  // namespace
+
+void save_model(const std::filesystem::path& path, const models::NetworkConfig& network,
+                const DiffusionConfig& diffusion, const models::Network& module,
+                const models::Ema& ema, int64_t step) {
+  h5::write_atomically(path, [&](h5::File& f) {
+    h5::write_attr(f, "/", "format", std::string(kFormat));
+    h5::write_attr(f, "/", "step", step);
+    h5::write_attr(f, "/", "arch", network.arch);
+    h5::write_attr(f, "/", "data_shape", join_shape(network.data_shape));
+    h5::write_attr(f, "/", "hidden", network.hidden);
+    h5::write_attr(f, "/", "layers", network.layers);
+    h5::write_attr(f, "/", "time_dim", network.time_dim);
+    h5::write_attr(f, "/", "schedule", diffusion.schedule);
+    h5::write_attr(f, "/", "timesteps", diffusion.timesteps);
+    h5::write_attr(f, "/", "beta_start", diffusion.beta_start);
+    h5::write_attr(f, "/", "beta_end", diffusion.beta_end);
+    h5::write_attr(f, "/", "prediction", diffusion.prediction);
+    h5::write_attr(f, "/", "ema_decay", ema.decay());
+    for (const auto& p : module.named_parameters()) {
+      h5::write_tensor(f, "/params/" + p.key(), p.value().detach().to(torch::kCPU));
+    }
+    for (const auto& [name, t] : ema.shadow()) {
+      h5::write_tensor(f, "/ema/" + name, t.detach().to(torch::kCPU));
+    }
+  });
+}
+
+LoadedModel load_model(const std::filesystem::path& given, bool use_ema) {
+  std::filesystem::path path = given;
+  if (std::filesystem::is_directory(path)) path /= "model.h5";
+  const h5::File f = h5::File::open_read(path);
+  const auto format = h5::read_attr_string(f, "/", "format");
+  UD_CHECK_INPUT(format && *format == kFormat, "'", path.string(),
+                 "' is not a unidiff model file (format attribute ", format ? *format : "missing",
+                 ", expected ", kFormat, ")");
+  auto need_int = [&](const char* key) {
+    const auto v = h5::read_attr_int(f, "/", key);
+    UD_CHECK_INPUT(v.has_value(), "'", path.string(), "' lacks the attribute ", key);
+    return *v;
+  };
+  auto need_str = [&](const char* key) {
+    const auto v = h5::read_attr_string(f, "/", key);
+    UD_CHECK_INPUT(v.has_value(), "'", path.string(), "' lacks the attribute ", key);
+    return *v;
+  };
+  auto need_double = [&](const char* key) {
+    const auto v = h5::read_attr_double(f, "/", key);
+    UD_CHECK_INPUT(v.has_value(), "'", path.string(), "' lacks the attribute ", key);
+    return *v;
+  };
+  LoadedModel m;
+  m.step = need_int("step");
+  m.network.arch = need_str("arch");
+  m.network.data_shape = parse_shape(need_str("data_shape"));
+  m.network.hidden = need_int("hidden");
+  m.network.layers = need_int("layers");
+  m.network.time_dim = need_int("time_dim");
+  m.diffusion.schedule = need_str("schedule");
+  m.diffusion.timesteps = need_int("timesteps");
+  m.diffusion.beta_start = need_double("beta_start");
+  m.diffusion.beta_end = need_double("beta_end");
+  m.diffusion.prediction = need_str("prediction");
+  m.module = models::make_network(m.network);
+  const std::string group = use_ema ? "/ema/" : "/params/";
+  torch::NoGradGuard no_grad;
+  for (auto& p : m.module->named_parameters()) {
+    const std::string name = group + p.key();
+    UD_CHECK_INPUT(f.has(name), "'", path.string(), "' lacks tensor ", name);
+    const torch::Tensor t = h5::read_tensor(f, name);
+    UD_CHECK_INPUT(t.sizes() == p.value().sizes(), "'", path.string(), "' tensor ", name,
+                   " has shape ", t.sizes(), ", the network expects ", p.value().sizes());
+    p.value().copy_(t);
+  }
+  return m;
+}
+
+}  // namespace unidiff::experiments

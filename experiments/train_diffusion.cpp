@@ -1,0 +1,213 @@
+#include "experiments/train_diffusion.h"
+
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <numbers>
+
+#include "core/error.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "data/dataset.h"
+#include "data/sampler.h"
+#include "dist/communicator.h"
+#include "dist/gradients.h"
+#include "dist/world.h"
+#include "experiments/model_io.h"
+#include "models/ema.h"
+#include "objectives/ddpm_schedule.h"
+#include "objectives/losses.h"
+
+namespace unidiff::experiments {
+namespace {
+
+namespace fs = std::filesystem;
+
+double learning_rate(const OptimConfig& o, int64_t step, int64_t total) {
+  double lr = o.lr;
+  if (o.warmup_steps > 0 && step < o.warmup_steps) {
+    return lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps);
+  }
+  if (o.decay == "cosine") {
+    const double span = static_cast<double>(std::max<int64_t>(1, total - o.warmup_steps));
+    const double progress = static_cast<double>(step - o.warmup_steps) / span;
+    lr *= 0.5 * (1 + std::cos(std::numbers::pi * std::min(1.0, progress)));
+  }
+  return lr;
+}
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<int64_t>(std::max(0.0, seconds) + 0.5);
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof(buf), "%ldh%02ldm", s / 3600, (s % 3600) / 60);
+  else if (s >= 60) std::snprintf(buf, sizeof(buf), "%ldm%02lds", s / 60, s % 60);
+  else std::snprintf(buf, sizeof(buf), "%lds", s);
+  return buf;
+}
+
+void validate(const TrainConfig& c) {
+  UD_CHECK_INPUT(!c.run_dir.empty(), "--run_dir is required");
+  UD_CHECK_INPUT(c.steps > 0, "--train_steps must be positive, got ", c.steps);
+  UD_CHECK_INPUT(c.log_every > 0, "--log_every must be positive, got ", c.log_every);
+  UD_CHECK_INPUT(c.diffusion.prediction == "eps", "--prediction '", c.diffusion.prediction,
+                 "' is not supported yet (valid: eps)");
+  UD_CHECK_INPUT(c.optim.decay == "constant" || c.optim.decay == "cosine", "--optim_decay '",
+                 c.optim.decay, "' is unknown (valid: constant, cosine)");
+  UD_CHECK_INPUT(c.optim.lr > 0, "--optim_lr must be positive, got ", c.optim.lr);
+  UD_CHECK_INPUT(c.optim.ema_decay >= 0 && c.optim.ema_decay < 1,
+                 "--ema_decay must be in [0, 1), got ", c.optim.ema_decay);
+}
+
+/// Refuses to clobber a finished run, then creates the run directory (rank 0 only).
+void prepare_run_dir(const TrainConfig& c) {
+  const fs::path dir(c.run_dir);
+  UD_CHECK_INPUT(!fs::exists(dir) || fs::is_directory(dir), "--run_dir '", c.run_dir,
+                 "' exists and is not a directory");
+  UD_CHECK_INPUT(c.overwrite || !fs::exists(dir / "model.h5"), "--run_dir '", c.run_dir,
+                 "' already holds a finished run (model.h5); choose another --run_dir or pass ",
+                 "--overwrite");
+  fs::create_directories(dir);
+  std::ofstream(dir / "config.flags") << c.resolved_flags;
+  std::ofstream(dir / "metrics.jsonl", std::ios::trunc);
+}
+
+}  // namespace
+
+TrainResult train_diffusion(const TrainConfig& config) {
+  validate(config);
+  auto comm = dist::make_world_communicator();
+  const int world = comm->size(), rank = comm->rank();
+  const torch::Device device = dist::select_device();
+  const int threads = dist::configure_threads(config.threads);
+
+  // Everything that can fail on bad input happens before the run directory is touched.
+  const data::TensorDataset dataset = data::TensorDataset::load(config.data.path);
+  models::NetworkConfig net_cfg = config.network;
+  net_cfg.data_shape = dataset.sample_shape();
+  torch::manual_seed(config.seed);  // same initial weights on every rank (then broadcast anyway)
+  auto model = models::make_network(net_cfg);
+  const objectives::DdpmSchedule schedule = objectives::DdpmSchedule::make(
+      objectives::parse_beta_schedule(config.diffusion.schedule), config.diffusion.timesteps,
+      config.diffusion.beta_start, config.diffusion.beta_end);
+  data::ShardedSampler sampler(dataset.size(), config.data.global_batch, world, rank, config.seed);
+
+  if (rank == 0) prepare_run_dir(config);
+  comm->barrier();
+
+  int64_t num_params = 0;
+  for (const auto& p : model->parameters()) num_params += p.numel();
+  log::info("train", detail::str_cat("DDPM (", config.diffusion.prediction, "-prediction, ",
+                                     config.diffusion.schedule, ", T=", config.diffusion.timesteps,
+                                     ") on ", dataset.size(), " samples of shape ",
+                                     torch::IntArrayRef(net_cfg.data_shape), "; ", net_cfg.arch,
+                                     " with ", num_params, " parameters"));
+  log::info("train", detail::str_cat(world, " rank(s) on ", device.str(), ", ", threads,
+                                     " thread(s) each; global batch ", config.data.global_batch,
+                                     " (", sampler.local_batch(), " per rank); ", config.steps,
+                                     " steps"));
+
+  // Rank 0's initial weights are the truth for every rank.
+  model->to(device);
+  dist::broadcast_tensors(model->parameters(), *comm);
+  models::Ema ema(*model, config.optim.ema_decay);
+  torch::optim::AdamW optimizer(model->parameters(),
+                                torch::optim::AdamWOptions(config.optim.lr)
+                                    .betas({config.optim.beta1, config.optim.beta2})
+                                    .weight_decay(config.optim.weight_decay));
+  dist::GradientAverager averager(model->parameters(), *comm);
+
+  std::ofstream metrics;
+  if (rank == 0) metrics.open(fs::path(config.run_dir) / "metrics.jsonl", std::ios::app);
+
+  const uint32_t seed = config.seed;
+  torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device));
+  int64_t window = 0;
+  TrainResult result;
+  const auto start = std::chrono::steady_clock::now();
+  auto window_start = start;
+  for (int64_t step = 0; step < config.steps; ++step) {
+    const double lr = learning_rate(config.optim, step, config.steps);
+    for (auto& group : optimizer.param_groups()) {
+      static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    }
+    const data::Batch batch = dataset.get(sampler.next());
+    const auto s = static_cast<uint64_t>(step);
+    const torch::Tensor t = rng::randint({seed, rng::Purpose::kTimestep}, s, batch.index,
+                                         schedule.num_steps).to(device);
+    const torch::Tensor eps =
+        rng::normal({seed, rng::Purpose::kNoise}, s, batch.index, net_cfg.data_shape).to(device);
+    const torch::Tensor x0 = batch.x.to(device);
+    const torch::Tensor x_t = objectives::q_sample(schedule, x0, t, eps);
+
+    optimizer.zero_grad();
+    const objectives::LossOutput out =
+        objectives::eps_mse_loss(model->forward(x_t, t.to(torch::kFloat32)), eps);
+    out.loss.backward();
+    averager.finalize();
+    if (config.optim.grad_clip > 0) {
+      torch::nn::utils::clip_grad_norm_(model->parameters(), config.optim.grad_clip);
+    }
+    optimizer.step();
+    ema.update(*model);
+    loss_sum += out.loss.detach();
+    ++window;
+
+    const bool last = step + 1 == config.steps;
+    if ((step + 1) % config.log_every == 0 || last) {
+      // The only host synchronisation of the loop: one all-reduce of the window's loss.
+      torch::Tensor mean = (loss_sum / static_cast<double>(window)).to(torch::kCPU, torch::kFloat64)
+                               .reshape({1});
+      comm->all_reduce(mean);
+      const double loss = mean.item<double>() / world;
+      const auto now = std::chrono::steady_clock::now();
+      const double elapsed = std::chrono::duration<double>(now - start).count();
+      const double rate =
+          static_cast<double>(window) / std::chrono::duration<double>(now - window_start).count();
+      UD_CHECK_INPUT(std::isfinite(loss), "training diverged: the loss is ", loss, " at step ",
+                     step + 1, " (try a lower --optim_lr)");
+      if (rank == 0) {
+        char line[256];
+        std::snprintf(line, sizeof(line), "step %ld/%ld  loss %.5f  lr %.2e  %.0f steps/s  eta %s",
+                      step + 1, config.steps, loss, lr, rate,
+                      format_duration(static_cast<double>(config.steps - step - 1) / rate).c_str());
+        log::info("train", line);
+        metrics << JsonLine()
+                       .add("step", step + 1)
+                       .add("loss", loss)
+                       .add("lr", lr)
+                       .add("steps_per_s", rate)
+                       .add("samples_per_s", rate * static_cast<double>(config.data.global_batch))
+                       .add("elapsed_s", elapsed)
+                       .str()
+                << "\n";
+        metrics.flush();
+      }
+      result.final_loss = loss;
+      loss_sum.zero_();
+      window = 0;
+      window_start = now;
+    }
+  }
+  result.steps = config.steps;
+  result.replica_divergence = dist::max_divergence(model->parameters(), *comm);
+  if (result.replica_divergence != 0) {
+    log::warn("train", detail::str_cat("replicas diverged by ", result.replica_divergence));
+  }
+  if (rank == 0) {
+    const fs::path out = fs::path(config.run_dir) / "model.h5";
+    save_model(out, net_cfg, config.diffusion, *model, ema, config.steps);
+    const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    log::info("train", detail::str_cat("done in ", format_duration(total), "; weights and EMA in ",
+                                       out.string()));
+  }
+  comm->barrier();
+  return result;
+}
+
+}  // namespace unidiff::experiments

@@ -1,0 +1,20 @@
+// Training loop of the DDPM family on vector data: data-parallel over the job's ranks, keyed
+// randomness per sample, AdamW with warm-up and decay, EMA, progress on rank 0, metrics.jsonl and
+// the model file in the run directory.
+#pragma once
+
+#include "experiments/config.h"
+
+namespace unidiff::experiments {
+
+struct TrainResult {
+  double final_loss = 0;         ///< mean loss over the last logging window, over all ranks
+  int64_t steps = 0;             ///< steps run
+  double replica_divergence = 0; ///< max |param - rank 0's param| at the end (0 when in sync)
+};
+
+/// Validates everything (data, shapes, flags) before writing anything; bad input throws
+/// InputError and leaves an existing run directory untouched.
+TrainResult train_diffusion(const TrainConfig& config);
+
+}  // namespace unidiff::experiments

@@ -1,0 +1,153 @@
+#include "launcher/cli.h"
+
+#include <gflags/gflags.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace unidiff::launcher {
+namespace {
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r");
+  if (b == std::string::npos) return "";
+  const auto e = s.find_last_not_of(" \t\r");
+  return s.substr(b, e - b + 1);
+}
+
+bool accepts(const Command& c, const std::string& name) {
+  return std::find(c.flags.begin(), c.flags.end(), name) != c.flags.end();
+}
+
+std::string flag_list(const Command& c) {
+  std::string s;
+  for (const auto& f : c.flags) s += (s.empty() ? "--" : ", --") + f;
+  return s;
+}
+
+gflags::CommandLineFlagInfo info_of(const std::string& name) {
+  gflags::CommandLineFlagInfo info;
+  UD_ASSERT(gflags::GetCommandLineFlagInfo(name.c_str(), &info), "flag ", name, " is not defined");
+  return info;
+}
+
+class Parser {
+ public:
+  explicit Parser(const Command& c) : command_(c) {}
+
+  void parse(const std::vector<std::string>& args, const std::string& origin, int depth) {
+    UD_CHECK_INPUT(depth < 8, "--flagfile nesting deeper than 8 levels at ", origin);
+    for (size_t i = 0; i < args.size(); ++i) {
+      const std::string& arg = args[i];
+      if (arg == "--help" || arg == "-h" || arg == "--helpfull") {
+        result_.help = true;
+        continue;
+      }
+      UD_CHECK_INPUT(arg.rfind("--", 0) == 0 || arg.rfind("-", 0) == 0,
+                     "unexpected argument '", arg, "' for 'unidiff ", command_.name, "'",
+                     origin.empty() ? "" : " in " + origin, " (flags look like --name=value)");
+      std::string body = arg.substr(arg.rfind("--", 0) == 0 ? 2 : 1);
+      std::string name = body, value;
+      bool has_value = false;
+      if (const auto eq = body.find('='); eq != std::string::npos) {
+        name = body.substr(0, eq);
+        value = body.substr(eq + 1);
+        has_value = true;
+      }
+      if (name == "flagfile") {
+        if (!has_value) {
+          UD_CHECK_INPUT(i + 1 < args.size(), "--flagfile needs a file name");
+          value = args[++i];
+        }
+        read_flagfile(value, depth);
+        continue;
+      }
+      gflags::CommandLineFlagInfo info;
+      bool known = accepts(command_, name) && gflags::GetCommandLineFlagInfo(name.c_str(), &info);
+      if (!known && !has_value && name.rfind("no", 0) == 0 && accepts(command_, name.substr(2)) &&
+          gflags::GetCommandLineFlagInfo(name.substr(2).c_str(), &info) && info.type == "bool") {
+        name = name.substr(2);
+        value = "false";
+        has_value = true;
+        known = true;
+      }
+      UD_CHECK_INPUT(known, "unknown flag --", name, " for 'unidiff ", command_.name, "'",
+                     origin.empty() ? "" : " in " + origin, "; valid flags: ", flag_list(command_));
+      if (!has_value) {
+        if (info.type == "bool") {
+          value = "true";
+        } else {
+          UD_CHECK_INPUT(i + 1 < args.size(), "flag --", name, " needs a value (", info.type, ")");
+          value = args[++i];
+        }
+      }
+      const std::string ok = gflags::SetCommandLineOption(name.c_str(), value.c_str());
+      UD_CHECK_INPUT(!ok.empty(), "bad value '", value, "' for --", name,
+                     origin.empty() ? "" : " in " + origin, ": expected ", info.type, ", ",
+                     info.description);
+      result_.set.push_back(name);
+    }
+  }
+
+  ParsedArgs result() {
+    result_.command = command_.name;
+    return result_;
+  }
+
+ private:
+  void read_flagfile(const std::string& path, int depth) {
+    UD_CHECK_INPUT(std::filesystem::is_regular_file(path), "--flagfile '", path,
+                   "' does not exist or is not a file");
+    std::ifstream in(path);
+    std::vector<std::string> lines;
+    std::string line;
+    while (std::getline(in, line)) {
+      line = trim(line);
+      if (line.empty() || line[0] == '#') continue;
+      lines.push_back(line);
+    }
+    parse(lines, "flagfile '" + path + "'", depth + 1);
+  }
+
+  const Command& command_;
+  ParsedArgs result_;
+};
+
+}  // namespace
+
+ParsedArgs parse_flags(const Command& command, const std::vector<std::string>& args) {
+  Parser p(command);
+  p.parse(args, "", 0);
+  return p.result();
+}
+
+std::string resolved_flags(const Command& command) {
+  std::ostringstream os;
+  os << "# resolved configuration of 'unidiff " << command.name << "'\n";
+  for (const auto& f : command.flags) {
+    const auto info = info_of(f);
+    os << "--" << f << "=" << info.current_value << "\n";
+  }
+  return os.str();
+}
+
+std::string command_help(const Command& command) {
+  std::ostringstream os;
+  os << "usage: unidiff " << command.name << " [--flagfile=FILE] [--flag=value ...]\n"
+     << "  " << command.summary << "\n\nflags:\n";
+  for (const auto& f : command.flags) {
+    const auto info = info_of(f);
+    os << "  --" << f << " (" << info.type << ", default ";
+    os << (info.default_value.empty() ? "\"\"" : info.default_value) << ")\n      "
+       << info.description << "\n";
+  }
+  os << "\nFlags apply in order: --flagfile=F loads F's lines (one --flag=value each, # comments)\n"
+        "and later flags override earlier ones.\n";
+  return os.str();
+}
+
+}  // namespace unidiff::launcher

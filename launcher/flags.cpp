@@ -1,0 +1,185 @@
+// Flag definitions (gflags), their validators, and the one function per command that turns them
+// into config structs. Prefixes name the concern: data_, model_, diffusion_, optim_, ema_, train_.
+#include "launcher/flags.h"
+
+#include <gflags/gflags.h>
+
+#include <limits>
+
+namespace {
+
+bool positive(const char*, int64_t v) { return v > 0; }
+bool non_negative(const char*, int64_t v) { return v >= 0; }
+bool positive_double(const char*, double v) { return v > 0; }
+bool non_negative_double(const char*, double v) { return v >= 0; }
+bool unit_interval(const char*, double v) { return v >= 0 && v < 1; }
+bool seed_range(const char*, int64_t v) {
+  return v >= 0 && v <= static_cast<int64_t>(std::numeric_limits<uint32_t>::max());
+}
+
+}  // namespace
+
+// --- shared ---
+DEFINE_int64(seed, 0, "key of every random draw (0..4294967295)");
+DEFINE_validator(seed, &seed_range);
+
+// --- train ---
+DEFINE_string(run_dir, "runs/default", "run directory: config.flags, metrics.jsonl, model.h5");
+DEFINE_bool(overwrite, false, "replace a finished run in --run_dir");
+DEFINE_string(data, "", "dataset: an HDF5 file, a comma list of shard files, or a glob");
+DEFINE_int64(data_batch, 512, "global batch size over all ranks (divisible by the ranks)");
+DEFINE_validator(data_batch, &positive);
+DEFINE_string(model_arch, "mlp", "network architecture (mlp)");
+DEFINE_int64(model_hidden, 256, "hidden width");
+DEFINE_validator(model_hidden, &positive);
+DEFINE_int64(model_layers, 3, "hidden layers");
+DEFINE_validator(model_layers, &positive);
+DEFINE_int64(model_time_dim, 64, "size of the sinusoidal time embedding (even)");
+DEFINE_validator(model_time_dim, &positive);
+DEFINE_string(diffusion_schedule, "linear", "DDPM beta schedule: linear, cosine, scaled-linear");
+DEFINE_int64(diffusion_steps, 1000, "T, the number of discrete diffusion steps");
+DEFINE_validator(diffusion_steps, &positive);
+DEFINE_double(diffusion_beta_start, 1e-4, "first beta of the linear schedules");
+DEFINE_validator(diffusion_beta_start, &positive_double);
+DEFINE_double(diffusion_beta_end, 0.02, "last beta of the linear schedules");
+DEFINE_validator(diffusion_beta_end, &positive_double);
+DEFINE_string(prediction, "eps", "what the network predicts: eps");
+DEFINE_double(optim_lr, 1e-3, "peak learning rate (AdamW)");
+DEFINE_validator(optim_lr, &positive_double);
+DEFINE_double(optim_beta1, 0.9, "AdamW beta1");
+DEFINE_validator(optim_beta1, &unit_interval);
+DEFINE_double(optim_beta2, 0.999, "AdamW beta2");
+DEFINE_validator(optim_beta2, &unit_interval);
+DEFINE_double(optim_weight_decay, 0.0, "AdamW decoupled weight decay");
+DEFINE_validator(optim_weight_decay, &non_negative_double);
+DEFINE_int64(optim_warmup, 100, "linear learning-rate warm-up steps");
+DEFINE_validator(optim_warmup, &non_negative);
+DEFINE_string(optim_decay, "cosine", "learning-rate decay after warm-up: constant or cosine");
+DEFINE_double(optim_grad_clip, 1.0, "clip the global gradient norm (0 = off)");
+DEFINE_validator(optim_grad_clip, &non_negative_double);
+DEFINE_double(ema_decay, 0.999, "EMA decay of the weights, with warm-up (0 = no averaging)");
+DEFINE_validator(ema_decay, &unit_interval);
+DEFINE_int64(train_steps, 3000, "optimizer steps");
+DEFINE_validator(train_steps, &positive);
+DEFINE_int64(log_every, 100, "steps between progress lines and metrics.jsonl rows");
+DEFINE_validator(log_every, &positive);
+DEFINE_int64(threads, 0, "intra-op threads per rank (0 = cores on the host / ranks on the host)");
+DEFINE_validator(threads, &non_negative);
+
+// --- sample ---
+DEFINE_string(checkpoint, "", "a run directory or a model file (model.h5)");
+DEFINE_string(sampler, "ddpm", "sampler: ddpm (ancestral) or ddim");
+DEFINE_int64(steps, 0, "sampling steps (0 = all of the model's T)");
+DEFINE_validator(steps, &non_negative);
+DEFINE_string(spacing, "leading", "timestep spacing when steps < T: leading or trailing");
+DEFINE_double(eta, 0.0, "DDIM stochasticity (0 = deterministic, 1 = DDPM-like)");
+DEFINE_validator(eta, &non_negative_double);
+DEFINE_int64(num, 2000, "number of samples");
+DEFINE_validator(num, &positive);
+DEFINE_int64(sample_batch, 4096, "samples per network call");
+DEFINE_validator(sample_batch, &positive);
+DEFINE_bool(use_ema, true, "sample with the EMA weights");
+DEFINE_string(out, "", "output HDF5 file");
+DEFINE_string(plot_reference, "", "dataset drawn in grey under the samples in the PNG");
+
+// --- eval ---
+DEFINE_string(samples, "", "samples file (HDF5 with /data)");
+DEFINE_string(reference, "", "reference dataset (HDF5 with /data)");
+DEFINE_int64(projections, 256, "sliced-Wasserstein projection directions");
+DEFINE_validator(projections, &positive);
+DEFINE_int64(max_samples, 5000, "samples of each set used for the MMD");
+DEFINE_validator(max_samples, &positive);
+
+// --- data ---
+DEFINE_string(dist, "moons", "toy distribution: moons, swissroll, 8gaussians, checkerboard");
+
+namespace unidiff::launcher {
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> list = {
+      {"train",
+       "train a model (resumable runs arrive with checkpoints); run under mpirun for data parallel",
+       {"data", "data_batch", "run_dir", "overwrite", "seed", "train_steps", "log_every",
+        "threads", "model_arch", "model_hidden", "model_layers", "model_time_dim",
+        "diffusion_schedule", "diffusion_steps", "diffusion_beta_start", "diffusion_beta_end",
+        "prediction", "optim_lr", "optim_beta1", "optim_beta2", "optim_weight_decay",
+        "optim_warmup", "optim_decay", "optim_grad_clip", "ema_decay"}},
+      {"sample",
+       "draw samples from a trained model into an HDF5 file (and a PNG beside it)",
+       {"checkpoint", "sampler", "steps", "spacing", "eta", "num", "sample_batch", "seed",
+        "use_ema", "out", "plot_reference"}},
+      {"eval",
+       "distances between a samples file and a reference dataset, printed as one JSON line",
+       {"samples", "reference", "projections", "max_samples", "seed"}},
+      {"data toy", "write a 2-D toy dataset (moons, swissroll, 8gaussians, checkerboard) to HDF5",
+       {"dist", "num", "seed", "out"}},
+  };
+  return list;
+}
+
+experiments::TrainConfig make_train_config() {
+  experiments::TrainConfig c;
+  c.run_dir = FLAGS_run_dir;
+  c.overwrite = FLAGS_overwrite;
+  c.steps = FLAGS_train_steps;
+  c.seed = static_cast<uint32_t>(FLAGS_seed);
+  c.log_every = FLAGS_log_every;
+  c.threads = static_cast<int>(FLAGS_threads);
+  c.data.path = FLAGS_data;
+  c.data.global_batch = FLAGS_data_batch;
+  c.network.arch = FLAGS_model_arch;
+  c.network.hidden = FLAGS_model_hidden;
+  c.network.layers = FLAGS_model_layers;
+  c.network.time_dim = FLAGS_model_time_dim;
+  c.diffusion.schedule = FLAGS_diffusion_schedule;
+  c.diffusion.timesteps = FLAGS_diffusion_steps;
+  c.diffusion.beta_start = FLAGS_diffusion_beta_start;
+  c.diffusion.beta_end = FLAGS_diffusion_beta_end;
+  c.diffusion.prediction = FLAGS_prediction;
+  c.optim.lr = FLAGS_optim_lr;
+  c.optim.beta1 = FLAGS_optim_beta1;
+  c.optim.beta2 = FLAGS_optim_beta2;
+  c.optim.weight_decay = FLAGS_optim_weight_decay;
+  c.optim.warmup_steps = FLAGS_optim_warmup;
+  c.optim.decay = FLAGS_optim_decay;
+  c.optim.grad_clip = FLAGS_optim_grad_clip;
+  c.optim.ema_decay = FLAGS_ema_decay;
+  return c;
+}
+
+experiments::SampleConfig make_sample_config() {
+  experiments::SampleConfig c;
+  c.checkpoint = FLAGS_checkpoint;
+  c.sampler = FLAGS_sampler;
+  c.steps = FLAGS_steps;
+  c.spacing = FLAGS_spacing;
+  c.eta = FLAGS_eta;
+  c.num = FLAGS_num;
+  c.batch = FLAGS_sample_batch;
+  c.seed = static_cast<uint32_t>(FLAGS_seed);
+  c.use_ema = FLAGS_use_ema;
+  c.out = FLAGS_out;
+  c.plot_reference = FLAGS_plot_reference;
+  return c;
+}
+
+experiments::EvalConfig make_eval_config() {
+  experiments::EvalConfig c;
+  c.samples = FLAGS_samples;
+  c.reference = FLAGS_reference;
+  c.projections = FLAGS_projections;
+  c.max_samples = FLAGS_max_samples;
+  c.seed = static_cast<uint32_t>(FLAGS_seed);
+  return c;
+}
+
+ToyDataConfig make_toy_data_config() {
+  ToyDataConfig c;
+  c.dist = FLAGS_dist;
+  c.num = FLAGS_num;
+  c.seed = static_cast<uint32_t>(FLAGS_seed);
+  c.out = FLAGS_out;
+  return c;
+}
+
+}  // namespace unidiff::launcher

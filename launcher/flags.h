@@ -1,0 +1,27 @@
+// The flags of every command and their conversion into config structs. The only place that reads
+// FLAGS_ variables.
+#pragma once
+
+#include <vector>
+
+#include "experiments/config.h"
+#include "launcher/cli.h"
+
+namespace unidiff::launcher {
+
+/// Every command, in the order `unidiff --help` lists them.
+const std::vector<Command>& commands();
+
+experiments::TrainConfig make_train_config();
+experiments::SampleConfig make_sample_config();
+experiments::EvalConfig make_eval_config();
+
+struct ToyDataConfig {
+  std::string dist;
+  int64_t num = 0;
+  uint32_t seed = 0;
+  std::string out;
+};
+ToyDataConfig make_toy_data_config();
+
+}  // namespace unidiff::launcher

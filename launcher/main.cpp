@@ -1,0 +1,160 @@
+// The `unidiff` executable: `unidiff <command> [--flags]`. Parses flags into config structs, starts
+// the ranks, runs the command, and turns failures into exit codes: 0 done, 2 bad input (flags,
+// files, shapes; the message names the problem), 1 any other failure. One rank's failure ends the
+// whole job (MPI_Abort) instead of leaving the others in a collective.
+#include <c10/util/Exception.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "data/dataset.h"
+#include "data/toy.h"
+#include "dist/world.h"
+#include "experiments/eval.h"
+#include "experiments/sample.h"
+#include "experiments/train_diffusion.h"
+#include "launcher/cli.h"
+#include "launcher/flags.h"
+
+namespace {
+
+using unidiff::launcher::Command;
+namespace fs = std::filesystem;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitBadInput = 2;
+
+std::string overview() {
+  std::string s =
+      "unidiff: trains diffusion models on a CPU, a GPU or a cluster (launch with mpirun).\n\n"
+      "usage: unidiff <command> [--flagfile=FILE] [--flag=value ...]\n\ncommands:\n";
+  for (const auto& c : unidiff::launcher::commands()) {
+    char line[256];
+    std::snprintf(line, sizeof(line), "  %-10s %s\n", c.name.c_str(), c.summary.c_str());
+    s += line;
+  }
+  s += "\n'unidiff <command> --help' lists a command's flags. Exit codes: 0 done, 1 failure,\n"
+       "2 bad input (flags, files, shapes).\n";
+  return s;
+}
+
+std::string valid_commands() {
+  return "train, sample, eval, data";
+}
+
+const Command* find_command(const std::string& name) {
+  for (const auto& c : unidiff::launcher::commands()) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+std::string data_converters() {
+  std::string s;
+  for (const auto& c : unidiff::launcher::commands()) {
+    if (c.name.rfind("data ", 0) == 0) s += (s.empty() ? "" : ", ") + c.name.substr(5);
+  }
+  return s;
+}
+
+int run_data_toy() {
+  const auto c = unidiff::launcher::make_toy_data_config();
+  UD_CHECK_INPUT(!c.out.empty(), "--out is required (the HDF5 file to write)");
+  const torch::Tensor x = unidiff::data::make_toy(c.dist, c.num, c.seed);
+  unidiff::data::write_dataset(c.out, x, {}, 0, "toy:" + c.dist);
+  unidiff::log::info("data", unidiff::detail::str_cat("wrote ", c.num, " samples of '", c.dist,
+                                                      "' (seed ", c.seed, ") to ", c.out));
+  return kExitOk;
+}
+
+int dispatch(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::cout << overview();
+    return args.empty() ? kExitBadInput : kExitOk;
+  }
+  std::string name = args[0];
+  size_t first_flag = 1;
+  if (name == "data") {
+    if (args.size() < 2 || args[1].rfind("-", 0) == 0) {
+      if (args.size() >= 2 && (args[1] == "--help" || args[1] == "-h")) {
+        std::cout << "usage: unidiff data <converter> [--flags]\nconverters: " << data_converters()
+                  << "\n";
+        return kExitOk;
+      }
+      UD_FAIL_INPUT("'unidiff data' needs a converter (valid: ", data_converters(), ")");
+    }
+    name = "data " + args[1];
+    first_flag = 2;
+    UD_CHECK_INPUT(find_command(name) != nullptr, "unknown data converter '", args[1],
+                   "' (valid: ", data_converters(), ")");
+  }
+  const Command* command = find_command(name);
+  UD_CHECK_INPUT(command != nullptr, "unknown command '", name, "' (valid: ", valid_commands(), ")");
+  const auto parsed = unidiff::launcher::parse_flags(
+      *command, std::vector<std::string>(args.begin() + static_cast<long>(first_flag), args.end()));
+  if (parsed.help) {
+    std::cout << unidiff::launcher::command_help(*command);
+    return kExitOk;
+  }
+
+  if (name == "train") {
+    auto config = unidiff::launcher::make_train_config();
+    config.resolved_flags = unidiff::launcher::resolved_flags(*command);
+    unidiff::experiments::train_diffusion(config);
+    return kExitOk;
+  }
+  // The other commands are single-process: rank 0 does the work.
+  if (unidiff::dist::rank() != 0) return kExitOk;
+  if (name == "sample") {
+    unidiff::experiments::run_sample(unidiff::launcher::make_sample_config());
+    return kExitOk;
+  }
+  if (name == "eval") {
+    std::cout << unidiff::experiments::run_eval(unidiff::launcher::make_eval_config()) << std::endl;
+    return kExitOk;
+  }
+  if (name == "data toy") return run_data_toy();
+  UD_ASSERT(false, "command ", name, " has no handler");
+  return kExitFailure;
+}
+
+void report(const std::string& what) {
+  std::string line = what;
+  if (const auto nl = line.find('\n'); nl != std::string::npos) line = line.substr(0, nl);
+  if (unidiff::dist::world_size() > 1) {
+    std::fprintf(stderr, "unidiff [rank %d]: error: %s\n", unidiff::dist::rank(), line.c_str());
+  } else {
+    std::fprintf(stderr, "unidiff: error: %s\n", line.c_str());
+  }
+  std::fflush(stderr);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int code = kExitOk;
+  try {
+    unidiff::dist::init(&argc, &argv);
+    unidiff::log::init(argv[0], unidiff::dist::rank());
+    code = dispatch(argc, argv);
+  } catch (const unidiff::InputError& e) {
+    report(e.what());
+    code = kExitBadInput;
+  } catch (const c10::Error& e) {
+    report(e.what_without_backtrace());
+    code = kExitFailure;
+  } catch (const std::exception& e) {
+    report(e.what());
+    code = kExitFailure;
+  }
+  if (code != kExitOk && unidiff::dist::world_size() > 1) unidiff::dist::abort_job(code);
+  unidiff::dist::finalize();
+  return code;
+}

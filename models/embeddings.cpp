@@ -1,0 +1,20 @@
+#include "models/embeddings.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace unidiff::models {
+
+torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int64_t dim, double max_period) {
+  UD_ASSERT(dim % 2 == 0, "embedding dim must be even, got ", dim);
+  const int64_t half = dim / 2;
+  const torch::Tensor freqs =
+      torch::exp(-std::log(max_period) *
+                 torch::arange(half, torch::TensorOptions().dtype(torch::kFloat32).device(t.device())) /
+                 static_cast<double>(half));
+  const torch::Tensor args = t.to(torch::kFloat32).unsqueeze(1) * freqs.unsqueeze(0);
+  return torch::cat({torch::sin(args), torch::cos(args)}, 1);
+}
+
+}  // namespace unidiff::models

@@ -1,0 +1,38 @@
+#include "models/mlp.h"
+
+#include <torch/nn/functional/activation.h>
+
+#include "core/error.h"
+#include "models/embeddings.h"
+
+namespace unidiff::models {
+
+MlpImpl::MlpImpl(const MlpOptions& opts) : options(opts) {
+  UD_ASSERT(opts.data_dim() > 0 && opts.hidden() > 0 && opts.layers() > 0 && opts.time_dim() % 2 == 0,
+            "bad MLP options");
+  time_in_ = register_module("time_in", torch::nn::Linear(opts.time_dim(), opts.hidden()));
+  time_hidden_ = register_module("time_hidden", torch::nn::Linear(opts.hidden(), opts.hidden()));
+  input_ = register_module("input", torch::nn::Linear(opts.data_dim(), opts.hidden()));
+  for (int64_t i = 0; i < opts.layers(); ++i) {
+    layers_->push_back(torch::nn::Linear(opts.hidden(), opts.hidden()));
+    time_proj_->push_back(torch::nn::Linear(opts.hidden(), opts.hidden()));
+  }
+  register_module("layers", layers_);
+  register_module("time_proj", time_proj_);
+  output_ = register_module("output", torch::nn::Linear(opts.hidden(), opts.data_dim()));
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
+  namespace F = torch::nn::functional;
+  torch::Tensor temb = sinusoidal_embedding(t, options.time_dim());
+  temb = time_hidden_->forward(F::silu(time_in_->forward(temb)));
+  temb = F::silu(temb);
+  torch::Tensor h = input_->forward(x);
+  for (size_t i = 0; i < layers_->size(); ++i) {
+    h = F::silu(layers_[i]->as<torch::nn::Linear>()->forward(h) +
+                time_proj_[i]->as<torch::nn::Linear>()->forward(temb));
+  }
+  return output_->forward(h);
+}
+
+}  // namespace unidiff::models

@@ -1,0 +1,40 @@
+// A time-conditioned MLP for vector data (toy 2-D sets, mixtures): the network of the toy recipes.
+// It maps (x [B, D], t [B]) to [B, D]; what the output means (eps, x0, v, velocity) is the
+// objective's business, not the network's.
+#pragma once
+
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "models/network.h"
+
+namespace unidiff::models {
+
+struct MlpOptions {
+  explicit MlpOptions(int64_t data_dim) : data_dim_(data_dim) {}
+  /// Dimension D of one sample.
+  TORCH_ARG(int64_t, data_dim);
+  /// Width of the hidden layers.
+  TORCH_ARG(int64_t, hidden) = 256;
+  /// Number of hidden layers (each: linear, plus the projected time embedding, SiLU).
+  TORCH_ARG(int64_t, layers) = 3;
+  /// Size of the sinusoidal time embedding (even).
+  TORCH_ARG(int64_t, time_dim) = 64;
+};
+
+class MlpImpl : public Network {
+ public:
+  explicit MlpImpl(const MlpOptions& options);
+  /// x: [B, D]; t: [B] in the objective's model-time units. Returns [B, D].
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t) override;
+
+  MlpOptions options;
+
+ private:
+  torch::nn::Linear time_in_{nullptr}, time_hidden_{nullptr}, input_{nullptr}, output_{nullptr};
+  torch::nn::ModuleList layers_, time_proj_;
+};
+TORCH_MODULE(Mlp);
+
+}  // namespace unidiff::models

@@ -1,0 +1,49 @@
+// The network registry (models/network.h).
+#include "models/network.h"
+
+#include <functional>
+#include <map>
+
+#include "core/error.h"
+#include "models/mlp.h"
+
+namespace unidiff::models {
+namespace {
+
+using Factory = std::function<std::shared_ptr<Network>(const NetworkConfig&)>;
+
+const std::map<std::string, Factory>& registry() {
+  static const std::map<std::string, Factory> r = {
+      {"mlp",
+       [](const NetworkConfig& c) -> std::shared_ptr<Network> {
+         UD_CHECK_INPUT(c.data_shape.size() == 1, "arch 'mlp' takes vector data [N, D]; the data ",
+                        "has samples of ", c.data_shape.size(), " dimensions");
+         UD_CHECK_INPUT(c.hidden > 0 && c.layers > 0, "mlp needs hidden > 0 and layers > 0");
+         UD_CHECK_INPUT(c.time_dim > 0 && c.time_dim % 2 == 0, "time_dim must be even and > 0, got ",
+                        c.time_dim);
+         return std::make_shared<MlpImpl>(
+             MlpOptions(c.data_shape[0]).hidden(c.hidden).layers(c.layers).time_dim(c.time_dim));
+       }},
+  };
+  return r;
+}
+
+}  // namespace
+
+std::vector<std::string> network_names() {
+  std::vector<std::string> names;
+  for (const auto& [k, v] : registry()) names.push_back(k);
+  return names;
+}
+
+std::shared_ptr<Network> make_network(const NetworkConfig& config) {
+  const auto it = registry().find(config.arch);
+  if (it == registry().end()) {
+    std::string known;
+    for (const auto& k : network_names()) known += (known.empty() ? "" : ", ") + k;
+    UD_FAIL_INPUT("unknown network architecture '", config.arch, "' (valid: ", known, ")");
+  }
+  return it->second(config);
+}
+
+}  // namespace unidiff::models

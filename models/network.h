@@ -1,0 +1,34 @@
+// The interface every denoising network implements, and the registry that builds one from its
+// architecture config (saved in checkpoints, so `unidiff sample` rebuilds the same network).
+#pragma once
+
+#include <torch/nn/module.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace unidiff::models {
+
+/// A network mapping (x [B, ...], t [B]) to a tensor shaped like x. What the output means is
+/// declared by the objective, not the network.
+class Network : public torch::nn::Module {
+ public:
+  virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t) = 0;
+};
+
+/// What the network is: enough to rebuild it. Stored with the weights.
+struct NetworkConfig {
+  std::string arch = "mlp";           ///< registry name (see network_names())
+  std::vector<int64_t> data_shape;    ///< shape of one sample, e.g. {2}
+  int64_t hidden = 256;               ///< hidden width
+  int64_t layers = 3;                 ///< hidden layers
+  int64_t time_dim = 64;              ///< time embedding size (even)
+};
+
+/// Architecture names the registry knows, sorted.
+std::vector<std::string> network_names();
+/// Builds a network; an unknown arch or a shape it cannot take throws InputError.
+std::shared_ptr<Network> make_network(const NetworkConfig& config);
+
+}  // namespace unidiff::models

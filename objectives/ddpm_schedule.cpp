@@ -1,0 +1,83 @@
+#include "objectives/ddpm_schedule.h"
+
+#include <cmath>
+#include <numbers>
+
+#include "core/error.h"
+
+namespace unidiff::objectives {
+
+std::string to_string(BetaSchedule s) {
+  switch (s) {
+    case BetaSchedule::kLinear: return "linear";
+    case BetaSchedule::kCosine: return "cosine";
+    case BetaSchedule::kScaledLinear: return "scaled-linear";
+  }
+  return "?";
+}
+
+const std::vector<std::string>& beta_schedule_names() {
+  static const std::vector<std::string> names = {"linear", "cosine", "scaled-linear"};
+  return names;
+}
+
+BetaSchedule parse_beta_schedule(const std::string& name) {
+  for (BetaSchedule s : {BetaSchedule::kLinear, BetaSchedule::kCosine, BetaSchedule::kScaledLinear}) {
+    if (to_string(s) == name) return s;
+  }
+  UD_FAIL_INPUT("unknown beta schedule '", name, "' (valid: linear, cosine, scaled-linear)");
+}
+
+DdpmSchedule DdpmSchedule::make(BetaSchedule kind, int64_t num_steps, double beta_start,
+                                double beta_end) {
+  UD_CHECK_INPUT(num_steps >= 2, "the number of diffusion steps T must be at least 2, got ",
+                 num_steps);
+  UD_CHECK_INPUT(beta_start > 0 && beta_end < 1 && beta_start <= beta_end,
+                 "need 0 < beta_start <= beta_end < 1, got ", beta_start, " and ", beta_end);
+  DdpmSchedule s;
+  s.kind = kind;
+  s.num_steps = num_steps;
+  const auto f64 = torch::kFloat64;
+  switch (kind) {
+    case BetaSchedule::kLinear:
+      s.betas = torch::linspace(beta_start, beta_end, num_steps, f64);
+      break;
+    case BetaSchedule::kScaledLinear:
+      s.betas = torch::linspace(std::sqrt(beta_start), std::sqrt(beta_end), num_steps, f64).pow(2);
+      break;
+    case BetaSchedule::kCosine: {
+      // abar(t) = f(t) / f(0) on t = 0..T; beta_t = 1 - abar(t) / abar(t - 1), clipped at 0.999.
+      constexpr double kS = 0.008;
+      const torch::Tensor steps = torch::arange(num_steps + 1, f64) / static_cast<double>(num_steps);
+      const torch::Tensor f = torch::cos((steps + kS) / (1 + kS) * (std::numbers::pi / 2)).pow(2);
+      const torch::Tensor abar = f / f[0];
+      s.betas = (1 - abar.slice(0, 1) / abar.slice(0, 0, num_steps)).clamp_max(0.999);
+      break;
+    }
+  }
+  s.alphas = 1 - s.betas;
+  s.alpha_bars = torch::cumprod(s.alphas, 0);
+  return s;
+}
+
+torch::Tensor DdpmSchedule::alpha_bar_at(const torch::Tensor& t, const torch::Tensor& like) const {
+  std::vector<int64_t> shape(static_cast<size_t>(like.dim()), 1);
+  shape[0] = t.size(0);
+  return alpha_bars.index_select(0, t.to(torch::kCPU, torch::kInt64))
+      .to(like.device(), torch::kFloat32)
+      .view(shape);
+}
+
+torch::Tensor q_sample(const DdpmSchedule& schedule, const torch::Tensor& x0,
+                       const torch::Tensor& t, const torch::Tensor& eps) {
+  const torch::Tensor abar = schedule.alpha_bar_at(t, x0);
+  return abar.sqrt() * x0 + (1 - abar).sqrt() * eps;
+}
+
+torch::Tensor predict_x0_from_eps(const DdpmSchedule& schedule, const torch::Tensor& x_t,
+                                  const torch::Tensor& t, const torch::Tensor& eps) {
+  const torch::Tensor abar = schedule.alpha_bar_at(t, x_t);
+  return (x_t - (1 - abar).sqrt() * eps) / abar.sqrt();
+}
+
+}  // namespace unidiff::objectives

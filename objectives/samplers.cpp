@@ -1,0 +1,91 @@
+#include "objectives/samplers.h"
+
+#include "core/error.h"
+
+namespace unidiff::objectives {
+
+Spacing parse_spacing(const std::string& name) {
+  if (name == "leading") return Spacing::kLeading;
+  if (name == "trailing") return Spacing::kTrailing;
+  UD_FAIL_INPUT("unknown timestep spacing '", name, "' (valid: leading, trailing)");
+}
+
+std::vector<int64_t> timestep_subsequence(int64_t num_steps, int64_t k, Spacing spacing) {
+  UD_CHECK_INPUT(k >= 1 && k <= num_steps, "sampling steps must be in [1, T = ", num_steps,
+                 "], got ", k);
+  std::vector<int64_t> ts(static_cast<size_t>(k));
+  const double stride = static_cast<double>(num_steps) / static_cast<double>(k);
+  for (int64_t i = 0; i < k; ++i) {
+    ts[static_cast<size_t>(i)] =
+        spacing == Spacing::kLeading
+            ? static_cast<int64_t>(std::floor(static_cast<double>(i) * stride))
+            : num_steps - 1 - static_cast<int64_t>(std::floor(static_cast<double>(k - 1 - i) * stride));
+  }
+  std::reverse(ts.begin(), ts.end());
+  return ts;
+}
+
+namespace {
+
+torch::Tensor full_t(int64_t t, const torch::Tensor& x) {
+  return torch::full({x.size(0)}, t, torch::TensorOptions().dtype(torch::kInt64).device(x.device()));
+}
+
+/// A float64 scalar from the schedule tables; abar of the step "before 0" is 1.
+double abar_of(const DdpmSchedule& s, int64_t t) {
+  return t < 0 ? 1.0 : s.alpha_bars[t].item<double>();
+}
+
+}  // namespace
+
+torch::Tensor sample_ddpm(const EpsFn& eps_fn, const DdpmSchedule& schedule, torch::Tensor x,
+                          const DdpmSamplerOptions& options, const NoiseFn& noise) {
+  torch::NoGradGuard no_grad;
+  const int64_t k = options.steps > 0 ? options.steps : schedule.num_steps;
+  const std::vector<int64_t> ts = timestep_subsequence(schedule.num_steps, k, options.spacing);
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const int64_t t = ts[i];
+    const int64_t prev = i + 1 < ts.size() ? ts[i + 1] : -1;
+    const double abar_t = abar_of(schedule, t), abar_prev = abar_of(schedule, prev);
+    const double beta = 1.0 - abar_t / abar_prev;  // respaced beta (the model's beta when k == T)
+    const torch::Tensor eps = eps_fn(x, full_t(t, x));
+    torch::Tensor x0 = (x - std::sqrt(1 - abar_t) * eps) / std::sqrt(abar_t);
+    if (options.clip_x0) x0 = x0.clamp(-1, 1);
+    // Posterior (8): mu = sqrt(abar_prev) beta / (1 - abar_t) x0 + sqrt(1 - beta)(1 - abar_prev)/(1 - abar_t) x_t.
+    const double c0 = std::sqrt(abar_prev) * beta / (1 - abar_t);
+    const double ct = std::sqrt(1 - beta) * (1 - abar_prev) / (1 - abar_t);
+    x = c0 * x0 + ct * x;
+    if (prev >= 0) {
+      const double var = (1 - abar_prev) / (1 - abar_t) * beta;  // beta_tilde
+      x = x + std::sqrt(var) * noise(static_cast<int64_t>(i)).to(x.device());
+    }
+  }
+  return x;
+}
+
+torch::Tensor sample_ddim(const EpsFn& eps_fn, const DdpmSchedule& schedule, torch::Tensor x,
+                          const DdpmSamplerOptions& options, double eta, const NoiseFn& noise) {
+  torch::NoGradGuard no_grad;
+  UD_CHECK_INPUT(eta >= 0, "DDIM eta must be >= 0, got ", eta);
+  const int64_t k = options.steps > 0 ? options.steps : schedule.num_steps;
+  const std::vector<int64_t> ts = timestep_subsequence(schedule.num_steps, k, options.spacing);
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const int64_t t = ts[i];
+    const int64_t prev = i + 1 < ts.size() ? ts[i + 1] : -1;
+    const double abar_t = abar_of(schedule, t), abar_prev = abar_of(schedule, prev);
+    torch::Tensor eps = eps_fn(x, full_t(t, x));
+    torch::Tensor x0 = (x - std::sqrt(1 - abar_t) * eps) / std::sqrt(abar_t);
+    if (options.clip_x0) {
+      x0 = x0.clamp(-1, 1);
+      eps = (x - std::sqrt(abar_t) * x0) / std::sqrt(1 - abar_t);
+    }
+    // sigma_i(eta) of (14).
+    const double sigma = eta * std::sqrt((1 - abar_prev) / (1 - abar_t)) *
+                         std::sqrt(std::max(0.0, 1 - abar_t / abar_prev));
+    x = std::sqrt(abar_prev) * x0 + std::sqrt(std::max(0.0, 1 - abar_prev - sigma * sigma)) * eps;
+    if (sigma > 0 && prev >= 0) x = x + sigma * noise(static_cast<int64_t>(i)).to(x.device());
+  }
+  return x;
+}
+
+}  // namespace unidiff::objectives

@@ -1,0 +1,47 @@
+// Samplers for discrete DDPM models (FORMULAS.md section 4): ancestral sampling (Algorithm 1) and
+// DDIM (eq. 14), both on any timestep subsequence of the model's T steps. The model is passed as
+// a function returning eps; fresh noise comes from a function of the step number, so callers key
+// it per sample and results do not depend on how samples are batched.
+#pragma once
+
+#include <torch/types.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "objectives/ddpm_schedule.h"
+
+namespace unidiff::objectives {
+
+/// eps_theta(x_t [B, ...], t int64 [B] code indices) -> [B, ...].
+using EpsFn = std::function<torch::Tensor(const torch::Tensor& x, const torch::Tensor& t)>;
+/// Fresh standard-normal noise shaped like the batch for sampler step `i` (0 = first step).
+using NoiseFn = std::function<torch::Tensor(int64_t i)>;
+
+enum class Spacing {
+  kLeading,   ///< 0, k, 2k, ... (k = T / K), DDIM's original spacing
+  kTrailing,  ///< T-1, T-1-k, ... down to about k - 1 (always includes the last step)
+};
+Spacing parse_spacing(const std::string& name);
+
+/// K code indices in decreasing order (K <= T). K == T gives T-1, ..., 0 for both spacings.
+std::vector<int64_t> timestep_subsequence(int64_t num_steps, int64_t k, Spacing spacing);
+
+struct DdpmSamplerOptions {
+  int64_t steps = 0;                    ///< K sampling steps; 0 = all T
+  Spacing spacing = Spacing::kLeading;  ///< how the K steps are placed
+  bool clip_x0 = false;                 ///< clip x0_hat to [-1, 1] (images)
+};
+
+/// Ancestral sampling, Algorithm 1: x0_hat by Tweedie, then x_{prev} ~ q(x_prev | x_t, x0_hat).
+/// On a subsequence the chain is respaced (beta'_i = 1 - abar_{tau_i} / abar_{tau_{i-1}}), which
+/// keeps (8) exact on the subsequence. No noise is added at the last step. x_T: [B, ...].
+torch::Tensor sample_ddpm(const EpsFn& eps_fn, const DdpmSchedule& schedule, torch::Tensor x_T,
+                          const DdpmSamplerOptions& options, const NoiseFn& noise);
+
+/// DDIM (14) with stochasticity eta (0 = deterministic, 1 = DDPM-like).
+torch::Tensor sample_ddim(const EpsFn& eps_fn, const DdpmSchedule& schedule, torch::Tensor x_T,
+                          const DdpmSamplerOptions& options, double eta, const NoiseFn& noise);
+
+}  // namespace unidiff::objectives

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Set-up for a fresh Debian 12 machine, safe to run again: installs the Debian packages that are
+# missing, a project venv holding the pinned torch wheel (our LibTorch) in a per-user cache, and
+# configures and builds unidiff into ./build. Sourced by demo.sh and test.sh; runnable on its own.
+#
+# Environment (all optional):
+#   UNIDIFF_CACHE      cache root for the venv and ccache (default ${XDG_CACHE_HOME:-~/.cache}/unidiff)
+#   UNIDIFF_BUILD_DIR  build folder (default ./build)
+#   UNIDIFF_BUILD_TYPE CMake build type (default Release)
+#   UNIDIFF_WERROR     ON to build with -Werror (CI sets it)
+#   UNIDIFF_JOBS       parallel build jobs (default: number of cores)
+set -euo pipefail
+
+UNIDIFF_TORCH_VERSION=2.11.0
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${UNIDIFF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/unidiff}
+build_dir=${UNIDIFF_BUILD_DIR:-$repo/build}
+py=${UNIDIFF_PYTHON:-python3}
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+# --- Debian packages ------------------------------------------------------------------------
+apt_packages=(build-essential cmake ninja-build ccache pkg-config
+  libopenmpi-dev openmpi-bin libhdf5-dev libgoogle-glog-dev libgflags-dev libgtest-dev
+  libpng-dev dataset-fashion-mnist python3-venv)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# --- the torch venv (LibTorch), keyed by torch and Python version --------------------------
+pyver=$("$py" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+venv="$cache/venv-torch$UNIDIFF_TORCH_VERSION-py$pyver"
+mkdir -p "$cache"
+(
+  flock 9
+  if [ ! -f "$venv/.unidiff-complete" ]; then
+    say "creating $venv with torch==$UNIDIFF_TORCH_VERSION (about 2.7 GB download, once per machine)"
+    rm -rf "$venv"
+    "$py" -m venv "$venv"
+    "$venv/bin/pip" install -q --no-cache-dir --upgrade pip >&2
+    "$venv/bin/pip" install -q --no-cache-dir "torch==$UNIDIFF_TORCH_VERSION" numpy h5py >&2
+    touch "$venv/.unidiff-complete"
+  fi
+) 9>"$cache/.venv.lock"
+export UNIDIFF_VENV="$venv"
+torch_prefix=$("$venv/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
+
+# --- configure and build ----------------------------------------------------------------------
+export CCACHE_DIR="${CCACHE_DIR:-$cache/ccache}"
+export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
+if [ ! -f "$build_dir/build.ninja" ] || [ "$repo/CMakeLists.txt" -nt "$build_dir/build.ninja" ]; then
+  say "configuring $build_dir"
+  cmake -S "$repo" -B "$build_dir" -G Ninja \
+    -DCMAKE_BUILD_TYPE="${UNIDIFF_BUILD_TYPE:-Release}" \
+    -DCMAKE_PREFIX_PATH="$torch_prefix" \
+    -DPython_EXECUTABLE="$venv/bin/python" \
+    -DUNIDIFF_PYTHON="$venv/bin/python" \
+    -DUNIDIFF_WERROR="${UNIDIFF_WERROR:-OFF}" \
+    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
+    -DTORCH_CUDA_ARCH_LIST=9.0 >&2
+fi
+say "building (ccache at $CCACHE_DIR)"
+start=$(date +%s)
+cmake --build "$build_dir" -j "${UNIDIFF_JOBS:-$(nproc)}" >&2
+say "build done in $(( $(date +%s) - start )) s"
+export UNIDIFF_BUILD_DIR="$build_dir"
+export UNIDIFF_BIN="$build_dir/launcher/unidiff"
