@@ -11,6 +11,11 @@ if(UNIDIFF_SANITIZE)
   target_link_options(unidiff_options INTERFACE -fsanitize=address,undefined)
 endif()
 target_include_directories(unidiff_options INTERFACE ${PROJECT_SOURCE_DIR})
+# The torch wheel's libtorch.so exports its own copy of std::filesystem, which crashes when our
+# code resolves to it (seen: std::filesystem::remove_all jumping to address 0). Putting libstdc++
+# first in the executables' NEEDED list makes the dynamic linker bind those symbols to libstdc++.
+target_link_options(unidiff_options INTERFACE
+  "LINKER:--push-state,--no-as-needed" -lstdc++ "LINKER:--pop-state")
 
 # One precompiled header for every translation unit that uses LibTorch (about 0.6 GB, built once,
 # then 5-6 s per unit instead of 15-19 s). Units that include glog opt out with

@@ -32,6 +32,11 @@ void init(const char* argv0, int rank) {
   google::InitGoogleLogging(argv0);
 }
 
+void set_rank(int rank) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_rank = rank < 0 ? 0 : rank;
+}
+
 void info(std::string_view component, const std::string& message) {
   if (g_rank != 0) return;
   if (!g_init) {

@@ -11,6 +11,9 @@ namespace unidiff::log {
 /// Sets up logging for this process. `rank` < 0 means "not known yet" (treated as rank 0).
 void init(const char* argv0, int rank);
 
+/// Records this process's rank once it is known (dist::init calls it).
+void set_rank(int rank);
+
 /// Informational message; printed by rank 0 only.
 void info(std::string_view component, const std::string& message);
 /// Printed by every rank, prefixed with the rank when the job has several.

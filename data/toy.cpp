@@ -37,6 +37,8 @@ const std::map<std::string, ToyFn>& registry() {
          const torch::Tensor angle = k * (std::numbers::pi / 4);
          return torch::stack({torch::cos(angle), torch::sin(angle)}, 1) * 2.0 + 0.2 * z;
        }},
+      {"gaussian",  // the standard normal: the reference point "no learning" is judged against
+       [](const torch::Tensor&, const torch::Tensor& z) { return z; }},
       {"checkerboard",
        [](const torch::Tensor& u, const torch::Tensor&) {
          const torch::Tensor x1 = u.select(1, 0) * 4 - 2;

@@ -1,4 +1,5 @@
-// Synthetic 2-D distributions for toy experiments: moons, swissroll, 8gaussians, checkerboard.
+// Synthetic 2-D distributions for toy experiments: moons, swissroll, 8gaussians, checkerboard,
+// and the standard normal `gaussian` as a baseline.
 // Sample i is a pure function of (seed, i), so a larger draw extends a smaller one.
 #pragma once
 

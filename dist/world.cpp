@@ -11,6 +11,7 @@
 
 #include <torch/cuda.h>
 
+#include "core/log.h"
 #include "dist/mpi_check.h"
 
 namespace unidiff::dist {
@@ -59,6 +60,7 @@ void init(int* argc, char*** argv) {
   MPI_CHECK(MPI_Comm_rank(local, &w.local_rank));
   MPI_CHECK(MPI_Comm_size(local, &w.local_size));
   MPI_CHECK(MPI_Comm_free(&local));
+  log::set_rank(w.rank);
 }
 
 void finalize() {

@@ -91,7 +91,7 @@ DEFINE_int64(max_samples, 5000, "samples of each set used for the MMD");
 DEFINE_validator(max_samples, &positive);
 
 // --- data ---
-DEFINE_string(dist, "moons", "toy distribution: moons, swissroll, 8gaussians, checkerboard");
+DEFINE_string(dist, "moons", "toy distribution: moons, swissroll, 8gaussians, checkerboard, gaussian");
 
 namespace unidiff::launcher {
 
@@ -111,7 +111,7 @@ const std::vector<Command>& commands() {
       {"eval",
        "distances between a samples file and a reference dataset, printed as one JSON line",
        {"samples", "reference", "projections", "max_samples", "seed"}},
-      {"data toy", "write a 2-D toy dataset (moons, swissroll, 8gaussians, checkerboard) to HDF5",
+      {"data toy", "write a 2-D toy dataset (moons, swissroll, 8gaussians, checkerboard, gaussian)",
        {"dist", "num", "seed", "out"}},
   };
   return list;

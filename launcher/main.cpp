@@ -2,8 +2,6 @@
 // the ranks, runs the command, and turns failures into exit codes: 0 done, 2 bad input (flags,
 // files, shapes; the message names the problem), 1 any other failure. One rank's failure ends the
 // whole job (MPI_Abort) instead of leaving the others in a collective.
-#include <c10/util/Exception.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -14,6 +12,7 @@
 #include "core/log.h"
 #include "data/dataset.h"
 #include "data/toy.h"
+#include "dist/job.h"
 #include "dist/world.h"
 #include "experiments/eval.h"
 #include "experiments/sample.h"
@@ -26,9 +25,9 @@ namespace {
 using unidiff::launcher::Command;
 namespace fs = std::filesystem;
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitBadInput = 2;
+using unidiff::dist::kExitBadInput;
+using unidiff::dist::kExitFailure;
+using unidiff::dist::kExitOk;
 
 std::string overview() {
   std::string s =
@@ -125,36 +124,14 @@ int dispatch(int argc, char** argv) {
   return kExitFailure;
 }
 
-void report(const std::string& what) {
-  std::string line = what;
-  if (const auto nl = line.find('\n'); nl != std::string::npos) line = line.substr(0, nl);
-  if (unidiff::dist::world_size() > 1) {
-    std::fprintf(stderr, "unidiff [rank %d]: error: %s\n", unidiff::dist::rank(), line.c_str());
-  } else {
-    std::fprintf(stderr, "unidiff: error: %s\n", line.c_str());
-  }
-  std::fflush(stderr);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  int code = kExitOk;
-  try {
+  const int code = unidiff::dist::run_guarded([&] {
     unidiff::dist::init(&argc, &argv);
     unidiff::log::init(argv[0], unidiff::dist::rank());
-    code = dispatch(argc, argv);
-  } catch (const unidiff::InputError& e) {
-    report(e.what());
-    code = kExitBadInput;
-  } catch (const c10::Error& e) {
-    report(e.what_without_backtrace());
-    code = kExitFailure;
-  } catch (const std::exception& e) {
-    report(e.what());
-    code = kExitFailure;
-  }
-  if (code != kExitOk && unidiff::dist::world_size() > 1) unidiff::dist::abort_job(code);
+    return dispatch(argc, argv);
+  });
   unidiff::dist::finalize();
   return code;
 }

@@ -38,27 +38,52 @@ double abar_of(const DdpmSchedule& s, int64_t t) {
 
 }  // namespace
 
+torch::Tensor ddpm_step(const DdpmSchedule& schedule, const torch::Tensor& x_t,
+                        const torch::Tensor& eps, int64_t t, int64_t prev, const torch::Tensor& z,
+                        bool clip_x0) {
+  const double abar_t = abar_of(schedule, t), abar_prev = abar_of(schedule, prev);
+  const double beta = 1.0 - abar_t / abar_prev;  // respaced beta (the model's beta when prev = t-1)
+  torch::Tensor x0 = (x_t - std::sqrt(1 - abar_t) * eps) / std::sqrt(abar_t);
+  if (clip_x0) x0 = x0.clamp(-1, 1);
+  // Posterior (8): mu = sqrt(abar_prev) beta / (1 - abar_t) x0 + sqrt(1 - beta)(1 - abar_prev)/(1 - abar_t) x_t.
+  const double c0 = std::sqrt(abar_prev) * beta / (1 - abar_t);
+  const double ct = std::sqrt(1 - beta) * (1 - abar_prev) / (1 - abar_t);
+  torch::Tensor x = c0 * x0 + ct * x_t;
+  if (prev >= 0) {
+    const double var = (1 - abar_prev) / (1 - abar_t) * beta;  // beta_tilde
+    x = x + std::sqrt(var) * z.to(x.device());
+  }
+  return x;
+}
+
+torch::Tensor ddim_step(const DdpmSchedule& schedule, const torch::Tensor& x_t,
+                        const torch::Tensor& eps_in, int64_t t, int64_t prev, double eta,
+                        const torch::Tensor& z, bool clip_x0) {
+  const double abar_t = abar_of(schedule, t), abar_prev = abar_of(schedule, prev);
+  torch::Tensor eps = eps_in;
+  torch::Tensor x0 = (x_t - std::sqrt(1 - abar_t) * eps) / std::sqrt(abar_t);
+  if (clip_x0) {
+    x0 = x0.clamp(-1, 1);
+    eps = (x_t - std::sqrt(abar_t) * x0) / std::sqrt(1 - abar_t);
+  }
+  // sigma_i(eta) of (14).
+  const double sigma = eta * std::sqrt((1 - abar_prev) / (1 - abar_t)) *
+                       std::sqrt(std::max(0.0, 1 - abar_t / abar_prev));
+  torch::Tensor x =
+      std::sqrt(abar_prev) * x0 + std::sqrt(std::max(0.0, 1 - abar_prev - sigma * sigma)) * eps;
+  if (sigma > 0 && prev >= 0) x = x + sigma * z.to(x.device());
+  return x;
+}
+
 torch::Tensor sample_ddpm(const EpsFn& eps_fn, const DdpmSchedule& schedule, torch::Tensor x,
                           const DdpmSamplerOptions& options, const NoiseFn& noise) {
   torch::NoGradGuard no_grad;
   const int64_t k = options.steps > 0 ? options.steps : schedule.num_steps;
   const std::vector<int64_t> ts = timestep_subsequence(schedule.num_steps, k, options.spacing);
   for (size_t i = 0; i < ts.size(); ++i) {
-    const int64_t t = ts[i];
     const int64_t prev = i + 1 < ts.size() ? ts[i + 1] : -1;
-    const double abar_t = abar_of(schedule, t), abar_prev = abar_of(schedule, prev);
-    const double beta = 1.0 - abar_t / abar_prev;  // respaced beta (the model's beta when k == T)
-    const torch::Tensor eps = eps_fn(x, full_t(t, x));
-    torch::Tensor x0 = (x - std::sqrt(1 - abar_t) * eps) / std::sqrt(abar_t);
-    if (options.clip_x0) x0 = x0.clamp(-1, 1);
-    // Posterior (8): mu = sqrt(abar_prev) beta / (1 - abar_t) x0 + sqrt(1 - beta)(1 - abar_prev)/(1 - abar_t) x_t.
-    const double c0 = std::sqrt(abar_prev) * beta / (1 - abar_t);
-    const double ct = std::sqrt(1 - beta) * (1 - abar_prev) / (1 - abar_t);
-    x = c0 * x0 + ct * x;
-    if (prev >= 0) {
-      const double var = (1 - abar_prev) / (1 - abar_t) * beta;  // beta_tilde
-      x = x + std::sqrt(var) * noise(static_cast<int64_t>(i)).to(x.device());
-    }
+    const torch::Tensor z = prev >= 0 ? noise(static_cast<int64_t>(i)) : torch::Tensor();
+    x = ddpm_step(schedule, x, eps_fn(x, full_t(ts[i], x)), ts[i], prev, z, options.clip_x0);
   }
   return x;
 }
@@ -70,20 +95,9 @@ torch::Tensor sample_ddim(const EpsFn& eps_fn, const DdpmSchedule& schedule, tor
   const int64_t k = options.steps > 0 ? options.steps : schedule.num_steps;
   const std::vector<int64_t> ts = timestep_subsequence(schedule.num_steps, k, options.spacing);
   for (size_t i = 0; i < ts.size(); ++i) {
-    const int64_t t = ts[i];
     const int64_t prev = i + 1 < ts.size() ? ts[i + 1] : -1;
-    const double abar_t = abar_of(schedule, t), abar_prev = abar_of(schedule, prev);
-    torch::Tensor eps = eps_fn(x, full_t(t, x));
-    torch::Tensor x0 = (x - std::sqrt(1 - abar_t) * eps) / std::sqrt(abar_t);
-    if (options.clip_x0) {
-      x0 = x0.clamp(-1, 1);
-      eps = (x - std::sqrt(abar_t) * x0) / std::sqrt(1 - abar_t);
-    }
-    // sigma_i(eta) of (14).
-    const double sigma = eta * std::sqrt((1 - abar_prev) / (1 - abar_t)) *
-                         std::sqrt(std::max(0.0, 1 - abar_t / abar_prev));
-    x = std::sqrt(abar_prev) * x0 + std::sqrt(std::max(0.0, 1 - abar_prev - sigma * sigma)) * eps;
-    if (sigma > 0 && prev >= 0) x = x + sigma * noise(static_cast<int64_t>(i)).to(x.device());
+    const torch::Tensor z = eta > 0 && prev >= 0 ? noise(static_cast<int64_t>(i)) : torch::Tensor();
+    x = ddim_step(schedule, x, eps_fn(x, full_t(ts[i], x)), ts[i], prev, eta, z, options.clip_x0);
   }
   return x;
 }

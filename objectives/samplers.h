@@ -34,6 +34,17 @@ struct DdpmSamplerOptions {
   bool clip_x0 = false;                 ///< clip x0_hat to [-1, 1] (images)
 };
 
+/// One ancestral step from code index t to prev (< t; -1 means "to x0", no noise): x0_hat by
+/// Tweedie (7), then the posterior (8) of the chain respaced between t and prev. z: [B, ...].
+torch::Tensor ddpm_step(const DdpmSchedule& schedule, const torch::Tensor& x_t,
+                        const torch::Tensor& eps, int64_t t, int64_t prev, const torch::Tensor& z,
+                        bool clip_x0 = false);
+
+/// One DDIM step (14) from t to prev with stochasticity eta; z is used only when sigma > 0.
+torch::Tensor ddim_step(const DdpmSchedule& schedule, const torch::Tensor& x_t,
+                        const torch::Tensor& eps, int64_t t, int64_t prev, double eta,
+                        const torch::Tensor& z, bool clip_x0 = false);
+
 /// Ancestral sampling, Algorithm 1: x0_hat by Tweedie, then x_{prev} ~ q(x_prev | x_t, x0_hat).
 /// On a subsequence the chain is respaced (beta'_i = 1 - abar_{tau_i} / abar_{tau_{i-1}}), which
 /// keeps (8) exact on the subsequence. No noise is added at the last step. x_T: [B, ...].

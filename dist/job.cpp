@@ -1,0 +1,44 @@
+#include "dist/job.h"
+
+#include <c10/util/Exception.h>
+
+#include <cstdio>
+#include <string>
+
+#include "core/error.h"
+#include "dist/world.h"
+
+namespace unidiff::dist {
+namespace {
+
+void report(std::string line) {
+  if (const auto nl = line.find('\n'); nl != std::string::npos) line = line.substr(0, nl);
+  if (world_size() > 1) {
+    std::fprintf(stderr, "unidiff [rank %d]: error: %s\n", rank(), line.c_str());
+  } else {
+    std::fprintf(stderr, "unidiff: error: %s\n", line.c_str());
+  }
+  std::fflush(stderr);
+}
+
+}  // namespace
+
+int run_guarded(const std::function<int()>& work) {
+  int code = kExitOk;
+  try {
+    code = work();
+  } catch (const InputError& e) {
+    report(e.what());
+    code = kExitBadInput;
+  } catch (const c10::Error& e) {
+    report(e.what_without_backtrace());
+    code = kExitFailure;
+  } catch (const std::exception& e) {
+    report(e.what());
+    code = kExitFailure;
+  }
+  if (code != kExitOk && world_size() > 1) abort_job(code);
+  return code;
+}
+
+}  // namespace unidiff::dist

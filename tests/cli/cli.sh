@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The executable's contract: help, exit codes (0 done, 2 bad input), one-line messages that name
+# the problem and the valid choices, flagfiles with overrides, and nothing written into an
+# existing run directory when the input is bad.
+set -u
+bin=$UNIDIFF_BIN
+py=$UNIDIFF_PYTHON
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+# expect CODE PATTERN -- command...: exit code CODE and stderr+stdout matching PATTERN.
+expect() {
+  local code=$1 pattern=$2; shift 3
+  "$@" >"$tmp/out" 2>&1; local rc=$?
+  if [ $rc -ne "$code" ]; then fail "'$*' exited $rc, expected $code"; cat "$tmp/out"; return; fi
+  if ! grep -qE -- "$pattern" "$tmp/out"; then fail "'$*' output lacks /$pattern/"; cat "$tmp/out"; fi
+}
+
+expect 2 "usage: unidiff <command>" -- "$bin"
+expect 0 "train +train a model" -- "$bin" --help
+expect 0 "--data_batch \(int64, default 512\)" -- "$bin" train --help
+expect 0 "--sampler" -- "$bin" sample --help
+expect 0 "converters: toy" -- "$bin" data --help
+expect 2 "unknown command 'bogus' \(valid: train, sample, eval, data\)" -- "$bin" bogus
+expect 2 "unknown flag --nope for 'unidiff train'; valid flags: --data, " -- "$bin" train --nope=1
+expect 2 "unknown flag --sampler for 'unidiff train'" -- "$bin" train --sampler=ddpm
+expect 2 "bad value 'abc' for --train_steps: expected int64" -- "$bin" train --train_steps=abc
+expect 2 "bad value '0' for --train_steps" -- "$bin" train --train_steps=0
+expect 2 "bad value '-1' for --seed" -- "$bin" train --seed=-1
+expect 2 "unknown data converter 'mnist' \(valid: toy\)" -- "$bin" data mnist
+expect 2 "unknown toy distribution 'spiral' \(valid: 8gaussians, checkerboard, gaussian, moons, swissroll\)" -- \
+  "$bin" data toy --dist=spiral --out="$tmp/x.h5"
+expect 2 "--flagfile '$tmp/none.flags' does not exist" -- "$bin" train --flagfile="$tmp/none.flags"
+
+# Data for the runs below.
+expect 0 "wrote 400 samples of 'moons'" -- "$bin" data toy --dist=moons --num=400 --out="$tmp/moons.h5"
+"$py" - "$tmp" <<'PY'
+import sys, h5py, numpy as np
+d = sys.argv[1]
+with h5py.File(f"{d}/nodata.h5", "w") as f:
+    f["samples"] = np.zeros((10, 2), np.float32)
+with h5py.File(f"{d}/nan.h5", "w") as f:
+    x = np.zeros((10, 2), np.float32); x[4, 0] = np.nan; f["data"] = x
+with h5py.File(f"{d}/int.h5", "w") as f:
+    f["data"] = np.zeros((10, 2), np.int16)
+open(f"{d}/text.h5", "w").write("not an hdf5 file")
+PY
+
+# Bad input leaves an existing run directory untouched.
+mkdir -p "$tmp/run"; echo keep >"$tmp/run/sentinel"
+snapshot() { (cd "$tmp/run" && find . -type f -exec md5sum {} + | sort); }
+before=$(snapshot)
+expect 2 "'$tmp/missing.h5' does not exist" -- "$bin" train --data="$tmp/missing.h5" --run_dir="$tmp/run"
+expect 2 "has no /data dataset" -- "$bin" train --data="$tmp/nodata.h5" --run_dir="$tmp/run"
+expect 2 "non-finite values \(NaN or Inf\) in 1 samples, the first at index 4" -- \
+  "$bin" train --data="$tmp/nan.h5" --run_dir="$tmp/run"
+expect 2 "unsupported type int16" -- "$bin" train --data="$tmp/int.h5" --run_dir="$tmp/run"
+expect 2 "is not an HDF5 file" -- "$bin" train --data="$tmp/text.h5" --run_dir="$tmp/run"
+expect 2 "global batch size 512 is larger than the dataset \(400 samples\)" -- \
+  "$bin" train --data="$tmp/moons.h5" --run_dir="$tmp/run"
+expect 2 "unknown beta schedule 'sigmoid'" -- \
+  "$bin" train --data="$tmp/moons.h5" --run_dir="$tmp/run" --diffusion_schedule=sigmoid --data_batch=40
+[ "$(snapshot)" = "$before" ] || fail "a failed start changed the existing run directory"
+
+# A flagfile with an override after it; the resolved configuration lands in the run directory.
+cat >"$tmp/small.flags" <<FLAGS
+# a comment
+--data=$tmp/moons.h5
+--data_batch=40
+--train_steps=5
+--log_every=1
+--model_hidden=16
+FLAGS
+expect 0 "step 7/7" -- "$bin" train --flagfile="$tmp/small.flags" --train_steps=7 --run_dir="$tmp/ok"
+grep -qx -- "--train_steps=7" "$tmp/ok/config.flags" || fail "config.flags lacks the override"
+grep -qx -- "--model_hidden=16" "$tmp/ok/config.flags" || fail "config.flags lacks the flagfile value"
+grep -qx -- "--optim_lr=0.001" "$tmp/ok/config.flags" || fail "config.flags lacks a default"
+[ "$(wc -l <"$tmp/ok/metrics.jsonl")" -eq 7 ] || fail "metrics.jsonl should have 7 rows"
+tail -n 1 "$tmp/ok/metrics.jsonl" | grep -q '"step": 7,' || fail "last metrics row is not step 7"
+
+# A finished run is not overwritten unless asked.
+before=$(cd "$tmp/ok" && md5sum model.h5 metrics.jsonl)
+expect 2 "already holds a finished run \(model.h5\)" -- \
+  "$bin" train --flagfile="$tmp/small.flags" --run_dir="$tmp/ok"
+[ "$(cd "$tmp/ok" && md5sum model.h5 metrics.jsonl)" = "$before" ] || fail "finished run was modified"
+expect 0 "step 5/5" -- "$bin" train --flagfile="$tmp/small.flags" --run_dir="$tmp/ok" --overwrite
+
+# Sample and eval inputs.
+expect 2 "unknown --sampler 'euler' for a DDPM model \(valid: ddpm, ddim\)" -- \
+  "$bin" sample --checkpoint="$tmp/ok" --sampler=euler --out="$tmp/s.h5"
+expect 2 "not a unidiff model file" -- "$bin" sample --checkpoint="$tmp/moons.h5" --out="$tmp/s.h5"
+expect 2 "--steps 2000 exceeds the model's T = 1000" -- \
+  "$bin" sample --checkpoint="$tmp/ok" --steps=2000 --out="$tmp/s.h5"
+expect 0 "samples written to $tmp/s.h5" -- \
+  "$bin" sample --checkpoint="$tmp/ok" --sampler=ddim --steps=20 --num=100 --out="$tmp/s.h5"
+[ -s "$tmp/s.png" ] || fail "no PNG beside the samples"
+expect 2 "--reference is required" -- "$bin" eval --samples="$tmp/s.h5"
+expect 0 '"sliced_wasserstein": [0-9.e+-]+' -- "$bin" eval --samples="$tmp/s.h5" --reference="$tmp/moons.h5"
+
+if [ $failures -ne 0 ]; then echo "cli: $failures check(s) failed"; exit 1; fi
+echo "cli: all checks passed"

@@ -1,0 +1,88 @@
+// Dataset loading: the layout of DESIGN.md, shards read as one, and each kind of bad input
+// rejected with an InputError that names the file and the problem.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "core/error.h"
+#include "core/h5.h"
+#include "data/dataset.h"
+#include "test_util.h"
+
+namespace unidiff::data {
+namespace {
+
+std::string load_error(const std::string& spec) {
+  try {
+    TensorDataset::load(spec);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+void write_raw(const std::filesystem::path& path, const std::string& name, const torch::Tensor& t) {
+  h5::File f = h5::File::create(path);
+  h5::write_tensor(f, name, t);
+}
+
+TEST(Dataset, ImagesMapToMinusOneOneAndLabelsLoad) {
+  testing::TempDir dir;
+  const torch::Tensor img = torch::tensor({0, 255, 51, 204}, torch::kUInt8).view({1, 1, 2, 2});
+  write_dataset(dir / "img.h5", img, torch::tensor({3}, torch::kInt64), 10);
+  const TensorDataset ds = TensorDataset::load((dir / "img.h5").string());
+  EXPECT_TRUE(ds.is_image());
+  EXPECT_EQ(ds.num_classes(), 10);
+  // 0 -> -1, 255 -> 1, 51 -> 51/127.5 - 1 = -0.6, 204 -> 0.6.
+  const torch::Tensor expect = torch::tensor({-1.0f, 1.0f, -0.6f, 0.6f}).view({1, 1, 2, 2});
+  EXPECT_TRUE(torch::allclose(ds.all(), expect, 1e-6, 1e-6));
+  const Batch b = ds.get(torch::tensor({0}, torch::kInt64));
+  EXPECT_EQ(b.labels.item<int64_t>(), 3);
+}
+
+TEST(Dataset, ShardFilesReadAsOneDatasetInOrder) {
+  testing::TempDir dir;
+  write_dataset(dir / "part-0.h5", torch::arange(6, torch::kFloat32).view({3, 2}));
+  write_dataset(dir / "part-1.h5", torch::arange(6, 10, torch::kFloat32).view({2, 2}));
+  const TensorDataset glob = TensorDataset::load((dir / "part-*.h5").string());
+  EXPECT_EQ(glob.size(), 5);
+  EXPECT_TRUE(torch::equal(glob.all().flatten(), torch::arange(10, torch::kFloat32)));
+  const TensorDataset list =
+      TensorDataset::load((dir / "part-1.h5").string() + "," + (dir / "part-0.h5").string());
+  EXPECT_EQ(list.all()[0][0].item<float>(), 6.0f);
+}
+
+TEST(Dataset, BadInputsNameTheProblem) {
+  testing::TempDir dir;
+  EXPECT_NE(load_error((dir / "nope.h5").string()).find("does not exist"), std::string::npos);
+  std::ofstream(dir / "text.h5") << "hello";
+  EXPECT_NE(load_error((dir / "text.h5").string()).find("not an HDF5 file"), std::string::npos);
+  write_raw(dir / "nodata.h5", "/other", torch::zeros({3, 2}));
+  EXPECT_NE(load_error((dir / "nodata.h5").string()).find("has no /data"), std::string::npos);
+  write_raw(dir / "int.h5", "/data", torch::zeros({3, 2}, torch::kInt32));
+  EXPECT_NE(load_error((dir / "int.h5").string()).find("unsupported type int32"), std::string::npos);
+  write_raw(dir / "empty.h5", "/data", torch::zeros({0, 2}));
+  EXPECT_NE(load_error((dir / "empty.h5").string()).find("no samples"), std::string::npos);
+  torch::Tensor nan = torch::zeros({4, 2});
+  nan[2][1] = std::numeric_limits<float>::quiet_NaN();
+  write_raw(dir / "nan.h5", "/data", nan);
+  const std::string nan_msg = load_error((dir / "nan.h5").string());
+  EXPECT_NE(nan_msg.find("non-finite"), std::string::npos) << nan_msg;
+  EXPECT_NE(nan_msg.find("index 2"), std::string::npos) << nan_msg;
+  write_raw(dir / "vec.h5", "/data", torch::zeros({4}));
+  EXPECT_NE(load_error((dir / "vec.h5").string()).find("at least 2 dimensions"), std::string::npos);
+  write_dataset(dir / "a.h5", torch::zeros({2, 2}));
+  write_dataset(dir / "b.h5", torch::zeros({2, 3}));
+  EXPECT_NE(load_error((dir / "a.h5").string() + "," + (dir / "b.h5").string()).find("shape"),
+            std::string::npos);
+  EXPECT_NE(load_error((dir / "zzz-*.h5").string()).find("no file matches"), std::string::npos);
+  {
+    h5::File f = h5::File::create(dir / "labels.h5");
+    h5::write_tensor(f, "/data", torch::zeros({3, 2}));
+    h5::write_tensor(f, "/labels", torch::zeros({2}, torch::kInt64));
+  }
+  EXPECT_NE(load_error((dir / "labels.h5").string()).find("/labels must be [N]"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace unidiff::data

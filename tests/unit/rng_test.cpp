@@ -1,0 +1,81 @@
+// Keyed randomness: Philox4x32-10 against Random123's published known-answer vectors, and the
+// properties the training loop relies on (per-sample addressing, moments, permutations).
+#include <gtest/gtest.h>
+
+#include "core/philox.h"
+#include "core/rng.h"
+
+namespace unidiff::rng {
+namespace {
+
+TEST(Philox, Random123KnownAnswers) {
+  // Random123 tests/kat_vectors, philox4x32_10.
+  EXPECT_EQ(philox4x32_10({0, 0, 0, 0}, {0, 0}),
+            (PhiloxCounter{0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u}));
+  EXPECT_EQ(philox4x32_10({0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu},
+                          {0xffffffffu, 0xffffffffu}),
+            (PhiloxCounter{0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu}));
+  EXPECT_EQ(philox4x32_10({0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u},
+                          {0xa4093822u, 0x299f31d0u}),
+            (PhiloxCounter{0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}));
+}
+
+TEST(KeyedRng, SampleNumbersDoNotDependOnTheBatch) {
+  const Stream s{7, Purpose::kNoise};
+  const torch::Tensor all = normal(s, 3, arange_indices(0, 10), {3, 2});
+  const torch::Tensor some = normal(s, 3, torch::tensor({7, 2, 5}, torch::kInt64), {3, 2});
+  EXPECT_TRUE(torch::equal(some[0], all[7]));
+  EXPECT_TRUE(torch::equal(some[1], all[2]));
+  EXPECT_TRUE(torch::equal(some[2], all[5]));
+}
+
+TEST(KeyedRng, StreamsDifferBySeedPurposeAndStep) {
+  const torch::Tensor idx = arange_indices(0, 4);
+  const torch::Tensor a = normal({1, Purpose::kNoise}, 0, idx, {8});
+  EXPECT_FALSE(torch::equal(a, normal({2, Purpose::kNoise}, 0, idx, {8})));
+  EXPECT_FALSE(torch::equal(a, normal({1, Purpose::kTimestep}, 0, idx, {8})));
+  EXPECT_FALSE(torch::equal(a, normal({1, Purpose::kNoise}, 1, idx, {8})));
+  EXPECT_TRUE(torch::equal(a, normal({1, Purpose::kNoise}, 0, idx, {8})));
+}
+
+TEST(KeyedRng, NormalMomentsMatchTheStandardNormal) {
+  // 400,000 draws: the standard error of the mean is 1/sqrt(4e5) = 0.0016; of the variance
+  // sqrt(2/4e5) = 0.0022. Tolerances are 4 standard errors.
+  const torch::Tensor z = normal({11, Purpose::kNoise}, 0, arange_indices(0, 1000), {400})
+                              .to(torch::kFloat64);
+  EXPECT_NEAR(z.mean().item<double>(), 0.0, 0.0064);
+  EXPECT_NEAR(z.var().item<double>(), 1.0, 0.009);
+  // Fourth moment of N(0, 1) is 3; its standard error is sqrt(96 / 4e5) = 0.015.
+  EXPECT_NEAR(z.pow(4).mean().item<double>(), 3.0, 0.06);
+  // Odd dimension: the last Box-Muller pair is cut in half correctly.
+  EXPECT_EQ(normal({1, Purpose::kNoise}, 0, arange_indices(0, 2), {3}).sizes(),
+            torch::IntArrayRef({2, 3}));
+}
+
+TEST(KeyedRng, UniformIsInsideTheOpenUnitIntervalWithTheRightMean) {
+  const torch::Tensor u = uniform({3, Purpose::kDataGen}, 0, arange_indices(0, 1000), {100});
+  EXPECT_GT(u.min().item<float>(), 0.0f);
+  EXPECT_LT(u.max().item<float>(), 1.0f);
+  // Var U(0,1) = 1/12; standard error of the mean over 1e5 draws = 0.00091.
+  EXPECT_NEAR(u.mean().item<double>(), 0.5, 0.004);
+}
+
+TEST(KeyedRng, RandintCoversTheRangeUniformly) {
+  const torch::Tensor r = randint({5, Purpose::kTimestep}, 0, arange_indices(0, 100000), 10);
+  EXPECT_EQ(r.min().item<int64_t>(), 0);
+  EXPECT_EQ(r.max().item<int64_t>(), 9);
+  const torch::Tensor counts = torch::bincount(r, {}, 10).to(torch::kFloat64);
+  // Each count ~ Binomial(1e5, 0.1): sd = sqrt(9000) = 95; allow 5 sd.
+  EXPECT_LT((counts - 10000).abs().max().item<double>(), 475);
+}
+
+TEST(KeyedRng, PermutationIsAPermutationThatChangesWithTheStep) {
+  const torch::Tensor p0 = permutation({1, Purpose::kDataOrder}, 0, 1000);
+  const torch::Tensor p1 = permutation({1, Purpose::kDataOrder}, 1, 1000);
+  EXPECT_TRUE(torch::equal(std::get<0>(torch::sort(p0)), torch::arange(1000, torch::kInt64)));
+  EXPECT_FALSE(torch::equal(p0, p1));
+  EXPECT_TRUE(torch::equal(p0, permutation({1, Purpose::kDataOrder}, 0, 1000)));
+}
+
+}  // namespace
+}  // namespace unidiff::rng
