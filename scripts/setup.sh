@@ -55,18 +55,23 @@ torch_prefix=$("$venv/bin/python" -c 'import torch.utils; print(torch.utils.cmak
 
 # --- configure and build ----------------------------------------------------------------------
 export CCACHE_DIR="${CCACHE_DIR:-$cache/ccache}"
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$repo}"  # relative paths: clones in other folders share hits
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
-if [ ! -f "$build_dir/build.ninja" ] || [ "$repo/CMakeLists.txt" -nt "$build_dir/build.ninja" ]; then
+cmake_args=(-G Ninja
+  -DCMAKE_BUILD_TYPE="${UNIDIFF_BUILD_TYPE:-Release}"
+  -DCMAKE_PREFIX_PATH="$torch_prefix"
+  -DPython_EXECUTABLE="$venv/bin/python"
+  -DUNIDIFF_PYTHON="$venv/bin/python"
+  -DUNIDIFF_WERROR="${UNIDIFF_WERROR:-OFF}"
+  -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
+  -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}")
+# Reconfigure when the arguments change or the build folder is new.
+stamp="$build_dir/.unidiff-cmake-args"
+if [ ! -f "$build_dir/build.ninja" ] || [ "$(cat "$stamp" 2>/dev/null)" != "${cmake_args[*]}" ]; then
   say "configuring $build_dir"
-  cmake -S "$repo" -B "$build_dir" -G Ninja \
-    -DCMAKE_BUILD_TYPE="${UNIDIFF_BUILD_TYPE:-Release}" \
-    -DCMAKE_PREFIX_PATH="$torch_prefix" \
-    -DPython_EXECUTABLE="$venv/bin/python" \
-    -DUNIDIFF_PYTHON="$venv/bin/python" \
-    -DUNIDIFF_WERROR="${UNIDIFF_WERROR:-OFF}" \
-    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
-    -DTORCH_CUDA_ARCH_LIST=9.0 >&2
+  cmake -S "$repo" -B "$build_dir" "${cmake_args[@]}" >&2
+  printf '%s' "${cmake_args[*]}" >"$stamp"
 fi
 say "building (ccache at $CCACHE_DIR)"
 start=$(date +%s)

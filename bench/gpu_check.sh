@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# On the GPU host (see README): configure and build unidiff against the host's torch with CUDA,
+# check the binary's libraries, run the tests, time the toy recipe on cuda:0 vs --threads CPU, and
+# print a short table last. Needs the Debian packages for glog, gflags and libpng in .deps/
+# (git-ignored; `apt-get download` them on the development machine, see bench/README.md).
+#   bash bench/gpu_check.sh        (writes logs under $OUT, or /tmp/unidiff-gpu)
+set -uo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+out=${OUT:-/tmp/unidiff-gpu}
+build=${UNIDIFF_BUILD_DIR:-$repo/build-gpu}
+deps=/tmp/unidiff-deps
+mkdir -p "$out" "$deps"
+row() { printf '| %-28s | %s |\n' "$1" "$2" >>"$out/table.md"; }
+: >"$out/table.md"
+row "device" "$(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | head -1)"
+
+for f in "$repo"/.deps/*.deb; do dpkg -x "$f" "$deps"; done
+export LD_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+py=$(command -v python3)
+prefix=$("$py" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
+
+t0=$(date +%s)
+if ! cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$prefix;$deps/usr" -DTORCH_CUDA_ARCH_LIST=9.0 \
+    -DPython_EXECUTABLE="$py" -DUNIDIFF_PYTHON="$py" >"$out/configure.log" 2>&1; then
+  tail -40 "$out/configure.log"; row "configure" "FAILED"; cat "$out/table.md"; exit 1
+fi
+t1=$(date +%s)
+if ! cmake --build "$build" -j "$(nproc)" >"$out/build.log" 2>&1; then
+  grep -E "error|Error" "$out/build.log" | head -30; row "build" "FAILED"; cat "$out/table.md"; exit 1
+fi
+t2=$(date +%s)
+row "configure / cold build" "$((t1 - t0)) s / $((t2 - t1)) s on $(nproc) cores"
+readelf -d "$build/launcher/unidiff" | grep -E 'NEEDED|RUNPATH' >"$out/needed.txt"
+grep -q libtorch_cuda "$out/needed.txt" && row "libtorch_cuda linked" "yes" || row "libtorch_cuda linked" "NO"
+grep -qE 'libcuda\.so' "$out/needed.txt" && row "stub libcuda linked" "YES (bad)" || row "stub libcuda linked" "no"
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+(cd "$build" && ctest --output-on-failure -j 6 --timeout 300) >"$out/ctest.log" 2>&1
+row "ctest" "$(grep -E 'tests passed' "$out/ctest.log" | tail -1)"
+grep -E "Failed|\*\*\*" "$out/ctest.log" | head -10
+
+bin=$build/launcher/unidiff
+"$bin" data toy --dist=moons --num=20000 --out=/tmp/ud-moons.h5 >/dev/null 2>&1
+for dev in gpu cpu; do
+  extra=()
+  [ "$dev" = cpu ] && extra=(env CUDA_VISIBLE_DEVICES=)
+  "${extra[@]}" "$bin" train --flagfile="$repo/experiments/recipes/toy2d_ddpm.flags" \
+    --data=/tmp/ud-moons.h5 --run_dir=/tmp/ud-run-$dev --overwrite --train_steps=1000 \
+    --log_every=500 >"$out/train-$dev.log" 2>&1
+  row "toy2d_ddpm train ($dev)" "$(grep -E 'on (cuda|cpu)' "$out/train-$dev.log" | head -1 | sed 's/.*rank(s) on //; s/;.*//'), $(grep 'step 1000/1000' "$out/train-$dev.log" | sed 's/.*loss/loss/')"
+done
+"$bin" sample --checkpoint=/tmp/ud-run-gpu --num=2000 --out=/tmp/ud-s.h5 >/dev/null 2>&1
+row "eval of GPU-trained model" "$("$bin" eval --samples=/tmp/ud-s.h5 --reference=/tmp/ud-moons.h5 | sed 's/.*"sliced_wasserstein": \([0-9.e-]*\).*/SW \1/')"
+echo
+cat "$out/table.md"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command: set-up (packages, torch venv, build with -Werror), then every test with ctest:
+# unit, dist (under mpirun -np 1, 2, 3), cli, e2e (toy recipes trained under mpirun -np 2).
+# Extra arguments go to ctest, e.g. `scripts/test.sh -L unit`.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export UNIDIFF_WERROR=${UNIDIFF_WERROR:-ON}
+# shellcheck source=setup.sh
+source "$repo/scripts/setup.sh"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+cd "$UNIDIFF_BUILD_DIR"
+ctest --output-on-failure --timeout 900 -j "${UNIDIFF_TEST_JOBS:-2}" "$@"
