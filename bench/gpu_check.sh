@@ -32,11 +32,17 @@ fi
 t2=$(date +%s)
 row "configure / cold build" "$((t1 - t0)) s / $((t2 - t1)) s on $(nproc) cores"
 readelf -d "$build/launcher/unidiff" | grep -E 'NEEDED|RUNPATH' >"$out/needed.txt"
+{ c++ --version | head -1; c++ -print-file-name=libstdc++.so; ninja -C "$build" -t commands tests/unit_tests | tail -1; } >"$out/toolchain.txt" 2>&1
 grep -q libtorch_cuda "$out/needed.txt" && row "libtorch_cuda linked" "yes" || row "libtorch_cuda linked" "NO"
 grep -qE 'libcuda\.so' "$out/needed.txt" && row "stub libcuda linked" "YES (bad)" || row "stub libcuda linked" "no"
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 (cd "$build" && ctest --output-on-failure -j 6 --timeout 300) >"$out/ctest.log" 2>&1
+if grep -q SegFault "$out/ctest.log"; then
+  UNIDIFF_DDPM_REFERENCE="$build/tests/ddpm_reference.h5" gdb -batch -ex run -ex bt \
+    --args "$build/tests/unit_tests" >"$out/gdb.log" 2>&1
+  grep -E "^#" "$out/gdb.log" | head -12
+fi
 row "ctest" "$(grep -E 'tests passed' "$out/ctest.log" | tail -1)"
 grep -E "Failed|\*\*\*" "$out/ctest.log" | head -10
 

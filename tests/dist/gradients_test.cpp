@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "core/fs.h"
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "data/toy.h"
@@ -99,7 +100,7 @@ TEST(Gradients, TrainingLoopKeepsReplicasInSync) {
   const auto dir = std::filesystem::temp_directory_path() /
                    ("unidiff-dist-train-" + std::to_string(comm->size()));
   if (comm->rank() == 0) {
-    std::filesystem::remove_all(dir);
+    unidiff::fs::remove_tree(dir);
     data::write_dataset(dir / "moons.h5", data::make_toy("moons", 600, 0));
   }
   comm->barrier();
@@ -121,7 +122,7 @@ TEST(Gradients, TrainingLoopKeepsReplicasInSync) {
     EXPECT_TRUE(std::filesystem::exists(dir / "run" / "metrics.jsonl"));
   }
   comm->barrier();
-  if (comm->rank() == 0) std::filesystem::remove_all(dir);
+  if (comm->rank() == 0) unidiff::fs::remove_tree(dir);
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+
+#include "core/fs.h"
 #include <string>
 
 namespace unidiff::testing {
@@ -16,10 +18,10 @@ class TempDir {
     path_ = std::filesystem::temp_directory_path() /
             ("unidiff-test-" + std::to_string(getpid()) + "-" + info->test_suite_name() + "-" +
              info->name());
-    std::filesystem::remove_all(path_);
+    unidiff::fs::remove_tree(path_);
     std::filesystem::create_directories(path_);
   }
-  ~TempDir() { std::filesystem::remove_all(path_); }
+  ~TempDir() { unidiff::fs::remove_tree(path_); }
   std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
   const std::filesystem::path& path() const { return path_; }
 
