@@ -49,6 +49,13 @@ struct TrainConfig {
 };
 
 struct SampleConfig {
+  std::string model = "checkpoint"; ///< "checkpoint" (a trained model) or "gmm" (analytic oracle)
+  std::string gmm_file;        ///< mixture file for --model=gmm (/weights, /means, /stds)
+  std::string schedule = "ddpm-linear"; ///< schedule of the oracle: ddpm-linear, ddpm-cosine, ve, rf, trigflow
+  int64_t smld_inner = 20;     ///< Langevin steps per noise level (smld)
+  double smld_step = 0.2;      ///< Langevin step relative to the noise: a_i / sigma_i^2 (smld)
+  std::string instaflow_variant = "ddim"; ///< posterior (Alg 6), simple (Alg 7) or ddim (Alg 8)
+  int64_t oracle_ode_steps = 64; ///< Heun steps of the mixture's numerical consistency function
   std::string checkpoint;      ///< a run directory or a model file
   std::string sampler = "ddpm";///< ddpm or ddim
   int64_t steps = 0;           ///< sampling steps (0 = the model's T)

@@ -10,7 +10,11 @@
 #include "dist/world.h"
 #include "experiments/model_io.h"
 #include "objectives/ddpm_schedule.h"
+#include "models/gmm.h"
+#include "objectives/ode_samplers.h"
+#include "objectives/parameterization.h"
 #include "objectives/samplers.h"
+#include "objectives/schedule.h"
 
 namespace unidiff::experiments {
 namespace {
@@ -22,14 +26,208 @@ const std::vector<std::string>& sampler_names() {
   return names;
 }
 
+/// Which schedule families each oracle sampler takes.
+struct SamplerRule {
+  const char* name;
+  std::vector<objectives::ScheduleFamily> families;  // empty = every schedule
+  const char* takes;
+};
+
+const std::vector<SamplerRule>& oracle_samplers() {
+  using F = objectives::ScheduleFamily;
+  static const std::vector<SamplerRule> rules = {
+      {"ddpm", {F::kDdpm}, "ddpm-linear, ddpm-cosine, ddpm-scaled-linear"},
+      {"ddpm-simple", {F::kDdpm}, "ddpm-linear, ddpm-cosine, ddpm-scaled-linear"},
+      {"ddim", {F::kDdpm}, "ddpm-linear, ddpm-cosine, ddpm-scaled-linear"},
+      {"instaflow", {F::kDdpm}, "ddpm-linear, ddpm-cosine, ddpm-scaled-linear"},
+      {"lcm", {F::kDdpm}, "ddpm-linear, ddpm-cosine, ddpm-scaled-linear"},
+      {"smld", {F::kVe}, "ve"},
+      {"cm", {F::kVe}, "ve"},
+      {"trigflow", {F::kTrigflow}, "trigflow"},
+      {"euler", {}, "every schedule"},
+      {"heun", {}, "every schedule"},
+      {"fewstep", {}, "every schedule"},
+  };
+  return rules;
+}
+
+void check_oracle_sampler(const std::string& sampler, const objectives::Schedule& sch) {
+  std::string known;
+  for (const auto& r : oracle_samplers()) {
+    known += (known.empty() ? "" : ", ") + std::string(r.name);
+    if (sampler != r.name) continue;
+    const bool ok = r.families.empty() ||
+                    std::find(r.families.begin(), r.families.end(), sch.family) != r.families.end();
+    UD_CHECK_INPUT(ok, "sampler '", sampler, "' takes schedules: ", r.takes, " (got '", sch.name, "')");
+    return;
+  }
+  UD_FAIL_INPUT("unknown --sampler '", sampler, "' (valid: ", known, ")");
+}
+
+/// Samples from the mixture oracle with any sampler: one chunk of samples with indices idx.
+torch::Tensor oracle_chunk(const SampleConfig& c, const models::GaussianMixture& gmm,
+                           const objectives::Schedule& sch, const torch::Tensor& idx) {
+  namespace o = objectives;
+  const rng::Stream stream{c.seed, rng::Purpose::kSampling};
+  const std::vector<int64_t> shape{gmm.dim()};
+  const o::NoiseFn noise = [&](int64_t i) {
+    return rng::normal(stream, static_cast<uint64_t>(i + 1), idx, shape).to(torch::kFloat64);
+  };
+  const torch::Tensor x_T =
+      sch.sigma(sch.t_max) * rng::normal(stream, 0, idx, shape).to(torch::kFloat64);
+  const o::DenoiseFn denoise = [&](const torch::Tensor& x, double t) {
+    return gmm.posterior_mean(x, torch::tensor(sch.alpha(t), torch::kFloat64),
+                              torch::tensor(sch.sigma(t), torch::kFloat64));
+  };
+  auto x0_at = [&](const torch::Tensor& x, const torch::Tensor& t) {
+    const o::Coeffs co = sch.at(t);
+    return gmm.posterior_mean(x, co.alpha, co.sigma);
+  };
+  const o::EpsFn eps_fn = [&](const torch::Tensor& x, const torch::Tensor& t) {
+    const torch::Tensor tf = t.to(torch::kFloat64);
+    return o::from_prediction(o::Prediction::kX0, x0_at(x, tf), x, tf, sch).eps;
+  };
+  // The exact consistency function: closed form for one Gaussian, the ODE otherwise. On ve it
+  // ends at sigma = t_min (the CM boundary); elsewhere at the data.
+  const bool ve = sch.family == o::ScheduleFamily::kVe;
+  const o::ConsistencyFn ode_f = o::ode_consistency(denoise, sch, c.oracle_ode_steps);
+  const o::ConsistencyFn f = [&](const torch::Tensor& x, double t) {
+    if (gmm.components() == 1) {
+      return gmm.ode_map(x, sch.alpha(t), sch.sigma(t), 1.0, ve ? sch.t_min : 0.0);
+    }
+    return ode_f(x, t);
+  };
+  const int64_t steps = c.steps > 0 ? c.steps
+                                    : (sch.family == o::ScheduleFamily::kDdpm ? sch.ddpm.num_steps : 50);
+  o::DdpmSamplerOptions ddpm_opts;
+  ddpm_opts.steps = steps;
+  ddpm_opts.spacing = o::parse_spacing(c.spacing);
+  auto multistep_times = [&] {
+    std::vector<double> g = sch.time_grid(steps);
+    g.pop_back();  // t_min is where the consistency function lands, not a re-noising level
+    return g;
+  };
+  const std::string& s = c.sampler;
+  if (s == "ddpm") return o::sample_ddpm(eps_fn, sch.ddpm, x_T, ddpm_opts, noise);
+  if (s == "ddim") return o::sample_ddim(eps_fn, sch.ddpm, x_T, ddpm_opts, c.eta, noise);
+  if (s == "ddpm-simple") {
+    return o::sample_instaflow(
+        [&](const torch::Tensor& x, const torch::Tensor& t) {
+          const torch::Tensor tf = t.to(torch::kFloat64);
+          return o::convert(o::Prediction::kEps, o::Prediction::kInstaflow, eps_fn(x, t), x, tf, sch);
+        },
+        sch, x_T, ddpm_opts, o::InstaflowVariant::kSimple, c.eta, noise);
+  }
+  if (s == "instaflow") {
+    const o::InstaflowVariant v = c.instaflow_variant == "posterior" ? o::InstaflowVariant::kPosterior
+                                  : c.instaflow_variant == "simple"  ? o::InstaflowVariant::kSimple
+                                                                     : o::InstaflowVariant::kDdim;
+    UD_CHECK_INPUT(c.instaflow_variant == "posterior" || c.instaflow_variant == "simple" ||
+                       c.instaflow_variant == "ddim",
+                   "unknown --instaflow_variant '", c.instaflow_variant,
+                   "' (valid: posterior, simple, ddim)");
+    const o::EpsFn w_fn = [&](const torch::Tensor& x, const torch::Tensor& t) {
+      const torch::Tensor tf = t.to(torch::kFloat64);
+      return o::to_prediction(o::Prediction::kInstaflow,
+                              o::from_prediction(o::Prediction::kX0, x0_at(x, tf), x, tf, sch), x, tf,
+                              sch);
+    };
+    return o::sample_instaflow(w_fn, sch, x_T, ddpm_opts, v, c.eta, noise);
+  }
+  if (s == "euler" || s == "heun") {
+    return o::sample_ode(denoise, sch, x_T, steps, s == "euler" ? o::OdeMethod::kEuler : o::OdeMethod::kHeun);
+  }
+  if (s == "smld") {
+    const double eps_step = c.smld_step * sch.t_min * sch.t_min;  // a_i / sigma_i^2 = smld_step
+    return o::sample_smld(denoise, sch, x_T, steps, c.smld_inner, eps_step, noise);
+  }
+  if (s == "cm" || s == "fewstep") return o::sample_multistep(f, sch, x_T, multistep_times(), noise);
+  if (s == "lcm") {
+    std::vector<double> times;
+    for (int64_t t : o::timestep_subsequence(sch.ddpm.num_steps, steps, o::Spacing::kTrailing)) {
+      times.push_back(static_cast<double>(t));
+    }
+    return o::sample_multistep(f, sch, x_T, times, noise);
+  }
+  if (s == "trigflow") {
+    // A TrigFlow consistency model outputs F; its one-step map to t = 0 is trigflow_step(t -> 0).
+    const o::ConsistencyFn via_F = [&](const torch::Tensor& x, double t) {
+      const torch::Tensor F = (std::cos(t) * x - f(x, t)) / (std::sin(t) * sch.sigma_d);
+      return o::trigflow_step(x, F, t, 0.0, sch.sigma_d);
+    };
+    std::vector<double> times = multistep_times();
+    times[0] = std::min(times[0], std::atan(80.0 / sch.sigma_d));  // sCM's t_max: sin t > 0 margin
+    return o::sample_multistep(via_F, sch, x_T, times, noise);
+  }
+  UD_ASSERT(false, "sampler ", s, " not dispatched");
+  return {};
+}
+
+torch::Tensor run_oracle_sample(const SampleConfig& c) {
+  UD_CHECK_INPUT(!c.gmm_file.empty(), "--model=gmm needs --gmm_file (HDF5 with /weights, /means, /stds)");
+  const models::GaussianMixture gmm = models::GaussianMixture::load(c.gmm_file);
+  const objectives::Schedule sch = objectives::Schedule::parse(c.schedule);
+  log::info("sample", detail::str_cat(c.num, " samples of the ", gmm.components(), "-component, ",
+                                      gmm.dim(), "-D mixture oracle with ", c.sampler, " on ",
+                                      sch.name, ", ", c.steps, " steps (0 = default)"));
+  std::vector<torch::Tensor> chunks;
+  for (int64_t begin = 0; begin < c.num; begin += c.batch) {
+    chunks.push_back(sample_gmm_oracle(c, gmm, begin, std::min(c.num, begin + c.batch)));
+  }
+  return torch::cat(chunks);
+}
+
+}  // namespace
+
+torch::Tensor sample_gmm_oracle(const SampleConfig& c, const models::GaussianMixture& gmm,
+                                int64_t begin, int64_t end) {
+  const objectives::Schedule sch = objectives::Schedule::parse(c.schedule);
+  check_oracle_sampler(c.sampler, sch);
+  if (sch.family == objectives::ScheduleFamily::kDdpm) {
+    UD_CHECK_INPUT(c.steps <= sch.ddpm.num_steps, "--steps ", c.steps, " exceeds T = ",
+                   sch.ddpm.num_steps);
+  }
+  torch::NoGradGuard no_grad;
+  return oracle_chunk(c, gmm, sch, rng::arange_indices(begin, end)).to(torch::kFloat32);
+}
+
+namespace {
+
+void write_samples(const SampleConfig& c, const torch::Tensor& samples, const torch::Tensor& reference) {
+  const int64_t bad = (~torch::isfinite(samples)).sum().item<int64_t>();
+  if (bad > 0) log::warn("sample", detail::str_cat(bad, " non-finite values in the samples"));
+  if (c.out.empty()) return;
+  data::write_dataset(c.out, samples, {}, 0, "unidiff sample " + c.sampler);
+  log::info("sample", "samples written to " + c.out);
+  if (samples.dim() == 2 && samples.size(1) == 2) {
+    const fs::path png = fs::path(c.out).replace_extension(".png");
+    image::write_png(png, image::scatter_plot(samples, reference));
+    log::info("sample", "scatter plot written to " + png.string());
+  }
+}
+
 }  // namespace
 
 torch::Tensor run_sample(const SampleConfig& c) {
+  UD_CHECK_INPUT(c.model == "checkpoint" || c.model == "gmm", "unknown --model '", c.model,
+                 "' (valid: checkpoint, gmm)");
+  UD_CHECK_INPUT(c.num > 0, "--num must be positive, got ", c.num);
+  UD_CHECK_INPUT(c.batch > 0, "--batch must be positive, got ", c.batch);
+  torch::Tensor reference;
+  if (!c.plot_reference.empty()) reference = data::TensorDataset::load(c.plot_reference).all();
+  if (!c.out.empty()) {
+    const fs::path parent = fs::path(c.out).parent_path();
+    UD_CHECK_INPUT(parent.empty() || fs::is_directory(parent), "the folder of --out '", c.out,
+                   "' does not exist");
+  }
+  if (c.model == "gmm") {
+    torch::Tensor samples = run_oracle_sample(c);
+    write_samples(c, samples, reference);
+    return samples;
+  }
   UD_CHECK_INPUT(std::find(sampler_names().begin(), sampler_names().end(), c.sampler) !=
                      sampler_names().end(),
                  "unknown --sampler '", c.sampler, "' for a DDPM model (valid: ddpm, ddim)");
-  UD_CHECK_INPUT(c.num > 0, "--num must be positive, got ", c.num);
-  UD_CHECK_INPUT(c.batch > 0, "--batch must be positive, got ", c.batch);
   UD_CHECK_INPUT(!c.checkpoint.empty(), "--checkpoint is required (a run directory or model file)");
   const objectives::Spacing spacing = objectives::parse_spacing(c.spacing);
   LoadedModel m = load_model(c.checkpoint, c.use_ema);
@@ -39,14 +237,6 @@ torch::Tensor run_sample(const SampleConfig& c) {
   const int64_t steps = c.steps > 0 ? c.steps : schedule.num_steps;
   UD_CHECK_INPUT(steps <= schedule.num_steps, "--steps ", steps, " exceeds the model's T = ",
                  schedule.num_steps);
-  torch::Tensor reference;
-  if (!c.plot_reference.empty()) reference = data::TensorDataset::load(c.plot_reference).all();
-  if (!c.out.empty()) {
-    const fs::path parent = fs::path(c.out).parent_path();
-    UD_CHECK_INPUT(parent.empty() || fs::is_directory(parent), "the folder of --out '", c.out,
-                   "' does not exist");
-  }
-
   const torch::Device device = dist::select_device();
   dist::configure_threads();
   m.module->to(device);
@@ -79,17 +269,7 @@ torch::Tensor run_sample(const SampleConfig& c) {
     }
   }
   torch::Tensor samples = torch::cat(chunks);
-  const int64_t bad = (~torch::isfinite(samples)).sum().item<int64_t>();
-  if (bad > 0) log::warn("sample", detail::str_cat(bad, " non-finite values in the samples"));
-  if (!c.out.empty()) {
-    data::write_dataset(c.out, samples, {}, 0, "unidiff sample " + c.sampler);
-    log::info("sample", "samples written to " + c.out);
-    if (samples.dim() == 2 && samples.size(1) == 2) {
-      const fs::path png = fs::path(c.out).replace_extension(".png");
-      image::write_png(png, image::scatter_plot(samples, reference));
-      log::info("sample", "scatter plot written to " + png.string());
-    }
-  }
+  write_samples(c, samples, reference);
   return samples;
 }
 

@@ -5,8 +5,15 @@
 #include <torch/types.h>
 
 #include "experiments/config.h"
+#include "models/gmm.h"
 
 namespace unidiff::experiments {
+
+/// Samples [end - begin, D] of the analytic mixture oracle with c.sampler on c.schedule (the
+/// path of `unidiff sample --model=gmm`); sample i uses noise keyed by (c.seed, i). Refuses a
+/// sampler that does not apply to the schedule (InputError naming the schedules it takes).
+torch::Tensor sample_gmm_oracle(const SampleConfig& c, const models::GaussianMixture& gmm,
+                                int64_t begin, int64_t end);
 
 /// Returns the samples [num, ...] (CPU float32) after writing them to config.out (if set).
 /// Sample i uses noise keyed by (seed, i): the same samples whatever --batch is.

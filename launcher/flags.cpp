@@ -67,8 +67,18 @@ DEFINE_int64(threads, 0, "intra-op threads per rank (0 = cores on the host / ran
 DEFINE_validator(threads, &non_negative);
 
 // --- sample ---
+DEFINE_string(model, "checkpoint", "what to sample: checkpoint (a trained model) or gmm (the analytic mixture oracle)");
+DEFINE_string(gmm_file, "", "Gaussian-mixture file (HDF5 /weights [K], /means [K, D], /stds [K, D])");
+DEFINE_string(schedule, "ddpm-linear", "schedule of the gmm oracle: ddpm-linear, ddpm-cosine, ddpm-scaled-linear, ve, rf, trigflow");
+DEFINE_int64(smld_inner, 20, "annealed Langevin steps per noise level (smld)");
+DEFINE_validator(smld_inner, &positive);
+DEFINE_double(smld_step, 0.2, "annealed Langevin step relative to the noise level, a_i / sigma_i^2 (smld)");
+DEFINE_validator(smld_step, &positive_double);
+DEFINE_string(instaflow_variant, "ddim", "InstaFlow update: posterior (Alg 6), simple (Alg 7), ddim (Alg 8)");
+DEFINE_int64(oracle_ode_steps, 64, "Heun steps of the mixture oracle's numerical consistency function");
+DEFINE_validator(oracle_ode_steps, &positive);
 DEFINE_string(checkpoint, "", "a run directory or a model file (model.h5)");
-DEFINE_string(sampler, "ddpm", "sampler: ddpm (ancestral) or ddim");
+DEFINE_string(sampler, "ddpm", "sampler: ddpm, ddim (trained models); with --model=gmm also ddpm-simple, instaflow, lcm, smld, cm, trigflow, euler, heun, fewstep");
 DEFINE_int64(steps, 0, "sampling steps (0 = all of the model's T)");
 DEFINE_validator(steps, &non_negative);
 DEFINE_string(spacing, "leading", "timestep spacing when steps < T: leading or trailing");
@@ -106,11 +116,14 @@ const std::vector<Command>& commands() {
         "optim_warmup", "optim_decay", "optim_grad_clip", "ema_decay"}},
       {"sample",
        "draw samples from a trained model into an HDF5 file (and a PNG beside it)",
-       {"checkpoint", "sampler", "steps", "spacing", "eta", "num", "sample_batch", "seed",
-        "use_ema", "out", "plot_reference"}},
+       {"model", "checkpoint", "gmm_file", "schedule", "sampler", "steps", "spacing", "eta", "num",
+        "sample_batch", "seed", "use_ema", "out", "plot_reference", "smld_inner", "smld_step",
+        "instaflow_variant", "oracle_ode_steps"}},
       {"eval",
        "distances between a samples file and a reference dataset, printed as one JSON line",
        {"samples", "reference", "projections", "max_samples", "seed"}},
+      {"data gmm", "draw exact samples of a Gaussian mixture file (/weights, /means, /stds)",
+       {"gmm_file", "num", "seed", "out"}},
       {"data toy", "write a 2-D toy dataset (moons, swissroll, 8gaussians, checkerboard, gaussian)",
        {"dist", "num", "seed", "out"}},
   };
@@ -149,6 +162,13 @@ experiments::TrainConfig make_train_config() {
 
 experiments::SampleConfig make_sample_config() {
   experiments::SampleConfig c;
+  c.model = FLAGS_model;
+  c.gmm_file = FLAGS_gmm_file;
+  c.schedule = FLAGS_schedule;
+  c.smld_inner = FLAGS_smld_inner;
+  c.smld_step = FLAGS_smld_step;
+  c.instaflow_variant = FLAGS_instaflow_variant;
+  c.oracle_ode_steps = FLAGS_oracle_ode_steps;
   c.checkpoint = FLAGS_checkpoint;
   c.sampler = FLAGS_sampler;
   c.steps = FLAGS_steps;
@@ -171,6 +191,10 @@ experiments::EvalConfig make_eval_config() {
   c.max_samples = FLAGS_max_samples;
   c.seed = static_cast<uint32_t>(FLAGS_seed);
   return c;
+}
+
+GmmDataConfig make_gmm_data_config() {
+  return {FLAGS_gmm_file, FLAGS_num, static_cast<uint32_t>(FLAGS_seed), FLAGS_out};
 }
 
 ToyDataConfig make_toy_data_config() {

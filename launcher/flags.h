@@ -24,4 +24,12 @@ struct ToyDataConfig {
 };
 ToyDataConfig make_toy_data_config();
 
+struct GmmDataConfig {
+  std::string gmm_file;
+  int64_t num = 0;
+  uint32_t seed = 0;
+  std::string out;
+};
+GmmDataConfig make_gmm_data_config();
+
 }  // namespace unidiff::launcher

@@ -19,6 +19,7 @@
 #include "experiments/train_diffusion.h"
 #include "launcher/cli.h"
 #include "launcher/flags.h"
+#include "models/gmm.h"
 
 namespace {
 
@@ -72,6 +73,17 @@ int run_data_toy() {
   return kExitOk;
 }
 
+int run_data_gmm() {
+  const auto c = unidiff::launcher::make_gmm_data_config();
+  UD_CHECK_INPUT(!c.gmm_file.empty(), "--gmm_file is required (HDF5 with /weights, /means, /stds)");
+  UD_CHECK_INPUT(!c.out.empty(), "--out is required (the HDF5 file to write)");
+  const auto gmm = unidiff::models::GaussianMixture::load(c.gmm_file);
+  unidiff::data::write_dataset(c.out, gmm.sample(c.num, c.seed), {}, 0, "gmm:" + c.gmm_file);
+  unidiff::log::info("data", unidiff::detail::str_cat("wrote ", c.num, " exact samples of the ",
+                                                      gmm.components(), "-component mixture to ", c.out));
+  return kExitOk;
+}
+
 int dispatch(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
@@ -120,6 +132,7 @@ int dispatch(int argc, char** argv) {
     return kExitOk;
   }
   if (name == "data toy") return run_data_toy();
+  if (name == "data gmm") return run_data_gmm();
   UD_ASSERT(false, "command ", name, " has no handler");
   return kExitFailure;
 }
