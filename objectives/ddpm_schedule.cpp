@@ -60,6 +60,18 @@ DdpmSchedule DdpmSchedule::make(BetaSchedule kind, int64_t num_steps, double bet
   return s;
 }
 
+DdpmSchedule::Step DdpmSchedule::step(int64_t t, int64_t prev) const {
+  UD_ASSERT(t >= 0 && t < num_steps && prev < t && prev >= -1, "step from ", t, " to ", prev);
+  Step s;
+  s.abar_t = alpha_bars[t].item<double>();
+  s.abar_prev = prev < 0 ? 1.0 : alpha_bars[prev].item<double>();
+  s.beta = 1 - s.abar_t / s.abar_prev;
+  s.coef_x0 = std::sqrt(s.abar_prev) * s.beta / (1 - s.abar_t);
+  s.coef_xt = std::sqrt(1 - s.beta) * (1 - s.abar_prev) / (1 - s.abar_t);
+  s.var = (1 - s.abar_prev) / (1 - s.abar_t) * s.beta;
+  return s;
+}
+
 torch::Tensor DdpmSchedule::alpha_bar_at(const torch::Tensor& t, const torch::Tensor& like) const {
   std::vector<int64_t> shape(static_cast<size_t>(like.dim()), 1);
   shape[0] = t.size(0);

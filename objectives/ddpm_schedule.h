@@ -36,6 +36,17 @@ struct DdpmSchedule {
   static DdpmSchedule make(BetaSchedule kind, int64_t num_steps, double beta_start = 1e-4,
                            double beta_end = 0.02);
 
+  /// Per-step quantities between code index t and an earlier prev (prev = t - 1 on the full
+  /// chain; any prev < t on a subsequence, respaced; prev = -1 means abar_prev = 1, i.e. x0).
+  struct Step {
+    double abar_t, abar_prev;
+    double beta;        ///< respaced beta: 1 - abar_t / abar_prev
+    double coef_x0;     ///< posterior mean coefficient of x0: sqrt(abar_prev) beta / (1 - abar_t)
+    double coef_xt;     ///< of x_t: sqrt(1 - beta) (1 - abar_prev) / (1 - abar_t)
+    double var;         ///< posterior variance beta_tilde = (1 - abar_prev) / (1 - abar_t) beta
+  };
+  Step step(int64_t t, int64_t prev) const;
+
   /// abar at code indices t (int64 [B]), as float32 [B, 1, ...] broadcastable to `like`.
   torch::Tensor alpha_bar_at(const torch::Tensor& t, const torch::Tensor& like) const;
 };

@@ -115,18 +115,13 @@ torch::Tensor trigflow_step(const torch::Tensor& x_t, const torch::Tensor& F, do
   return std::cos(t - s) * x_t - std::sin(t - s) * sigma_d * F;
 }
 
-namespace {
-double abar_or_one(const DdpmSchedule& s, int64_t t) {
-  return t < 0 ? 1.0 : s.alpha_bars[t].item<double>();
-}
-}  // namespace
 
 torch::Tensor ddpm_simple_step(const DdpmSchedule& schedule, const torch::Tensor& x_t,
                                const torch::Tensor& eps, int64_t t, int64_t prev,
                                const torch::Tensor& z) {
-  const double abar_t = abar_or_one(schedule, t), abar_prev = abar_or_one(schedule, prev);
-  const double beta = 1 - abar_t / abar_prev;
-  torch::Tensor x = (x_t - beta / std::sqrt(1 - abar_t) * eps) / std::sqrt(1 - beta);
+  const DdpmSchedule::Step st = schedule.step(t, prev);
+  const double beta = st.beta;
+  torch::Tensor x = (x_t - beta / std::sqrt(1 - st.abar_t) * eps) / std::sqrt(1 - beta);
   if (prev >= 0) x = x + std::sqrt(beta) * z.to(x.device(), x.scalar_type());
   return x;
 }
@@ -168,7 +163,8 @@ std::pair<torch::Tensor, double> ddim_step_distribution(const DdpmSchedule& sche
                                                         const torch::Tensor& x_t,
                                                         const torch::Tensor& eps, int64_t t,
                                                         int64_t prev, double eta) {
-  const double abar_t = abar_or_one(schedule, t), abar_prev = abar_or_one(schedule, prev);
+  const DdpmSchedule::Step st = schedule.step(t, prev);
+  const double abar_t = st.abar_t, abar_prev = st.abar_prev;
   const double sigma = eta * std::sqrt((1 - abar_prev) / (1 - abar_t)) *
                        std::sqrt(std::max(0.0, 1 - abar_t / abar_prev));
   const torch::Tensor x0 = (x_t - std::sqrt(1 - abar_t) * eps) / std::sqrt(abar_t);

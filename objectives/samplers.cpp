@@ -31,35 +31,24 @@ torch::Tensor full_t(int64_t t, const torch::Tensor& x) {
   return torch::full({x.size(0)}, t, torch::TensorOptions().dtype(torch::kInt64).device(x.device()));
 }
 
-/// A float64 scalar from the schedule tables; abar of the step "before 0" is 1.
-double abar_of(const DdpmSchedule& s, int64_t t) {
-  return t < 0 ? 1.0 : s.alpha_bars[t].item<double>();
-}
-
 }  // namespace
 
 torch::Tensor ddpm_step(const DdpmSchedule& schedule, const torch::Tensor& x_t,
                         const torch::Tensor& eps, int64_t t, int64_t prev, const torch::Tensor& z,
                         bool clip_x0) {
-  const double abar_t = abar_of(schedule, t), abar_prev = abar_of(schedule, prev);
-  const double beta = 1.0 - abar_t / abar_prev;  // respaced beta (the model's beta when prev = t-1)
-  torch::Tensor x0 = (x_t - std::sqrt(1 - abar_t) * eps) / std::sqrt(abar_t);
+  const DdpmSchedule::Step st = schedule.step(t, prev);
+  torch::Tensor x0 = (x_t - std::sqrt(1 - st.abar_t) * eps) / std::sqrt(st.abar_t);
   if (clip_x0) x0 = x0.clamp(-1, 1);
-  // Posterior (8): mu = sqrt(abar_prev) beta / (1 - abar_t) x0 + sqrt(1 - beta)(1 - abar_prev)/(1 - abar_t) x_t.
-  const double c0 = std::sqrt(abar_prev) * beta / (1 - abar_t);
-  const double ct = std::sqrt(1 - beta) * (1 - abar_prev) / (1 - abar_t);
-  torch::Tensor x = c0 * x0 + ct * x_t;
-  if (prev >= 0) {
-    const double var = (1 - abar_prev) / (1 - abar_t) * beta;  // beta_tilde
-    x = x + std::sqrt(var) * z.to(x.device());
-  }
+  torch::Tensor x = st.coef_x0 * x0 + st.coef_xt * x_t;  // posterior mean (8)
+  if (prev >= 0) x = x + std::sqrt(st.var) * z.to(x.device());
   return x;
 }
 
 torch::Tensor ddim_step(const DdpmSchedule& schedule, const torch::Tensor& x_t,
                         const torch::Tensor& eps_in, int64_t t, int64_t prev, double eta,
                         const torch::Tensor& z, bool clip_x0) {
-  const double abar_t = abar_of(schedule, t), abar_prev = abar_of(schedule, prev);
+  const DdpmSchedule::Step st = schedule.step(t, prev);
+  const double abar_t = st.abar_t, abar_prev = st.abar_prev;
   torch::Tensor eps = eps_in;
   torch::Tensor x0 = (x_t - std::sqrt(1 - abar_t) * eps) / std::sqrt(abar_t);
   if (clip_x0) {

@@ -21,14 +21,14 @@ expect 2 "usage: unidiff <command>" -- "$bin"
 expect 0 "train +train a model" -- "$bin" --help
 expect 0 "--data_batch \(int64, default 512\)" -- "$bin" train --help
 expect 0 "--sampler" -- "$bin" sample --help
-expect 0 "converters: toy" -- "$bin" data --help
+expect 0 "converters: gmm, toy" -- "$bin" data --help
 expect 2 "unknown command 'bogus' \(valid: train, sample, eval, data\)" -- "$bin" bogus
 expect 2 "unknown flag --nope for 'unidiff train'; valid flags: --data, " -- "$bin" train --nope=1
 expect 2 "unknown flag --sampler for 'unidiff train'" -- "$bin" train --sampler=ddpm
 expect 2 "bad value 'abc' for --train_steps: expected int64" -- "$bin" train --train_steps=abc
 expect 2 "bad value '0' for --train_steps" -- "$bin" train --train_steps=0
 expect 2 "bad value '-1' for --seed" -- "$bin" train --seed=-1
-expect 2 "unknown data converter 'mnist' \(valid: toy\)" -- "$bin" data mnist
+expect 2 "unknown data converter 'mnist' \(valid: gmm, toy\)" -- "$bin" data mnist
 expect 2 "unknown toy distribution 'spiral' \(valid: 8gaussians, checkerboard, gaussian, moons, swissroll\)" -- \
   "$bin" data toy --dist=spiral --out="$tmp/x.h5"
 expect 2 "--flagfile '$tmp/none.flags' does not exist" -- "$bin" train --flagfile="$tmp/none.flags"
@@ -97,6 +97,30 @@ expect 0 "samples written to $tmp/s.h5" -- \
 [ -s "$tmp/s.png" ] || fail "no PNG beside the samples"
 expect 2 "--reference is required" -- "$bin" eval --samples="$tmp/s.h5"
 expect 0 '"sliced_wasserstein": [0-9.e+-]+' -- "$bin" eval --samples="$tmp/s.h5" --reference="$tmp/moons.h5"
+
+# The mixture oracle: exact samples, sampling, and samplers refused on schedules they do not take.
+"$py" - "$tmp" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(f"{sys.argv[1]}/gmm.h5", "w") as f:
+    f["weights"] = np.array([0.5, 0.5]); f["means"] = np.array([[-1.0, 0.0], [1.0, 0.0]])
+    f["stds"] = np.full((2, 2), 0.3)
+with h5py.File(f"{sys.argv[1]}/badgmm.h5", "w") as f:
+    f["weights"] = np.array([0.5, 0.5]); f["means"] = np.zeros((2, 2))
+PY
+expect 0 "wrote 500 exact samples of the 2-component mixture" -- \
+  "$bin" data gmm --gmm_file="$tmp/gmm.h5" --num=500 --out="$tmp/gmm_data.h5"
+expect 2 "has no /stds" -- "$bin" data gmm --gmm_file="$tmp/badgmm.h5" --out="$tmp/x.h5"
+expect 0 "samples written" -- "$bin" sample --model=gmm --gmm_file="$tmp/gmm.h5" --schedule=rf \
+  --sampler=heun --steps=10 --num=200 --out="$tmp/gs.h5"
+[ -s "$tmp/gs.png" ] || fail "no PNG for the oracle samples"
+expect 2 "sampler 'smld' takes schedules: ve \(got 'rf'\)" -- \
+  "$bin" sample --model=gmm --gmm_file="$tmp/gmm.h5" --schedule=rf --sampler=smld --out="$tmp/x.h5"
+expect 2 "sampler 'lcm' takes schedules: ddpm-linear, ddpm-cosine, ddpm-scaled-linear \(got 've'\)" -- \
+  "$bin" sample --model=gmm --gmm_file="$tmp/gmm.h5" --schedule=ve --sampler=lcm --out="$tmp/x.h5"
+expect 2 "unknown schedule 'edm'" -- \
+  "$bin" sample --model=gmm --gmm_file="$tmp/gmm.h5" --schedule=edm --sampler=heun --out="$tmp/x.h5"
+expect 2 "--model=gmm needs --gmm_file" -- "$bin" sample --model=gmm --out="$tmp/x.h5"
+expect 2 "unknown --model 'unet'" -- "$bin" sample --model=unet --out="$tmp/x.h5"
 
 if [ $failures -ne 0 ]; then echo "cli: $failures check(s) failed"; exit 1; fi
 echo "cli: all checks passed"

@@ -77,7 +77,8 @@ TEST_P(OracleSamplers, OdeSamplers) {
 }
 
 TEST_P(OracleSamplers, ConsistencyAndFewStep) {
-  check({{"cm", "ve", 1}, {"cm", "ve", 3}, {"lcm", "ddpm-linear", 4}, {"trigflow", "trigflow", 2},
+  check({{"cm", "ve", 1}, {"cm", "ve", 3}, {"lcm", "ddpm-linear", 4}, {"lcm", "ddpm-cosine", 2},
+         {"trigflow", "trigflow", 1}, {"trigflow", "trigflow", 2},
          {"fewstep", "rf", 2}, {"fewstep", "ddpm-cosine", 4}});
 }
 

@@ -59,6 +59,23 @@ TEST(DdpmSchedule, ForwardMarginalAndTweedieInvertEachOther) {
                               1e-4, 1e-4));
 }
 
+TEST(DdpmSchedule, PosteriorCoefficientsOnTheFullChain) {
+  // prev = t - 1: beta is the schedule's beta_t and the coefficients are those of (8).
+  const DdpmSchedule s = DdpmSchedule::make(BetaSchedule::kLinear, 1000);
+  const auto st = s.step(300, 299);
+  const double b = s.betas[300].item<double>(), a = s.alpha_bars[300].item<double>(),
+               ap = s.alpha_bars[299].item<double>();
+  EXPECT_NEAR(st.beta, b, 1e-12);
+  EXPECT_NEAR(st.coef_x0, std::sqrt(ap) * b / (1 - a), 1e-12);
+  EXPECT_NEAR(st.coef_xt, std::sqrt(1 - b) * (1 - ap) / (1 - a), 1e-12);
+  EXPECT_NEAR(st.var, (1 - ap) / (1 - a) * b, 1e-15);
+  // To x0 (prev = -1): the mean is x0 itself and there is no noise.
+  const auto last = s.step(0, -1);
+  EXPECT_NEAR(last.coef_x0, 1.0, 1e-12);
+  EXPECT_NEAR(last.coef_xt, 0.0, 1e-12);
+  EXPECT_EQ(last.var, 0.0);
+}
+
 TEST(DdpmSchedule, RejectsBadParameters) {
   EXPECT_ANY_THROW(DdpmSchedule::make(BetaSchedule::kLinear, 1));
   EXPECT_ANY_THROW(DdpmSchedule::make(BetaSchedule::kLinear, 10, 0.1, 0.01));
