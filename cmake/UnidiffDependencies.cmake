@@ -6,6 +6,7 @@ find_package(Torch REQUIRED)
 find_package(MPI REQUIRED COMPONENTS CXX)
 find_package(HDF5 REQUIRED COMPONENTS C)
 find_package(PNG REQUIRED)
+find_package(ZLIB REQUIRED)
 find_package(Threads REQUIRED)
 
 # --- gflags -----------------------------------------------------------------------------------

@@ -121,7 +121,8 @@ File File::open_read(const std::filesystem::path& path) {
   UD_CHECK_INPUT(H5Fis_hdf5(path.c_str()) > 0, "'", path.string(),
                  "' is not an HDF5 file (or is truncated)");
   const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  UD_CHECK_INPUT(id >= 0, "cannot open HDF5 file '", path.string(), "': ", hdf5_error_text());
+  UD_CHECK_INPUT(id >= 0, "cannot open HDF5 file '", path.string(),
+                 "': it is damaged or truncated (HDF5: ", hdf5_error_text(), ")");
   return File(path, id);
 }
 

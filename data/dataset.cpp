@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/h5.h"
+#include "core/log.h"
 
 namespace unidiff::data {
 
@@ -85,6 +86,17 @@ Part load_file(const std::filesystem::path& path) {
   return part;
 }
 
+/// load_file, with HDF5 read failures (a truncated or damaged file) reported as bad input.
+Part load_checked(const std::filesystem::path& path) {
+  try {
+    return load_file(path);
+  } catch (const InputError&) {
+    throw;
+  } catch (const std::exception& e) {
+    UD_FAIL_INPUT("'", path.string(), "' is damaged or truncated: ", e.what());
+  }
+}
+
 }  // namespace
 
 TensorDataset TensorDataset::load(const std::string& spec) {
@@ -93,7 +105,7 @@ TensorDataset TensorDataset::load(const std::string& spec) {
   int64_t num_classes = 0;
   bool is_image = false;
   for (size_t i = 0; i < paths.size(); ++i) {
-    Part p = load_file(paths[i]);
+    Part p = load_checked(paths[i]);
     if (i > 0) {
       UD_CHECK_INPUT(p.x.sizes().slice(1) == xs[0].sizes().slice(1), "shard '", paths[i].string(),
                      "' has samples of shape ", p.x.sizes().slice(1), " but '", paths[0].string(),
@@ -149,6 +161,39 @@ void write_dataset(const std::filesystem::path& path, const torch::Tensor& data,
     }
     if (!source.empty()) h5::write_attr(f, "/", "source", source);
   });
+}
+
+std::vector<std::filesystem::path> write_dataset_shards(const std::filesystem::path& path,
+                                                        const torch::Tensor& data,
+                                                        const torch::Tensor& labels,
+                                                        int64_t num_classes,
+                                                        const std::string& source, int64_t shards) {
+  const int64_t n = data.size(0);
+  UD_CHECK_INPUT(shards >= 1 && shards <= n, "--shards must be in [1, ", n, "], got ", shards);
+  std::vector<std::filesystem::path> paths;
+  if (shards == 1) {
+    write_dataset(path, data, labels, num_classes, source);
+    return {path};
+  }
+  char suffix[64];
+  try {
+    for (int64_t k = 0; k < shards; ++k) {
+      const int64_t begin = n * k / shards, end = n * (k + 1) / shards;
+      std::snprintf(suffix, sizeof(suffix), "-%05ld-of-%05ld.h5", static_cast<long>(k),
+                    static_cast<long>(shards));
+      const std::filesystem::path p = path.parent_path() / (path.stem().string() + suffix);
+      write_dataset(p, data.slice(0, begin, end),
+                    labels.defined() ? labels.slice(0, begin, end) : torch::Tensor(), num_classes,
+                    source);
+      paths.push_back(p);
+      log::info("data", detail::str_cat("shard ", k + 1, "/", shards, ": ", end - begin,
+                                        " samples -> ", p.string()));
+    }
+  } catch (...) {
+    for (const auto& p : paths) std::filesystem::remove(p);
+    throw;
+  }
+  return paths;
 }
 
 }  // namespace unidiff::data

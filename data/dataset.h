@@ -53,4 +53,13 @@ void write_dataset(const std::filesystem::path& path, const torch::Tensor& data,
                    const torch::Tensor& labels = {}, int64_t num_classes = 0,
                    const std::string& source = "");
 
+/// Writes the dataset as `shards` files of near-equal size (in order), each atomically:
+/// shards = 1 writes `path`; otherwise `<stem>-00000-of-0000K.h5` beside it. Returns the paths;
+/// logs progress per shard. A failure removes the shards already written by this call.
+std::vector<std::filesystem::path> write_dataset_shards(const std::filesystem::path& path,
+                                                        const torch::Tensor& data,
+                                                        const torch::Tensor& labels,
+                                                        int64_t num_classes,
+                                                        const std::string& source, int64_t shards);
+
 }  // namespace unidiff::data

@@ -101,6 +101,12 @@ DEFINE_int64(max_samples, 5000, "samples of each set used for the MMD");
 DEFINE_validator(max_samples, &positive);
 
 // --- data ---
+DEFINE_int64(shards, 1, "number of shard files to write (1 = one file at --out)");
+DEFINE_validator(shards, &positive);
+DEFINE_string(split, "train", "Fashion-MNIST split: train (60,000) or test (10,000)");
+DEFINE_int64(pad, 0, "zero pixels added on each side (2 makes Fashion-MNIST 32x32)");
+DEFINE_validator(pad, &non_negative);
+DEFINE_string(fashion_mnist_dir, "/usr/share/datasets/fashion-mnist", "folder of the Fashion-MNIST IDX .gz files");
 DEFINE_string(dist, "moons", "toy distribution: moons, swissroll, 8gaussians, checkerboard, gaussian");
 
 namespace unidiff::launcher {
@@ -125,7 +131,9 @@ const std::vector<Command>& commands() {
       {"data gmm", "draw exact samples of a Gaussian mixture file (/weights, /means, /stds)",
        {"gmm_file", "num", "seed", "out"}},
       {"data toy", "write a 2-D toy dataset (moons, swissroll, 8gaussians, checkerboard, gaussian)",
-       {"dist", "num", "seed", "out"}},
+       {"dist", "num", "seed", "out", "shards"}},
+      {"data fashion-mnist", "convert Debian's Fashion-MNIST to uint8 [N, 1, 28, 28] images + labels",
+       {"split", "pad", "out", "shards", "fashion_mnist_dir"}},
   };
   return list;
 }
@@ -193,6 +201,10 @@ experiments::EvalConfig make_eval_config() {
   return c;
 }
 
+FashionMnistConfig make_fashion_mnist_config() {
+  return {FLAGS_fashion_mnist_dir, FLAGS_split, FLAGS_pad, FLAGS_shards, FLAGS_out};
+}
+
 GmmDataConfig make_gmm_data_config() {
   return {FLAGS_gmm_file, FLAGS_num, static_cast<uint32_t>(FLAGS_seed), FLAGS_out};
 }
@@ -203,6 +215,7 @@ ToyDataConfig make_toy_data_config() {
   c.num = FLAGS_num;
   c.seed = static_cast<uint32_t>(FLAGS_seed);
   c.out = FLAGS_out;
+  c.shards = FLAGS_shards;
   return c;
 }
 

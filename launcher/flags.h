@@ -21,8 +21,18 @@ struct ToyDataConfig {
   int64_t num = 0;
   uint32_t seed = 0;
   std::string out;
+  int64_t shards = 1;
 };
 ToyDataConfig make_toy_data_config();
+
+struct FashionMnistConfig {
+  std::string dir;
+  std::string split;
+  int64_t pad = 0;
+  int64_t shards = 1;
+  std::string out;
+};
+FashionMnistConfig make_fashion_mnist_config();
 
 struct GmmDataConfig {
   std::string gmm_file;

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "data/dataset.h"
+#include "data/fashion_mnist.h"
 #include "data/toy.h"
 #include "dist/job.h"
 #include "dist/world.h"
@@ -67,9 +68,22 @@ int run_data_toy() {
   const auto c = unidiff::launcher::make_toy_data_config();
   UD_CHECK_INPUT(!c.out.empty(), "--out is required (the HDF5 file to write)");
   const torch::Tensor x = unidiff::data::make_toy(c.dist, c.num, c.seed);
-  unidiff::data::write_dataset(c.out, x, {}, 0, "toy:" + c.dist);
+  unidiff::data::write_dataset_shards(c.out, x, {}, 0, "toy:" + c.dist, c.shards);
   unidiff::log::info("data", unidiff::detail::str_cat("wrote ", c.num, " samples of '", c.dist,
                                                       "' (seed ", c.seed, ") to ", c.out));
+  return kExitOk;
+}
+
+int run_data_fashion_mnist() {
+  const auto c = unidiff::launcher::make_fashion_mnist_config();
+  UD_CHECK_INPUT(!c.out.empty(), "--out is required (the HDF5 file to write)");
+  const auto d = unidiff::data::read_fashion_mnist(c.dir, c.split, c.pad);
+  unidiff::data::write_dataset_shards(c.out, d.images, d.labels, 10, "fashion-mnist:" + c.split,
+                                      c.shards);
+  unidiff::log::info("data", unidiff::detail::str_cat("wrote ", d.images.size(0), " Fashion-MNIST ",
+                                                      c.split, " images of ", d.images.size(2), "x",
+                                                      d.images.size(3), " with labels to ", c.out,
+                                                      c.shards > 1 ? " (sharded)" : ""));
   return kExitOk;
 }
 
@@ -133,6 +147,7 @@ int dispatch(int argc, char** argv) {
   }
   if (name == "data toy") return run_data_toy();
   if (name == "data gmm") return run_data_gmm();
+  if (name == "data fashion-mnist") return run_data_fashion_mnist();
   UD_ASSERT(false, "command ", name, " has no handler");
   return kExitFailure;
 }

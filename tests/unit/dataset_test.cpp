@@ -82,6 +82,14 @@ TEST(Dataset, BadInputsNameTheProblem) {
     h5::write_tensor(f, "/labels", torch::zeros({2}, torch::kInt64));
   }
   EXPECT_NE(load_error((dir / "labels.h5").string()).find("/labels must be [N]"), std::string::npos);
+  // A file cut short (a copy interrupted mid-way): the data no longer fits in the file.
+  write_dataset(dir / "full.h5", torch::rand({4000, 8}));
+  const auto size = std::filesystem::file_size(dir / "full.h5");
+  std::filesystem::copy_file(dir / "full.h5", dir / "cut.h5");
+  std::filesystem::resize_file(dir / "cut.h5", size / 2);
+  const std::string cut = load_error((dir / "cut.h5").string());
+  EXPECT_TRUE(cut.find("truncated") != std::string::npos || cut.find("damaged") != std::string::npos)
+      << cut;
 }
 
 }  // namespace
