@@ -23,6 +23,7 @@ std::string to_string(Purpose purpose) {
     case Purpose::kInit: return "init";
     case Purpose::kEval: return "eval";
     case Purpose::kDataGen: return "data_gen";
+    case Purpose::kAugment: return "augment";
   }
   return "unknown";
 }

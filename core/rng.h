@@ -25,6 +25,7 @@ enum class Purpose : uint32_t {
   kInit = 7,        ///< parameter initialisation
   kEval = 8,        ///< evaluation (projection directions, subsets)
   kDataGen = 9,     ///< synthetic datasets (toy distributions, mixtures)
+  kAugment = 10,    ///< data augmentation (flips)
 };
 
 std::string to_string(Purpose purpose);

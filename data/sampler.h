@@ -26,6 +26,7 @@ class ShardedSampler {
   int64_t epoch() const { return position_ / epoch_samples(); }
   int64_t batches_per_epoch() const { return dataset_size_ / global_batch_; }
   int64_t local_batch() const { return global_batch_ / world_size_; }
+  int64_t global_batch() const { return global_batch_; }
 
  private:
   int64_t epoch_samples() const { return batches_per_epoch() * global_batch_; }

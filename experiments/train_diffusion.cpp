@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "data/dataset.h"
+#include "data/loader.h"
 #include "data/sampler.h"
 #include "dist/communicator.h"
 #include "dist/gradients.h"
@@ -121,6 +122,10 @@ TrainResult train_diffusion(const TrainConfig& config) {
                                     .betas({config.optim.beta1, config.optim.beta2})
                                     .weight_decay(config.optim.weight_decay));
   dist::GradientAverager averager(model->parameters(), *comm);
+  data::LoaderOptions loader_options;
+  loader_options.device = device;
+  loader_options.seed = config.seed;
+  data::Loader loader(dataset, sampler, loader_options);
 
   std::ofstream metrics;
   if (rank == 0) metrics.open(fs::path(config.run_dir) / "metrics.jsonl", std::ios::app);
@@ -136,13 +141,13 @@ TrainResult train_diffusion(const TrainConfig& config) {
     for (auto& group : optimizer.param_groups()) {
       static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
     }
-    const data::Batch batch = dataset.get(sampler.next());
+    const data::Batch batch = loader.next();
     const auto s = static_cast<uint64_t>(step);
     const torch::Tensor t = rng::randint({seed, rng::Purpose::kTimestep}, s, batch.index,
                                          schedule.num_steps).to(device);
     const torch::Tensor eps =
         rng::normal({seed, rng::Purpose::kNoise}, s, batch.index, net_cfg.data_shape).to(device);
-    const torch::Tensor x0 = batch.x.to(device);
+    const torch::Tensor& x0 = batch.x;
     const torch::Tensor x_t = objectives::q_sample(schedule, x0, t, eps);
 
     optimizer.zero_grad();

@@ -21,14 +21,14 @@ expect 2 "usage: unidiff <command>" -- "$bin"
 expect 0 "train +train a model" -- "$bin" --help
 expect 0 "--data_batch \(int64, default 512\)" -- "$bin" train --help
 expect 0 "--sampler" -- "$bin" sample --help
-expect 0 "converters: gmm, toy" -- "$bin" data --help
+expect 0 "converters: gmm, toy, fashion-mnist" -- "$bin" data --help
 expect 2 "unknown command 'bogus' \(valid: train, sample, eval, data\)" -- "$bin" bogus
 expect 2 "unknown flag --nope for 'unidiff train'; valid flags: --data, " -- "$bin" train --nope=1
 expect 2 "unknown flag --sampler for 'unidiff train'" -- "$bin" train --sampler=ddpm
 expect 2 "bad value 'abc' for --train_steps: expected int64" -- "$bin" train --train_steps=abc
 expect 2 "bad value '0' for --train_steps" -- "$bin" train --train_steps=0
 expect 2 "bad value '-1' for --seed" -- "$bin" train --seed=-1
-expect 2 "unknown data converter 'mnist' \(valid: gmm, toy\)" -- "$bin" data mnist
+expect 2 "unknown data converter 'mnist' \(valid: gmm, toy, fashion-mnist\)" -- "$bin" data mnist
 expect 2 "unknown toy distribution 'spiral' \(valid: 8gaussians, checkerboard, gaussian, moons, swissroll\)" -- \
   "$bin" data toy --dist=spiral --out="$tmp/x.h5"
 expect 2 "--flagfile '$tmp/none.flags' does not exist" -- "$bin" train --flagfile="$tmp/none.flags"
