@@ -130,17 +130,112 @@ TensorDataset::TensorDataset(torch::Tensor x, torch::Tensor labels, int64_t num_
     : x_(std::move(x)), labels_(std::move(labels)), num_classes_(num_classes) {
   UD_ASSERT(x_.dim() >= 2 && x_.scalar_type() == torch::kFloat32, "x must be float32 [N, ...]");
   UD_ASSERT(!labels_.defined() || labels_.size(0) == x_.size(0), "labels must be [N]");
+  size_ = x_.size(0);
+  sample_shape_.assign(x_.sizes().begin() + 1, x_.sizes().end());
 }
 
-std::vector<int64_t> TensorDataset::sample_shape() const {
-  return {x_.sizes().begin() + 1, x_.sizes().end()};
+/// Open shard files of a streaming dataset, with their first global index.
+struct TensorDataset::Shards {
+  std::vector<h5::File> files;
+  std::vector<int64_t> begin;  // global index of each file's row 0; begin.back() = N
+  std::vector<std::filesystem::path> paths;
+};
+
+TensorDataset TensorDataset::open_streaming(const std::string& spec) {
+  TensorDataset ds;
+  ds.shards_ = std::make_shared<Shards>();
+  std::vector<torch::Tensor> labels;
+  int64_t total = 0;
+  for (const auto& path : expand_paths(spec)) {
+    h5::File f = h5::File::open_read(path);
+    UD_CHECK_INPUT(f.has("/data"), "'", path.string(), "' has no /data dataset");
+    const h5::DatasetInfo info = h5::dataset_info(f, "/data");
+    UD_CHECK_INPUT(info.supported && (info.dtype == torch::kUInt8 || info.dtype == torch::kFloat32 ||
+                                      info.dtype == torch::kFloat64),
+                   "'", path.string(), "' /data has unsupported type ", info.type_name,
+                   " (expected uint8 images or float32)");
+    UD_CHECK_INPUT(info.shape.size() >= 2 && info.shape[0] > 0, "'", path.string(),
+                   "' /data must be [N, ...] with N > 0");
+    const bool image = info.dtype == torch::kUInt8;
+    UD_CHECK_INPUT(!image || info.shape.size() == 4, "'", path.string(),
+                   "' uint8 /data must be images [N, C, H, W]");
+    const std::vector<int64_t> shape(info.shape.begin() + 1, info.shape.end());
+    if (ds.shards_->files.empty()) {
+      ds.sample_shape_ = shape;
+      ds.is_image_ = image;
+    }
+    UD_CHECK_INPUT(shape == ds.sample_shape_ && image == ds.is_image_, "shard '", path.string(),
+                   "' differs from '", ds.shards_->paths[0].string(), "' in sample shape or dtype");
+    if (f.has("/labels")) {
+      const torch::Tensor l = h5::read_tensor(f, "/labels").to(torch::kInt64);
+      UD_CHECK_INPUT(l.dim() == 1 && l.size(0) == info.shape[0], "'", path.string(),
+                     "' /labels must be [N] with N = ", info.shape[0], " like /data");
+      ds.num_classes_ = std::max(ds.num_classes_, h5::read_attr_int(f, "/labels", "num_classes")
+                                                      .value_or(l.max().item<int64_t>() + 1));
+      labels.push_back(l);
+    }
+    UD_CHECK_INPUT(labels.empty() || labels.size() == ds.shards_->files.size() + 1, "shard '",
+                   path.string(), "' differs from the others in having /labels");
+    ds.shards_->begin.push_back(total);
+    total += info.shape[0];
+    ds.shards_->paths.push_back(path);
+    ds.shards_->files.push_back(std::move(f));
+  }
+  ds.shards_->begin.push_back(total);
+  ds.size_ = total;
+  if (!labels.empty()) ds.labels_ = torch::cat(labels);
+  return ds;
+}
+
+std::vector<int64_t> TensorDataset::sample_shape() const { return sample_shape_; }
+
+torch::Tensor TensorDataset::all() const {
+  if (!is_streaming()) return x_;
+  return get(torch::arange(size_, torch::kInt64)).x;
 }
 
 Batch TensorDataset::get(const torch::Tensor& indices) const {
   Batch b;
-  b.index = indices.to(torch::kInt64);
-  b.x = x_.index_select(0, b.index);
+  b.index = indices.to(torch::kCPU, torch::kInt64).contiguous();
   if (labels_.defined()) b.labels = labels_.index_select(0, b.index);
+  if (!is_streaming()) {
+    b.x = x_.index_select(0, b.index);
+    return b;
+  }
+  // Streaming: read runs of consecutive sorted indices with one HDF5 call each.
+  const auto [sorted, order] = torch::sort(b.index);
+  const int64_t* si = sorted.data_ptr<int64_t>();
+  const int64_t n = sorted.size(0);
+  std::vector<int64_t> out_shape{n};
+  out_shape.insert(out_shape.end(), sample_shape_.begin(), sample_shape_.end());
+  torch::Tensor gathered = torch::empty(out_shape, torch::kFloat32);
+  const auto& begin = shards_->begin;
+  for (int64_t i = 0; i < n;) {
+    UD_ASSERT(si[i] >= 0 && si[i] < size_, "index ", si[i], " out of range");
+    const auto k = static_cast<size_t>(std::upper_bound(begin.begin(), begin.end(), si[i]) - begin.begin() - 1);
+    int64_t j = i + 1;
+    while (j < n && si[j] == si[j - 1] + 1 && si[j] < begin[k + 1]) ++j;
+    torch::Tensor rows;
+    try {
+      rows = h5::read_rows(shards_->files[k], "/data", si[i] - begin[k], j - i);
+    } catch (const InputError&) {
+      throw;
+    } catch (const std::exception& e) {
+      UD_FAIL_INPUT("'", shards_->paths[k].string(), "' is damaged or truncated: ", e.what());
+    }
+    if (is_image_) {
+      rows = rows.to(torch::kFloat32).div_(127.5).sub_(1.0);
+    } else {
+      rows = rows.to(torch::kFloat32);
+      UD_CHECK_INPUT(torch::isfinite(rows).all().item<bool>(), "'", shards_->paths[k].string(),
+                     "' /data has non-finite values (NaN or Inf) near index ", si[i] - begin[k]);
+    }
+    gathered.slice(0, i, j).copy_(rows);
+    i = j;
+  }
+  // Back to the caller's order (a repeated index was read once per occurrence).
+  b.x = torch::empty_like(gathered);
+  b.x.index_copy_(0, order, gathered);
   return b;
 }
 

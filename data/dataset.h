@@ -7,6 +7,7 @@
 #include <torch/types.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,21 +29,33 @@ class TensorDataset {
   /// Loads and validates: missing file, not HDF5, no /data, unsupported dtype, no samples,
   /// non-finite values, shards that disagree, bad labels each throw InputError naming the file.
   static TensorDataset load(const std::string& spec);
+  /// Opens the files for streaming instead: get() reads the rows it needs from HDF5 (runs of
+  /// consecutive indices in one read), so datasets larger than memory work. The same checks as
+  /// load(), except that non-finite values are found when their batch is read (InputError then).
+  /// Reads happen on one thread at a time (HDF5 serialises them anyway).
+  static TensorDataset open_streaming(const std::string& spec);
   /// Wraps in-memory tensors (x: float32 [N, ...]; labels: int64 [N] or undefined).
   TensorDataset(torch::Tensor x, torch::Tensor labels = {}, int64_t num_classes = 0);
 
-  int64_t size() const { return x_.size(0); }
+  int64_t size() const { return size_; }
+  bool is_streaming() const { return shards_ != nullptr; }
   /// Shape of one sample, e.g. {2} or {1, 28, 28}.
   std::vector<int64_t> sample_shape() const;
   int64_t num_classes() const { return num_classes_; }
   bool is_image() const { return is_image_; }
-  const torch::Tensor& all() const { return x_; }
+  /// Every sample (read in full when streaming).
+  torch::Tensor all() const;
 
   /// The samples at `indices` (int64 [B]).
   Batch get(const torch::Tensor& indices) const;
 
  private:
-  torch::Tensor x_;       // float32 [N, ...]
+  struct Shards;
+  TensorDataset() = default;
+  torch::Tensor x_;       // float32 [N, ...] (in memory) or undefined (streaming)
+  std::shared_ptr<Shards> shards_;  // open files (streaming)
+  int64_t size_ = 0;
+  std::vector<int64_t> sample_shape_;
   torch::Tensor labels_;  // int64 [N] or undefined
   int64_t num_classes_ = 0;
   bool is_image_ = false;

@@ -3,7 +3,8 @@
 // up to `prefetch` batches; next() pops one and copies it to the device without blocking the host.
 // The order is exactly the sampler's, so prefetching never changes what a run sees, and the
 // position handed to checkpoints counts only the batches returned, not those read ahead.
-// Not yet: streaming reads from HDF5 (the dataset is in memory).
+// The dataset may be in memory or streamed from HDF5 (TensorDataset::open_streaming); only the
+// reader thread calls its get().
 #pragma once
 
 #include <torch/types.h>

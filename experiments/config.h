@@ -32,6 +32,7 @@ struct OptimConfig {
 struct DataConfig {
   std::string path;           ///< dataset file, comma list or glob
   int64_t global_batch = 512; ///< samples per step over all ranks (divisible by the ranks)
+  bool stream = false;        ///< read batches from the HDF5 files instead of loading them whole
 };
 
 struct TrainConfig {

@@ -88,7 +88,9 @@ TrainResult train_diffusion(const TrainConfig& config) {
   const int threads = dist::configure_threads(config.threads);
 
   // Everything that can fail on bad input happens before the run directory is touched.
-  const data::TensorDataset dataset = data::TensorDataset::load(config.data.path);
+  const data::TensorDataset dataset = config.data.stream
+                                          ? data::TensorDataset::open_streaming(config.data.path)
+                                          : data::TensorDataset::load(config.data.path);
   models::NetworkConfig net_cfg = config.network;
   net_cfg.data_shape = dataset.sample_shape();
   torch::manual_seed(config.seed);  // same initial weights on every rank (then broadcast anyway)

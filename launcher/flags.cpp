@@ -29,6 +29,7 @@ DEFINE_bool(overwrite, false, "replace a finished run in --run_dir");
 DEFINE_string(data, "", "dataset: an HDF5 file, a comma list of shard files, or a glob");
 DEFINE_int64(data_batch, 512, "global batch size over all ranks (divisible by the ranks)");
 DEFINE_validator(data_batch, &positive);
+DEFINE_bool(data_stream, false, "read batches from the HDF5 files (datasets larger than memory) instead of loading them whole");
 DEFINE_string(model_arch, "mlp", "network architecture (mlp)");
 DEFINE_int64(model_hidden, 256, "hidden width");
 DEFINE_validator(model_hidden, &positive);
@@ -115,7 +116,7 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
       {"train",
        "train a model (resumable runs arrive with checkpoints); run under mpirun for data parallel",
-       {"data", "data_batch", "run_dir", "overwrite", "seed", "train_steps", "log_every",
+       {"data", "data_batch", "data_stream", "run_dir", "overwrite", "seed", "train_steps", "log_every",
         "threads", "model_arch", "model_hidden", "model_layers", "model_time_dim",
         "diffusion_schedule", "diffusion_steps", "diffusion_beta_start", "diffusion_beta_end",
         "prediction", "optim_lr", "optim_beta1", "optim_beta2", "optim_weight_decay",
@@ -148,6 +149,7 @@ experiments::TrainConfig make_train_config() {
   c.threads = static_cast<int>(FLAGS_threads);
   c.data.path = FLAGS_data;
   c.data.global_batch = FLAGS_data_batch;
+  c.data.stream = FLAGS_data_stream;
   c.network.arch = FLAGS_model_arch;
   c.network.hidden = FLAGS_model_hidden;
   c.network.layers = FLAGS_model_layers;

@@ -79,6 +79,13 @@ grep -qx -- "--optim_lr=0.001" "$tmp/ok/config.flags" || fail "config.flags lack
 [ "$(wc -l <"$tmp/ok/metrics.jsonl")" -eq 7 ] || fail "metrics.jsonl should have 7 rows"
 tail -n 1 "$tmp/ok/metrics.jsonl" | grep -q '"step": 7,' || fail "last metrics row is not step 7"
 
+# Streaming reads give the same run as loading the data whole (same batches, same losses).
+expect 0 "step 4/4" -- "$bin" train --flagfile="$tmp/small.flags" --train_steps=4 --run_dir="$tmp/mem"
+expect 0 "step 4/4" -- "$bin" train --flagfile="$tmp/small.flags" --train_steps=4 --data_stream \
+  --run_dir="$tmp/stream"
+[ "$(grep -o '"loss": [^,]*' "$tmp/mem/metrics.jsonl")" = "$(grep -o '"loss": [^,]*' "$tmp/stream/metrics.jsonl")" ] \
+  || fail "streamed and in-memory training differ"
+
 # A finished run is not overwritten unless asked.
 before=$(cd "$tmp/ok" && md5sum model.h5 metrics.jsonl)
 expect 2 "already holds a finished run \(model.h5\)" -- \

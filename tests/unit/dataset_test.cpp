@@ -52,6 +52,36 @@ TEST(Dataset, ShardFilesReadAsOneDatasetInOrder) {
   EXPECT_EQ(list.all()[0][0].item<float>(), 6.0f);
 }
 
+TEST(Dataset, StreamingReadsEqualInMemoryReads) {
+  testing::TempDir dir;
+  const torch::Tensor img = torch::randint(0, 256, {50, 1, 3, 3}, torch::kUInt8);
+  const torch::Tensor lab = torch::randint(0, 4, {50}, torch::kInt64);
+  write_dataset_shards(dir / "img.h5", img, lab, 4, "test", 3);
+  const std::string spec = (dir / "img-*.h5").string();
+  const TensorDataset mem = TensorDataset::load(spec);
+  const TensorDataset str = TensorDataset::open_streaming(spec);
+  EXPECT_TRUE(str.is_streaming() && str.is_image());
+  EXPECT_EQ(str.size(), 50);
+  EXPECT_EQ(str.num_classes(), 4);
+  // Unsorted, crossing shard boundaries (16 | 17 | 17 rows), with runs and a repeat.
+  const torch::Tensor idx = torch::tensor({40, 3, 4, 5, 15, 16, 17, 49, 0, 4}, torch::kInt64);
+  const Batch a = mem.get(idx), b = str.get(idx);
+  EXPECT_TRUE(torch::equal(a.x, b.x));
+  EXPECT_TRUE(torch::equal(a.labels, b.labels));
+  EXPECT_TRUE(torch::equal(b.index, idx));
+  EXPECT_TRUE(torch::equal(str.all(), mem.all()));
+}
+
+TEST(Dataset, StreamingFindsNonFiniteValuesWhenReading) {
+  testing::TempDir dir;
+  torch::Tensor x = torch::zeros({20, 2});
+  x[13][1] = std::numeric_limits<float>::infinity();
+  write_dataset(dir / "inf.h5", x);
+  const TensorDataset ds = TensorDataset::open_streaming((dir / "inf.h5").string());
+  EXPECT_NO_THROW(ds.get(torch::tensor({1, 2, 3}, torch::kInt64)));
+  EXPECT_THROW(ds.get(torch::tensor({12, 13}, torch::kInt64)), InputError);
+}
+
 TEST(Dataset, BadInputsNameTheProblem) {
   testing::TempDir dir;
   EXPECT_NE(load_error((dir / "nope.h5").string()).find("does not exist"), std::string::npos);
