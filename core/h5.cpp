@@ -255,6 +255,41 @@ torch::Tensor read_rows(const File& file, const std::string& name, int64_t start
   return out;
 }
 
+torch::Tensor read_row_runs(const File& file, const std::string& name,
+                            const std::vector<std::pair<int64_t, int64_t>>& runs) {
+  const DatasetInfo info = dataset_info(file, name);
+  UD_CHECK_INPUT(info.supported, "dataset ", name, " in '", file.path().string(),
+                 "' has unsupported type ", info.type_name);
+  UD_ASSERT(!info.shape.empty(), "read_row_runs needs a dataset with rows");
+  int64_t total = 0;
+  for (const auto& [start, count] : runs) {
+    UD_ASSERT(start >= 0 && count > 0 && start + count <= info.shape[0], "bad run");
+    total += count;
+  }
+  std::vector<int64_t> shape = info.shape;
+  shape[0] = total;
+  torch::Tensor out = torch::empty(shape, info.dtype);
+  if (total == 0) return out;
+  Handle d = open_dataset(file, name);
+  Handle file_space(H5Dget_space(d.get()));
+  std::vector<hsize_t> offset(shape.size(), 0), extent(info.shape.begin(), info.shape.end());
+  bool first = true;
+  for (const auto& [start, count] : runs) {
+    offset[0] = static_cast<hsize_t>(start);
+    extent[0] = static_cast<hsize_t>(count);
+    H5_CHECK(H5Sselect_hyperslab(file_space.get(), first ? H5S_SELECT_SET : H5S_SELECT_OR,
+                                 offset.data(), nullptr, extent.data(), nullptr),
+             "selecting rows of " + name, file.path());
+    first = false;
+  }
+  std::vector<hsize_t> mem_extent(shape.begin(), shape.end());
+  Handle mem_space(H5Screate_simple(static_cast<int>(mem_extent.size()), mem_extent.data(), nullptr));
+  H5_CHECK(H5Dread(d.get(), native_type(info.dtype), mem_space.get(), file_space.get(), H5P_DEFAULT,
+                   out.data_ptr()),
+           "reading rows of " + name, file.path());
+  return out;
+}
+
 namespace {
 
 template <typename Fn>

@@ -62,6 +62,11 @@ torch::Tensor read_tensor(const File& file, const std::string& name);
 /// Reads rows [start, start + count) of the first dimension.
 torch::Tensor read_rows(const File& file, const std::string& name, int64_t start, int64_t count);
 
+/// Reads the rows listed in `runs` (pairs of start, count along the first dimension; increasing,
+/// not overlapping) with one HDF5 read of the union selection, concatenated in that order.
+torch::Tensor read_row_runs(const File& file, const std::string& name,
+                            const std::vector<std::pair<int64_t, int64_t>>& runs);
+
 /// Scalar attributes on an object (a group or dataset; "/" is the file).
 void write_attr(File& file, const std::string& object, const std::string& key, int64_t value);
 void write_attr(File& file, const std::string& object, const std::string& key, double value);

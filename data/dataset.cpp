@@ -210,14 +210,25 @@ Batch TensorDataset::get(const torch::Tensor& indices) const {
   out_shape.insert(out_shape.end(), sample_shape_.begin(), sample_shape_.end());
   torch::Tensor gathered = torch::empty(out_shape, torch::kFloat32);
   const auto& begin = shards_->begin;
+  // Per shard, the runs of consecutive sorted indices, read with one HDF5 call per shard.
   for (int64_t i = 0; i < n;) {
     UD_ASSERT(si[i] >= 0 && si[i] < size_, "index ", si[i], " out of range");
     const auto k = static_cast<size_t>(std::upper_bound(begin.begin(), begin.end(), si[i]) - begin.begin() - 1);
-    int64_t j = i + 1;
-    while (j < n && si[j] == si[j - 1] + 1 && si[j] < begin[k + 1]) ++j;
+    std::vector<std::pair<int64_t, int64_t>> runs;
+    int64_t j = i;
+    while (j < n && si[j] < begin[k + 1]) {
+      if (!runs.empty() && si[j] == runs.back().first + runs.back().second + begin[k]) {
+        ++runs.back().second;
+      } else if (!runs.empty() && si[j] < runs.back().first + runs.back().second + begin[k]) {
+        break;  // a repeated index: it starts the next read
+      } else {
+        runs.emplace_back(si[j] - begin[k], 1);
+      }
+      ++j;
+    }
     torch::Tensor rows;
     try {
-      rows = h5::read_rows(shards_->files[k], "/data", si[i] - begin[k], j - i);
+      rows = h5::read_row_runs(shards_->files[k], "/data", runs);
     } catch (const InputError&) {
       throw;
     } catch (const std::exception& e) {
@@ -228,7 +239,8 @@ Batch TensorDataset::get(const torch::Tensor& indices) const {
     } else {
       rows = rows.to(torch::kFloat32);
       UD_CHECK_INPUT(torch::isfinite(rows).all().item<bool>(), "'", shards_->paths[k].string(),
-                     "' /data has non-finite values (NaN or Inf) near index ", si[i] - begin[k]);
+                     "' /data has non-finite values (NaN or Inf) among rows ", si[i] - begin[k],
+                     "..", si[j - 1] - begin[k]);
     }
     gathered.slice(0, i, j).copy_(rows);
     i = j;
@@ -246,10 +258,9 @@ void write_dataset(const std::filesystem::path& path, const torch::Tensor& data,
   const std::filesystem::path parent = path.parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
   h5::write_atomically(path, [&](h5::File& f) {
-    // Chunks of whole samples, about 1 MiB each: the loader reads runs of rows.
-    const int64_t row_bytes = std::max<int64_t>(1, data.numel() / std::max<int64_t>(1, data.size(0)) *
-                                                       static_cast<int64_t>(data.element_size()));
-    h5::write_tensor(f, "/data", data, std::max<int64_t>(1, (1 << 20) / row_bytes));
+    // Contiguous layout: a row (or a run of rows) is read with exactly its own bytes, whereas
+    // chunks would make a shuffled loader read a whole chunk for every sample it needs.
+    h5::write_tensor(f, "/data", data);
     if (labels.defined()) {
       h5::write_tensor(f, "/labels", labels.to(torch::kInt64));
       h5::write_attr(f, "/labels", "num_classes", num_classes);
