@@ -223,43 +223,12 @@ torch::Tensor read_tensor(const File& file, const std::string& name) {
   return read_rows(file, name, 0, info.shape.empty() ? 1 : info.shape[0]);
 }
 
-torch::Tensor read_rows(const File& file, const std::string& name, int64_t start, int64_t count) {
-  const DatasetInfo info = dataset_info(file, name);
-  UD_CHECK_INPUT(info.supported, "dataset ", name, " in '", file.path().string(),
-                 "' has unsupported type ", info.type_name,
-                 " (supported: uint8, int32, int64, float32, float64)");
-  Handle d = open_dataset(file, name);
-  if (info.shape.empty()) {
-    torch::Tensor out = torch::empty({}, info.dtype);
-    H5_CHECK(H5Dread(d.get(), native_type(info.dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                     out.data_ptr()),
-             "reading " + name, file.path());
-    return out;
-  }
-  UD_ASSERT(start >= 0 && count >= 0 && start + count <= info.shape[0], "rows [", start, ", ",
-            start + count, ") of ", name, " with ", info.shape[0], " rows");
-  std::vector<int64_t> shape = info.shape;
-  shape[0] = count;
-  torch::Tensor out = torch::empty(shape, info.dtype);
-  if (count == 0) return out;
-  std::vector<hsize_t> offset(shape.size(), 0), extent(shape.begin(), shape.end());
-  offset[0] = static_cast<hsize_t>(start);
-  Handle file_space(H5Dget_space(d.get()));
-  H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset.data(), nullptr,
-                               extent.data(), nullptr),
-           "selecting rows of " + name, file.path());
-  Handle mem_space(H5Screate_simple(static_cast<int>(extent.size()), extent.data(), nullptr));
-  H5_CHECK(H5Dread(d.get(), native_type(info.dtype), mem_space.get(), file_space.get(),
-                   H5P_DEFAULT, out.data_ptr()),
-           "reading " + name, file.path());
-  return out;
-}
-
 torch::Tensor read_row_runs(const File& file, const std::string& name,
                             const std::vector<std::pair<int64_t, int64_t>>& runs) {
   const DatasetInfo info = dataset_info(file, name);
   UD_CHECK_INPUT(info.supported, "dataset ", name, " in '", file.path().string(),
-                 "' has unsupported type ", info.type_name);
+                 "' has unsupported type ", info.type_name,
+                 " (supported: uint8, int32, int64, float32, float64)");
   UD_ASSERT(!info.shape.empty(), "read_row_runs needs a dataset with rows");
   int64_t total = 0;
   for (const auto& [start, count] : runs) {
@@ -287,6 +256,28 @@ torch::Tensor read_row_runs(const File& file, const std::string& name,
   H5_CHECK(H5Dread(d.get(), native_type(info.dtype), mem_space.get(), file_space.get(), H5P_DEFAULT,
                    out.data_ptr()),
            "reading rows of " + name, file.path());
+  return out;
+}
+
+torch::Tensor read_rows(const File& file, const std::string& name, int64_t start, int64_t count) {
+  const DatasetInfo info = dataset_info(file, name);
+  if (!info.shape.empty()) {
+    UD_ASSERT(start >= 0 && count >= 0 && start + count <= info.shape[0], "rows [", start, ", ",
+              start + count, ") of ", name, " with ", info.shape[0], " rows");
+    if (count == 0) {
+      std::vector<int64_t> shape = info.shape;
+      shape[0] = 0;
+      return torch::empty(shape, info.dtype);
+    }
+    return read_row_runs(file, name, {{start, count}});
+  }
+  UD_CHECK_INPUT(info.supported, "dataset ", name, " in '", file.path().string(),
+                 "' has unsupported type ", info.type_name,
+                 " (supported: uint8, int32, int64, float32, float64)");
+  Handle d = open_dataset(file, name);
+  torch::Tensor out = torch::empty({}, info.dtype);
+  H5_CHECK(H5Dread(d.get(), native_type(info.dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data_ptr()),
+           "reading " + name, file.path());
   return out;
 }
 
