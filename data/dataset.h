@@ -1,7 +1,7 @@
 // Datasets in unidiff's HDF5 layout (DESIGN.md): `/data` uint8 [N, C, H, W] images mapped to
 // [-1, 1], or float32/float64 [N, ...] used as is (as float32); optional `/labels` int64 [N] with
 // the attribute `num_classes`. One file or several shard files read as one dataset.
-// This version holds the whole dataset in memory; streaming reads come with the prefetching loader.
+// A dataset is held in memory (load) or read batch by batch from its files (open_streaming).
 #pragma once
 
 #include <torch/types.h>

@@ -31,6 +31,17 @@ struct Case {
   int64_t steps;
 };
 
+/// The configuration of `unidiff sample --model=gmm` for one case.
+SampleConfig oracle_config(const Case& c, uint32_t seed) {
+  SampleConfig cfg;
+  cfg.model = "gmm";
+  cfg.sampler = c.sampler;
+  cfg.schedule = c.schedule;
+  cfg.steps = c.steps;
+  cfg.seed = seed;
+  return cfg;
+}
+
 class OracleSamplers : public ::testing::TestWithParam<int64_t> {
  protected:
   static constexpr int64_t kN = 3000;
@@ -42,13 +53,7 @@ class OracleSamplers : public ::testing::TestWithParam<int64_t> {
     const double base = 0.5 * (sliced_wasserstein(gmm.sample(kN, 101), ref, 256, 0) +
                                sliced_wasserstein(gmm.sample(kN, 102), ref, 256, 0));
     for (const Case& c : cases) {
-      SampleConfig cfg;
-      cfg.model = "gmm";
-      cfg.sampler = c.sampler;
-      cfg.schedule = c.schedule;
-      cfg.steps = c.steps;
-      cfg.seed = 7;
-      const torch::Tensor x = sample_gmm_oracle(cfg, gmm, 0, kN);
+      const torch::Tensor x = sample_gmm_oracle(oracle_config(c, 7), gmm, 0, kN);
       ASSERT_TRUE(torch::isfinite(x).all().item<bool>()) << c.sampler;
       const double sw = sliced_wasserstein(x, ref, 256, 0);
       EXPECT_LE(sw, 1.5 * base + 0.02) << c.sampler << " on " << c.schedule << " with " << c.steps
@@ -137,13 +142,7 @@ TEST(ConsistencyOracle, OneAndFewStepSamplingOfASingleGaussian) {
   for (const Case& c : std::vector<Case>{{"cm", "ve", 1}, {"cm", "ve", 3}, {"lcm", "ddpm-linear", 1},
                                          {"lcm", "ddpm-linear", 4}, {"trigflow", "trigflow", 1},
                                          {"trigflow", "trigflow", 2}}) {
-    SampleConfig cfg;
-    cfg.model = "gmm";
-    cfg.sampler = c.sampler;
-    cfg.schedule = c.schedule;
-    cfg.steps = c.steps;
-    cfg.seed = 3;
-    const torch::Tensor x = sample_gmm_oracle(cfg, g, 0, 20000).to(torch::kFloat64);
+    const torch::Tensor x = sample_gmm_oracle(oracle_config(c, 3), g, 0, 20000).to(torch::kFloat64);
     // Standard errors at n = 20000: mean sd / 141, std sd / 200; allow 4 of them.
     EXPECT_LT(((x.mean(0) - mu).abs() / sd).max().item<double>(), 4.0 / 141) << c.sampler << c.steps;
     EXPECT_LT(((x.std(0) - sd).abs() / sd).max().item<double>(), 4.0 / 200 + 0.005)
