@@ -163,8 +163,10 @@ bool is_hdf5(const std::filesystem::path& path) {
   return std::filesystem::is_regular_file(path) && H5Fis_hdf5(path.c_str()) > 0;
 }
 
-DatasetInfo dataset_info(const File& file, const std::string& name) {
-  Handle d = open_dataset(file, name);
+namespace {
+
+/// Type and shape of an open dataset.
+DatasetInfo info_of(const Handle& d, const std::string& name, const File& file) {
   Handle space(H5Dget_space(d.get()));
   const int rank = H5Sget_simple_extent_ndims(space.get());
   if (rank < 0) fail("reading the shape of " + name, file.path());
@@ -192,6 +194,12 @@ DatasetInfo dataset_info(const File& file, const std::string& name) {
     info.supported = false;
   }
   return info;
+}
+
+}  // namespace
+
+DatasetInfo dataset_info(const File& file, const std::string& name) {
+  return info_of(open_dataset(file, name), name, file);
 }
 
 void write_tensor(File& file, const std::string& name, const torch::Tensor& tensor,
@@ -225,7 +233,9 @@ torch::Tensor read_tensor(const File& file, const std::string& name) {
 
 torch::Tensor read_row_runs(const File& file, const std::string& name,
                             const std::vector<std::pair<int64_t, int64_t>>& runs) {
-  const DatasetInfo info = dataset_info(file, name);
+  // One open of the dataset serves both its metadata and the read.
+  Handle d = open_dataset(file, name);
+  const DatasetInfo info = info_of(d, name, file);
   UD_CHECK_INPUT(info.supported, "dataset ", name, " in '", file.path().string(),
                  "' has unsupported type ", info.type_name,
                  " (supported: uint8, int32, int64, float32, float64)");
@@ -239,7 +249,6 @@ torch::Tensor read_row_runs(const File& file, const std::string& name,
   shape[0] = total;
   torch::Tensor out = torch::empty(shape, info.dtype);
   if (total == 0) return out;
-  Handle d = open_dataset(file, name);
   Handle file_space(H5Dget_space(d.get()));
   std::vector<hsize_t> offset(shape.size(), 0), extent(info.shape.begin(), info.shape.end());
   bool first = true;
