@@ -7,6 +7,8 @@ find_package(MPI REQUIRED COMPONENTS CXX)
 find_package(HDF5 REQUIRED COMPONENTS C)
 find_package(PNG REQUIRED)
 find_package(ZLIB REQUIRED)
+find_package(JPEG QUIET)
+message(STATUS "unidiff: JPEG decoding ${JPEG_FOUND}")
 find_package(Threads REQUIRED)
 
 # --- gflags -----------------------------------------------------------------------------------

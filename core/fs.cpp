@@ -1,12 +1,18 @@
 #include "core/fs.h"
 
 #include <ftw.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <stdexcept>
+#include <cstring>
 #include <string>
+
+#include "core/error.h"
 
 namespace unidiff::fs {
 namespace {
@@ -30,6 +36,37 @@ int64_t remove_tree(const std::filesystem::path& path) {
                              std::to_string(errno) + ")");
   }
   return g_removed;
+}
+
+}  // namespace unidiff::fs
+
+namespace unidiff::fs {
+
+MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  UD_CHECK_INPUT(fd >= 0, "cannot open '", path.string(), "': ", std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    UD_FAIL_INPUT("cannot stat '", path.string(), "': ", std::strerror(err));
+  }
+  size_ = static_cast<int64_t>(st.st_size);
+  if (size_ > 0) {
+    void* p = ::mmap(nullptr, static_cast<size_t>(size_), PROT_READ, MAP_SHARED, fd, 0);
+    const int err = errno;
+    ::close(fd);
+    if (p == MAP_FAILED) {
+      throw std::runtime_error("mmap of '" + path.string() + "' failed: " + std::strerror(err));
+    }
+    data_ = static_cast<const uint8_t*>(p);
+  } else {
+    ::close(fd);
+  }
+}
+
+MappedFile::~MappedFile() {
+  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), static_cast<size_t>(size_));
 }
 
 }  // namespace unidiff::fs

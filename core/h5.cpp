@@ -268,6 +268,21 @@ torch::Tensor read_row_runs(const File& file, const std::string& name,
   return out;
 }
 
+std::optional<RawExtent> raw_extent(const File& file, const std::string& name) {
+  Handle d = open_dataset(file, name);
+  const DatasetInfo info = info_of(d, name, file);
+  if (!info.supported) return std::nullopt;
+  Handle plist(H5Dget_create_plist(d.get()));
+  if (!plist.ok() || H5Pget_layout(plist.get()) != H5D_CONTIGUOUS || H5Pget_nfilters(plist.get()) != 0) {
+    return std::nullopt;
+  }
+  Handle type(H5Dget_type(d.get()));
+  if (H5Tequal(type.get(), native_type(info.dtype)) <= 0) return std::nullopt;
+  const haddr_t offset = H5Dget_offset(d.get());
+  if (offset == HADDR_UNDEF) return std::nullopt;  // no storage allocated (e.g. zero rows)
+  return RawExtent{static_cast<int64_t>(offset), static_cast<int64_t>(H5Dget_storage_size(d.get()))};
+}
+
 torch::Tensor read_rows(const File& file, const std::string& name, int64_t start, int64_t count) {
   const DatasetInfo info = dataset_info(file, name);
   if (!info.shape.empty()) {

@@ -67,6 +67,15 @@ torch::Tensor read_rows(const File& file, const std::string& name, int64_t start
 torch::Tensor read_row_runs(const File& file, const std::string& name,
                             const std::vector<std::pair<int64_t, int64_t>>& runs);
 
+/// Where a dataset's elements lie in its file, when they can be read without HDF5: contiguous
+/// layout, no filters, storage allocated, and the element type equal to the machine's native one.
+/// Then the dataset's bytes are [offset, offset + bytes) of the file, row after row.
+struct RawExtent {
+  int64_t offset = 0;
+  int64_t bytes = 0;
+};
+std::optional<RawExtent> raw_extent(const File& file, const std::string& name);
+
 /// Scalar attributes on an object (a group or dataset; "/" is the file).
 void write_attr(File& file, const std::string& object, const std::string& key, int64_t value);
 void write_attr(File& file, const std::string& object, const std::string& key, double value);

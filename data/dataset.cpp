@@ -3,9 +3,14 @@
 
 #include <glob.h>
 
+#include <algorithm>
+#include <cstring>
 #include <sstream>
 
+#include <ATen/Parallel.h>
+
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/h5.h"
 #include "core/log.h"
 
@@ -60,7 +65,7 @@ Part load_file(const std::filesystem::path& path) {
   if (info.dtype == torch::kUInt8) {
     UD_CHECK_INPUT(info.shape.size() == 4, "'", path.string(),
                    "' uint8 /data must be images [N, C, H, W], got ", info.shape.size(), " dims");
-    part.x = raw.to(torch::kFloat32).div_(127.5).sub_(1.0);
+    part.x = raw;  // decoded per batch (TensorDataset::decode)
     part.is_image = true;
   } else {
     part.x = raw.to(torch::kFloat32);
@@ -119,10 +124,13 @@ TensorDataset TensorDataset::load(const std::string& spec) {
     xs.push_back(p.x);
     if (p.labels.defined()) ls.push_back(p.labels);
   }
-  TensorDataset ds(xs.size() == 1 ? xs[0] : torch::cat(xs),
-                   ls.empty() ? torch::Tensor() : (ls.size() == 1 ? ls[0] : torch::cat(ls)),
-                   num_classes);
+  TensorDataset ds;
+  ds.x_ = xs.size() == 1 ? xs[0] : torch::cat(xs);
+  ds.labels_ = ls.empty() ? torch::Tensor() : (ls.size() == 1 ? ls[0] : torch::cat(ls));
+  ds.num_classes_ = num_classes;
   ds.is_image_ = is_image;
+  ds.size_ = ds.x_.size(0);
+  ds.sample_shape_.assign(ds.x_.sizes().begin() + 1, ds.x_.sizes().end());
   return ds;
 }
 
@@ -139,6 +147,10 @@ struct TensorDataset::Shards {
   std::vector<h5::File> files;
   std::vector<int64_t> begin;  // global index of each file's row 0; begin.back() = N
   std::vector<std::filesystem::path> paths;
+  // Per file, the mapped file and the byte offset of /data when its rows can be read directly.
+  std::vector<std::unique_ptr<fs::MappedFile>> direct;
+  std::vector<int64_t> offsets;
+  int64_t row_bytes = 0;  // bytes of one stored row (direct reads)
 };
 
 TensorDataset TensorDataset::open_streaming(const std::string& spec) {
@@ -176,6 +188,23 @@ TensorDataset TensorDataset::open_streaming(const std::string& spec) {
     }
     UD_CHECK_INPUT(labels.empty() || labels.size() == ds.shards_->files.size() + 1, "shard '",
                    path.string(), "' differs from the others in having /labels");
+    int64_t row_bytes = static_cast<int64_t>(torch::elementSize(info.dtype));
+    for (const int64_t d : shape) row_bytes *= d;
+    ds.shards_->row_bytes = row_bytes;
+    // Direct reads when the rows are plain bytes in the file (uint8 or float32, contiguous).
+    const auto extent = info.dtype == torch::kFloat64 ? std::nullopt : h5::raw_extent(f, "/data");
+    std::unique_ptr<fs::MappedFile> map;
+    if (extent) {
+      UD_CHECK_INPUT(extent->bytes == row_bytes * info.shape[0], "'", path.string(),
+                     "' /data stores ", extent->bytes, " bytes for ", info.shape[0],
+                     " rows of ", row_bytes);
+      map = std::make_unique<fs::MappedFile>(path);
+      UD_CHECK_INPUT(map->size() >= extent->offset + extent->bytes, "'", path.string(),
+                     "' is truncated: /data needs bytes up to ", extent->offset + extent->bytes,
+                     " but the file has ", map->size());
+    }
+    ds.shards_->offsets.push_back(extent ? extent->offset : -1);
+    ds.shards_->direct.push_back(std::move(map));
     ds.shards_->begin.push_back(total);
     total += info.shape[0];
     ds.shards_->paths.push_back(path);
@@ -190,11 +219,22 @@ TensorDataset TensorDataset::open_streaming(const std::string& spec) {
 std::vector<int64_t> TensorDataset::sample_shape() const { return sample_shape_; }
 
 torch::Tensor TensorDataset::all() const {
-  if (!is_streaming()) return x_;
+  if (!is_streaming()) return decode(x_);
   return get(torch::arange(size_, torch::kInt64)).x;
 }
 
+torch::Tensor TensorDataset::decode(const torch::Tensor& x) {
+  if (x.scalar_type() != torch::kUInt8) return x;
+  return x.to(torch::kFloat32).div_(127.5).sub_(1.0);
+}
+
 Batch TensorDataset::get(const torch::Tensor& indices) const {
+  Batch b = get_raw(indices);
+  b.x = decode(b.x);
+  return b;
+}
+
+Batch TensorDataset::get_raw(const torch::Tensor& indices) const {
   Batch b;
   b.index = indices.to(torch::kCPU, torch::kInt64).contiguous();
   if (labels_.defined()) b.labels = labels_.index_select(0, b.index);
@@ -202,57 +242,83 @@ Batch TensorDataset::get(const torch::Tensor& indices) const {
     b.x = x_.index_select(0, b.index);
     return b;
   }
-  // Streaming: read runs of consecutive sorted indices with one HDF5 call each.
-  const auto [sorted, order] = torch::sort(b.index);
-  const int64_t* si = sorted.data_ptr<int64_t>();
-  const int64_t n = sorted.size(0);
+  const Shards& sh = *shards_;
+  const int64_t n = b.index.size(0);
+  const int64_t* idx = b.index.data_ptr<int64_t>();
   std::vector<int64_t> out_shape{n};
   out_shape.insert(out_shape.end(), sample_shape_.begin(), sample_shape_.end());
-  torch::Tensor gathered = torch::empty(out_shape, torch::kFloat32);
-  const auto& begin = shards_->begin;
-  // Per shard, the runs of consecutive sorted indices, read with one HDF5 call per shard.
-  for (int64_t i = 0; i < n;) {
-    UD_ASSERT(si[i] >= 0 && si[i] < size_, "index ", si[i], " out of range");
-    const auto k = static_cast<size_t>(std::upper_bound(begin.begin(), begin.end(), si[i]) - begin.begin() - 1);
-    std::vector<std::pair<int64_t, int64_t>> runs;
-    int64_t j = i;
-    while (j < n && si[j] < begin[k + 1]) {
-      if (!runs.empty() && si[j] == runs.back().first + runs.back().second + begin[k]) {
-        ++runs.back().second;
-      } else if (!runs.empty() && si[j] < runs.back().first + runs.back().second + begin[k]) {
-        break;  // a repeated index: it starts the next read
-      } else {
-        runs.emplace_back(si[j] - begin[k], 1);
-      }
-      ++j;
-    }
-    torch::Tensor rows;
-    try {
-      rows = h5::read_row_runs(shards_->files[k], "/data", runs);
-    } catch (const InputError&) {
-      throw;
-    } catch (const std::exception& e) {
-      UD_FAIL_INPUT("'", shards_->paths[k].string(), "' is damaged or truncated: ", e.what());
-    }
-    if (is_image_) {
-      rows = rows.to(torch::kFloat32).div_(127.5).sub_(1.0);
-    } else {
-      rows = rows.to(torch::kFloat32);
-      UD_CHECK_INPUT(torch::isfinite(rows).all().item<bool>(), "'", shards_->paths[k].string(),
-                     "' /data has non-finite values (NaN or Inf) among rows ", si[i] - begin[k],
-                     "..", si[j - 1] - begin[k]);
-    }
-    gathered.slice(0, i, j).copy_(rows);
-    i = j;
+  const torch::ScalarType out_dtype = is_image_ ? torch::kUInt8 : torch::kFloat32;
+  torch::Tensor out = torch::empty(out_shape, out_dtype);
+  auto* dst = static_cast<uint8_t*>(out.data_ptr());
+  const int64_t out_row = n > 0 ? out.numel() / n * out.element_size() : 0;
+  const auto& begin = sh.begin;
+  const auto shard_of = [&](int64_t i) {
+    UD_ASSERT(i >= 0 && i < size_, "index ", i, " out of range");
+    return static_cast<size_t>(std::upper_bound(begin.begin(), begin.end(), i) - begin.begin() - 1);
+  };
+  // Rows of plain shards are copied straight from the mapped file in the caller's order; the
+  // others are collected per shard and read with one HDF5 selection each.
+  // The copies run on LibTorch's intra-op threads (one copy stream cannot drain the page cache).
+  std::vector<int64_t> via_hdf5;
+  std::vector<size_t> shard(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) {
+    shard[r] = shard_of(idx[r]);
+    if (!sh.direct[shard[r]]) via_hdf5.push_back(r);
   }
-  // Back to the caller's order (a repeated index was read once per occurrence).
-  b.x = torch::empty_like(gathered);
-  b.x.index_copy_(0, order, gathered);
+  at::parallel_for(0, n, 32, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const size_t k = shard[r];
+      if (!sh.direct[k]) continue;
+      std::memcpy(dst + r * out_row,
+                  sh.direct[k]->data() + sh.offsets[k] + (idx[r] - begin[k]) * sh.row_bytes,
+                  static_cast<size_t>(sh.row_bytes));
+    }
+  });
+  if (!via_hdf5.empty()) {
+    std::sort(via_hdf5.begin(), via_hdf5.end(), [&](int64_t a, int64_t c) { return idx[a] < idx[c]; });
+    for (size_t i = 0; i < via_hdf5.size();) {
+      const size_t k = shard_of(idx[via_hdf5[i]]);
+      // Runs of consecutive rows of shard k; a repeated index starts the next read.
+      std::vector<std::pair<int64_t, int64_t>> runs;
+      size_t j = i;
+      for (; j < via_hdf5.size() && idx[via_hdf5[j]] < begin[k + 1]; ++j) {
+        const int64_t row = idx[via_hdf5[j]] - begin[k];
+        if (!runs.empty() && row == runs.back().first + runs.back().second) ++runs.back().second;
+        else if (!runs.empty() && row < runs.back().first + runs.back().second) break;
+        else runs.emplace_back(row, 1);
+      }
+      torch::Tensor rows;
+      try {
+        rows = h5::read_row_runs(sh.files[k], "/data", runs).to(out_dtype).contiguous();
+      } catch (const InputError&) {
+        throw;
+      } catch (const std::exception& e) {
+        UD_FAIL_INPUT("'", sh.paths[k].string(), "' is damaged or truncated: ", e.what());
+      }
+      const auto* src = static_cast<const uint8_t*>(rows.data_ptr());
+      for (size_t q = i; q < j; ++q) {
+        std::memcpy(dst + via_hdf5[q] * out_row, src + static_cast<int64_t>(q - i) * out_row,
+                    static_cast<size_t>(out_row));
+      }
+      i = j;
+    }
+  }
+  if (!is_image_) {
+    const torch::Tensor bad = ~torch::isfinite(out).reshape({n, -1}).all(1);
+    if (bad.any().item<bool>()) {
+      const int64_t first = idx[bad.nonzero()[0][0].item<int64_t>()];
+      const size_t k = shard_of(first);
+      UD_FAIL_INPUT("'", sh.paths[k].string(), "' /data has non-finite values (NaN or Inf) in row ",
+                    first - begin[k]);
+    }
+  }
+  b.x = out;
   return b;
 }
 
 void write_dataset(const std::filesystem::path& path, const torch::Tensor& data,
-                   const torch::Tensor& labels, int64_t num_classes, const std::string& source) {
+                   const torch::Tensor& labels, int64_t num_classes, const std::string& source,
+                   const std::vector<std::string>& class_names) {
   UD_ASSERT(data.scalar_type() == torch::kFloat32 || data.scalar_type() == torch::kUInt8,
             "dataset data must be float32 or uint8");
   const std::filesystem::path parent = path.parent_path();
@@ -264,6 +330,11 @@ void write_dataset(const std::filesystem::path& path, const torch::Tensor& data,
     if (labels.defined()) {
       h5::write_tensor(f, "/labels", labels.to(torch::kInt64));
       h5::write_attr(f, "/labels", "num_classes", num_classes);
+      if (!class_names.empty()) {
+        std::string joined;
+        for (const auto& n : class_names) joined += (joined.empty() ? "" : "\n") + n;
+        h5::write_attr(f, "/labels", "class_names", joined);
+      }
     }
     if (!source.empty()) h5::write_attr(f, "/", "source", source);
   });
@@ -273,12 +344,13 @@ std::vector<std::filesystem::path> write_dataset_shards(const std::filesystem::p
                                                         const torch::Tensor& data,
                                                         const torch::Tensor& labels,
                                                         int64_t num_classes,
-                                                        const std::string& source, int64_t shards) {
+                                                        const std::string& source, int64_t shards,
+                                                        const std::vector<std::string>& class_names) {
   const int64_t n = data.size(0);
   UD_CHECK_INPUT(shards >= 1 && shards <= n, "--shards must be in [1, ", n, "], got ", shards);
   std::vector<std::filesystem::path> paths;
   if (shards == 1) {
-    write_dataset(path, data, labels, num_classes, source);
+    write_dataset(path, data, labels, num_classes, source, class_names);
     return {path};
   }
   char suffix[64];
@@ -290,7 +362,7 @@ std::vector<std::filesystem::path> write_dataset_shards(const std::filesystem::p
       const std::filesystem::path p = path.parent_path() / (path.stem().string() + suffix);
       write_dataset(p, data.slice(0, begin, end),
                     labels.defined() ? labels.slice(0, begin, end) : torch::Tensor(), num_classes,
-                    source);
+                    source, class_names);
       paths.push_back(p);
       log::info("data", detail::str_cat("shard ", k + 1, "/", shards, ": ", end - begin,
                                         " samples -> ", p.string()));

@@ -2,6 +2,10 @@
 // [-1, 1], or float32/float64 [N, ...] used as is (as float32); optional `/labels` int64 [N] with
 // the attribute `num_classes`. One file or several shard files read as one dataset.
 // A dataset is held in memory (load) or read batch by batch from its files (open_streaming).
+// Images stay uint8 until decode(): in memory, in the loader's queue and across the host-device
+// copy. Streaming copies the rows of contiguous, unfiltered datasets (what the converters write)
+// straight out of the memory-mapped file at the offset HDF5 reports, with no HDF5 call per batch;
+// other layouts (chunked, compressed, big-endian) are read through HDF5 selections.
 #pragma once
 
 #include <torch/types.h>
@@ -15,7 +19,7 @@ namespace unidiff::data {
 
 /// A batch of samples and where they came from.
 struct Batch {
-  torch::Tensor x;       ///< float32 [B, ...] (images in [-1, 1])
+  torch::Tensor x;       ///< float32 [B, ...] (images in [-1, 1]); uint8 from get_raw()
   torch::Tensor labels;  ///< int64 [B], undefined when the dataset has no labels
   torch::Tensor index;   ///< int64 [B], the samples' global indices in the dataset
 };
@@ -46,13 +50,18 @@ class TensorDataset {
   /// Every sample (read in full when streaming).
   torch::Tensor all() const;
 
-  /// The samples at `indices` (int64 [B]).
+  /// The samples at `indices` (int64 [B]), decoded: float32, images in [-1, 1].
   Batch get(const torch::Tensor& indices) const;
+  /// The samples as stored: uint8 images (a quarter of the bytes of float32, so they cross to
+  /// the device before decode() turns them into floats there) or float32 vectors.
+  Batch get_raw(const torch::Tensor& indices) const;
+  /// uint8 images -> float32 in [-1, 1] (x / 127.5 - 1), on x's device; float32 passes through.
+  static torch::Tensor decode(const torch::Tensor& x);
 
  private:
   struct Shards;
   TensorDataset() = default;
-  torch::Tensor x_;       // float32 [N, ...] (in memory) or undefined (streaming)
+  torch::Tensor x_;       // as stored, uint8 images or float32 (in memory); undefined (streaming)
   std::shared_ptr<Shards> shards_;  // open files (streaming)
   int64_t size_ = 0;
   std::vector<int64_t> sample_shape_;
@@ -62,9 +71,11 @@ class TensorDataset {
 };
 
 /// Writes a dataset file in the layout above (float32 data or uint8 images), atomically.
+/// `class_names` (optional) become the attribute `class_names` of /labels, one name per line.
 void write_dataset(const std::filesystem::path& path, const torch::Tensor& data,
                    const torch::Tensor& labels = {}, int64_t num_classes = 0,
-                   const std::string& source = "");
+                   const std::string& source = "",
+                   const std::vector<std::string>& class_names = {});
 
 /// Writes the dataset as `shards` files of near-equal size (in order), each atomically:
 /// shards = 1 writes `path`; otherwise `<stem>-00000-of-0000K.h5` beside it. Returns the paths;
@@ -73,6 +84,7 @@ std::vector<std::filesystem::path> write_dataset_shards(const std::filesystem::p
                                                         const torch::Tensor& data,
                                                         const torch::Tensor& labels,
                                                         int64_t num_classes,
-                                                        const std::string& source, int64_t shards);
+                                                        const std::string& source, int64_t shards,
+                                                        const std::vector<std::string>& class_names = {});
 
 }  // namespace unidiff::data

@@ -44,7 +44,7 @@ void Loader::read_loop() {
         if (stop_) return;
       }
       const int64_t step = sampler_.position() / global_batch_;
-      Batch b = dataset_.get(sampler_.next());
+      Batch b = dataset_.get_raw(sampler_.next());  // uint8 images stay uint8
       if (options_.hflip) b.x = keyed_hflip(b.x, b.index, options_.seed, step);
       if (pin) b.x = b.x.pin_memory();
       {
@@ -70,7 +70,9 @@ Batch Loader::next() {
     queue_.pop_front();
   }
   cv_.notify_all();
+  // Images cross to the device as uint8 (a quarter of the float bytes) and are decoded there.
   b.x = b.x.to(options_.device, /*non_blocking=*/true);
+  if (options_.decode) b.x = TensorDataset::decode(b.x);
   position_ += global_batch_;
   return b;
 }

@@ -1,6 +1,7 @@
 // Prefetching batch loader: a background thread takes this rank's indices from the sharded
-// sampler, gathers the samples, applies keyed augmentation, pins host memory (on CUDA) and queues
-// up to `prefetch` batches; next() pops one and copies it to the device without blocking the host.
+// sampler, gathers the samples as stored (uint8 images), applies keyed augmentation, pins host
+// memory (on CUDA) and queues up to `prefetch` batches; next() pops one, copies it to the device
+// without blocking the host and decodes it there (uint8 -> float32 in [-1, 1]).
 // The order is exactly the sampler's, so prefetching never changes what a run sees, and the
 // position handed to checkpoints counts only the batches returned, not those read ahead.
 // The dataset may be in memory or streamed from HDF5 (TensorDataset::open_streaming); only the
@@ -25,6 +26,7 @@ struct LoaderOptions {
   bool hflip = false;                ///< random horizontal flip of images (keyed per sample)
   uint32_t seed = 0;                 ///< key of the flip decisions
   torch::Device device = torch::kCPU;  ///< where next() delivers x
+  bool decode = true;                ///< false: x stays as stored (uint8 images) for the caller
 };
 
 class Loader {

@@ -108,6 +108,10 @@ DEFINE_string(split, "train", "Fashion-MNIST split: train (60,000) or test (10,0
 DEFINE_int64(pad, 0, "zero pixels added on each side (2 makes Fashion-MNIST 32x32)");
 DEFINE_validator(pad, &non_negative);
 DEFINE_string(fashion_mnist_dir, "/usr/share/datasets/fashion-mnist", "folder of the Fashion-MNIST IDX .gz files");
+DEFINE_string(dir, "", "folder of .png/.jpg images, one sub-folder per class (or none: unlabelled)");
+DEFINE_int64(channels, 3, "image channels to decode to: 1 (grey) or 3 (RGB); alpha is composited onto black");
+DEFINE_int64(image_size, 0, "resize the shorter side to this and centre-crop a square (0: keep; all images must match)");
+DEFINE_validator(image_size, &non_negative);
 DEFINE_string(dist, "moons", "toy distribution: moons, swissroll, 8gaussians, checkerboard, gaussian");
 
 namespace unidiff::launcher {
@@ -135,6 +139,8 @@ const std::vector<Command>& commands() {
        {"dist", "num", "seed", "out", "shards"}},
       {"data fashion-mnist", "convert Debian's Fashion-MNIST to uint8 [N, 1, 28, 28] images + labels",
        {"split", "pad", "out", "shards", "fashion_mnist_dir"}},
+      {"data images", "convert a folder of PNG/JPEG images (one sub-folder per class) to uint8 images + labels",
+       {"dir", "channels", "image_size", "out", "shards"}},
   };
   return list;
 }
@@ -205,6 +211,10 @@ experiments::EvalConfig make_eval_config() {
 
 FashionMnistConfig make_fashion_mnist_config() {
   return {FLAGS_fashion_mnist_dir, FLAGS_split, FLAGS_pad, FLAGS_shards, FLAGS_out};
+}
+
+ImageFolderConfig make_image_folder_config() {
+  return {FLAGS_dir, FLAGS_channels, FLAGS_image_size, FLAGS_shards, FLAGS_out};
 }
 
 GmmDataConfig make_gmm_data_config() {

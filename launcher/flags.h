@@ -34,6 +34,15 @@ struct FashionMnistConfig {
 };
 FashionMnistConfig make_fashion_mnist_config();
 
+struct ImageFolderConfig {
+  std::string dir;
+  int64_t channels = 3;
+  int64_t image_size = 0;
+  int64_t shards = 1;
+  std::string out;
+};
+ImageFolderConfig make_image_folder_config();
+
 struct GmmDataConfig {
   std::string gmm_file;
   int64_t num = 0;

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "data/dataset.h"
 #include "data/fashion_mnist.h"
+#include "data/image_folder.h"
 #include "data/toy.h"
 #include "dist/job.h"
 #include "dist/world.h"
@@ -87,6 +88,21 @@ int run_data_fashion_mnist() {
   return kExitOk;
 }
 
+int run_data_images() {
+  const auto c = unidiff::launcher::make_image_folder_config();
+  UD_CHECK_INPUT(!c.dir.empty(), "--dir is required (the folder of images)");
+  UD_CHECK_INPUT(!c.out.empty(), "--out is required (the HDF5 file to write)");
+  const auto d = unidiff::data::read_image_folder(c.dir, c.channels, c.image_size);
+  unidiff::data::write_dataset_shards(c.out, d.images, d.labels,
+                                      static_cast<int64_t>(d.class_names.size()), "images:" + c.dir,
+                                      c.shards, d.class_names);
+  unidiff::log::info("data", unidiff::detail::str_cat(
+                                 "wrote ", d.images.size(0), " images of ", d.images.size(1), "x",
+                                 d.images.size(2), "x", d.images.size(3), " (", d.class_names.size(),
+                                 " classes) to ", c.out, c.shards > 1 ? " (sharded)" : ""));
+  return kExitOk;
+}
+
 int run_data_gmm() {
   const auto c = unidiff::launcher::make_gmm_data_config();
   UD_CHECK_INPUT(!c.gmm_file.empty(), "--gmm_file is required (HDF5 with /weights, /means, /stds)");
@@ -148,6 +164,7 @@ int dispatch(int argc, char** argv) {
   if (name == "data toy") return run_data_toy();
   if (name == "data gmm") return run_data_gmm();
   if (name == "data fashion-mnist") return run_data_fashion_mnist();
+  if (name == "data images") return run_data_images();
   UD_ASSERT(false, "command ", name, " has no handler");
   return kExitFailure;
 }

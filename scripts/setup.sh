@@ -22,7 +22,7 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 # --- Debian packages ------------------------------------------------------------------------
 apt_packages=(build-essential cmake ninja-build ccache pkg-config
   libopenmpi-dev openmpi-bin libhdf5-dev libgoogle-glog-dev libgflags-dev libgtest-dev
-  libpng-dev dataset-fashion-mnist python3-venv)
+  libpng-dev libjpeg-dev libjpeg-turbo-progs dataset-fashion-mnist python3-venv)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

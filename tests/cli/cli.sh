@@ -28,7 +28,7 @@ expect 2 "unknown flag --sampler for 'unidiff train'" -- "$bin" train --sampler=
 expect 2 "bad value 'abc' for --train_steps: expected int64" -- "$bin" train --train_steps=abc
 expect 2 "bad value '0' for --train_steps" -- "$bin" train --train_steps=0
 expect 2 "bad value '-1' for --seed" -- "$bin" train --seed=-1
-expect 2 "unknown data converter 'mnist' \(valid: gmm, toy, fashion-mnist\)" -- "$bin" data mnist
+expect 2 "unknown data converter 'mnist' \(valid: gmm, toy, fashion-mnist, images\)" -- "$bin" data mnist
 expect 2 "unknown toy distribution 'spiral' \(valid: 8gaussians, checkerboard, gaussian, moons, swissroll\)" -- \
   "$bin" data toy --dist=spiral --out="$tmp/x.h5"
 expect 2 "--flagfile '$tmp/none.flags' does not exist" -- "$bin" train --flagfile="$tmp/none.flags"

@@ -72,6 +72,57 @@ TEST(Dataset, StreamingReadsEqualInMemoryReads) {
   EXPECT_TRUE(torch::equal(str.all(), mem.all()));
 }
 
+TEST(Dataset, RawBatchesKeepUint8AndDecodeMatches) {
+  testing::TempDir dir;
+  const torch::Tensor img = torch::randint(0, 256, {12, 3, 4, 4}, torch::kUInt8);
+  write_dataset(dir / "img.h5", img);
+  const torch::Tensor idx = torch::tensor({7, 0, 11}, torch::kInt64);
+  for (const bool stream : {false, true}) {
+    const std::string spec = (dir / "img.h5").string();
+    const TensorDataset ds = stream ? TensorDataset::open_streaming(spec) : TensorDataset::load(spec);
+    const Batch raw = ds.get_raw(idx);
+    EXPECT_EQ(raw.x.scalar_type(), torch::kUInt8);
+    EXPECT_TRUE(torch::equal(raw.x, img.index_select(0, idx)));
+    // decode: x / 127.5 - 1, computed here in float64 from the stored bytes.
+    const torch::Tensor expect = img.index_select(0, idx).to(torch::kFloat64) / 127.5 - 1.0;
+    EXPECT_TRUE(torch::allclose(ds.get(idx).x.to(torch::kFloat64), expect, 0, 1e-6));
+  }
+}
+
+TEST(Dataset, ChunkedFilesStreamThroughHdf5LikeMappedOnes) {
+  // write_dataset stores /data contiguously (read straight from the mapped file); a chunked file
+  // written by another tool takes the HDF5 path. Both must give the same rows.
+  testing::TempDir dir;
+  const torch::Tensor x = torch::randn({40, 3});
+  write_dataset(dir / "flat.h5", x);
+  {
+    h5::File f = h5::File::create(dir / "chunked.h5");
+    h5::write_tensor(f, "/data", x, /*chunk_rows=*/7);
+  }
+  EXPECT_TRUE(h5::raw_extent(h5::File::open_read(dir / "flat.h5"), "/data").has_value());
+  EXPECT_FALSE(h5::raw_extent(h5::File::open_read(dir / "chunked.h5"), "/data").has_value());
+  const TensorDataset flat = TensorDataset::open_streaming((dir / "flat.h5").string());
+  const TensorDataset chunked = TensorDataset::open_streaming((dir / "chunked.h5").string());
+  const torch::Tensor idx = torch::tensor({39, 2, 3, 4, 20, 3, 0}, torch::kInt64);
+  EXPECT_TRUE(torch::equal(flat.get(idx).x, x.index_select(0, idx)));
+  EXPECT_TRUE(torch::equal(chunked.get(idx).x, x.index_select(0, idx)));
+}
+
+TEST(Dataset, StreamingRefusesATruncatedFile) {
+  testing::TempDir dir;
+  write_dataset(dir / "full.h5", torch::randint(0, 256, {2000, 1, 8, 8}, torch::kUInt8));
+  std::filesystem::copy_file(dir / "full.h5", dir / "cut.h5");
+  std::filesystem::resize_file(dir / "cut.h5", std::filesystem::file_size(dir / "full.h5") - 100);
+  try {
+    TensorDataset::open_streaming((dir / "cut.h5").string());
+    ADD_FAILURE() << "a truncated file was accepted";
+  } catch (const InputError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("cut.h5"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
+  }
+}
+
 TEST(Dataset, StreamingFindsNonFiniteValuesWhenReading) {
   testing::TempDir dir;
   torch::Tensor x = torch::zeros({20, 2});
