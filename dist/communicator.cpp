@@ -49,8 +49,8 @@ Staged stage(const torch::Tensor& t) {
 
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator() {
-    MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm_));
+  explicit MpiCommunicator(MPI_Comm parent = MPI_COMM_WORLD) {
+    MPI_CHECK(MPI_Comm_dup(parent, &comm_));
     MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
     MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
     MPI_CHECK(MPI_Comm_size(comm_, &size_));
@@ -89,7 +89,36 @@ class MpiCommunicator final : public Communicator {
     return out.to(tensor.device());
   }
 
+  void all_gather_inplace(torch::Tensor& full) override {
+    UD_ASSERT(full.dim() == 1 && full.numel() % size_ == 0, "all_gather_inplace needs flat [size * n]");
+    Staged s = stage(full);
+    const int n = checked_count(s.host) / size_;
+    MPI_CHECK(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s.host.data_ptr(), n,
+                            mpi_type(s.host.scalar_type()), comm_));
+    if (s.copy_back) full.copy_(s.host);
+  }
+
+  torch::Tensor reduce_scatter(torch::Tensor& full, ReduceOp op) override {
+    UD_ASSERT(full.dim() == 1 && full.numel() % size_ == 0, "reduce_scatter needs flat [size * n]");
+    Staged s = stage(full);
+    const int n = checked_count(s.host) / size_;
+    torch::Tensor out = torch::empty({n}, s.host.options());
+    MPI_CHECK(MPI_Reduce_scatter_block(s.host.data_ptr(), out.data_ptr(), n,
+                                       mpi_type(s.host.scalar_type()), mpi_op(op), comm_));
+    return out.to(full.device());
+  }
+
   void barrier() override { MPI_CHECK(MPI_Barrier(comm_)); }
+
+  std::unique_ptr<Communicator> duplicate() const override {
+    return std::make_unique<MpiCommunicator>(comm_);
+  }
+
+  bool supports_background_thread() const override {
+    int level = MPI_THREAD_SINGLE;
+    MPI_Query_thread(&level);
+    return level >= MPI_THREAD_SERIALIZED;
+  }
 
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;
@@ -108,7 +137,13 @@ class SelfCommunicator final : public Communicator {
   torch::Tensor all_gather(const torch::Tensor& tensor) override {
     return tensor.dim() == 0 ? tensor.reshape({1}).clone() : tensor.clone();
   }
+  void all_gather_inplace(torch::Tensor&) override {}
+  torch::Tensor reduce_scatter(torch::Tensor& full, ReduceOp) override { return full.clone(); }
   void barrier() override {}
+  std::unique_ptr<Communicator> duplicate() const override {
+    return std::make_unique<SelfCommunicator>();
+  }
+  bool supports_background_thread() const override { return true; }
 };
 
 }  // namespace

@@ -25,7 +25,19 @@ class Communicator {
   virtual void broadcast(torch::Tensor& tensor, int root) = 0;
   /// Concatenates every rank's `tensor` [n, ...] along dim 0 in rank order: [size * n, ...].
   virtual torch::Tensor all_gather(const torch::Tensor& tensor) = 0;
+  /// Flat, contiguous `full` [size * n]: rank r's slice r of `full` becomes every rank's
+  /// `full.slice(r)` (an in-place all-gather, as ZeRO-1 does for updated parameter shards).
+  virtual void all_gather_inplace(torch::Tensor& full) = 0;
+  /// Flat, contiguous `full` [size * n]: returns this rank's slice [n] of the element-wise
+  /// reduction of every rank's `full` (`full` is scratch afterwards).
+  virtual torch::Tensor reduce_scatter(torch::Tensor& full, ReduceOp op = ReduceOp::kSum) = 0;
   virtual void barrier() = 0;
+  /// A new communicator over the same ranks whose collectives never interleave with this one's
+  /// (MPI_Comm_dup): one per model group, one per reducer thread.
+  virtual std::unique_ptr<Communicator> duplicate() const = 0;
+  /// Whether another thread may run this communicator's collectives while the creating thread
+  /// keeps computing (MPI initialised with at least MPI_THREAD_SERIALIZED, or no MPI at all).
+  virtual bool supports_background_thread() const = 0;
 };
 
 /// A communicator over every rank of the job (MPI_COMM_WORLD). Tensors on a CUDA device are

@@ -1,4 +1,4 @@
-// Parameter broadcast and gradient averaging over flat buffers (dist/gradients.h): tensors are
+// Parameter broadcast and replica checks over flat buffers (dist/gradients.h): tensors are
 // grouped by dtype and device, packed into one contiguous buffer per group, communicated in one
 // call, and unpacked.
 #include "dist/gradients.h"
@@ -46,28 +46,6 @@ void broadcast_tensors(const std::vector<torch::Tensor>& tensors, Communicator& 
     for (size_t i : idx) parts.push_back(tensors[i]);
     torch::Tensor buffer = pack(parts);
     comm.broadcast(buffer, root);
-    unpack(buffer, parts);
-  }
-}
-
-GradientAverager::GradientAverager(std::vector<torch::Tensor> params, Communicator& comm)
-    : params_(std::move(params)), comm_(comm) {}
-
-void GradientAverager::finalize() {
-  if (comm_.size() == 1) return;
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> grads;
-  grads.reserve(params_.size());
-  for (auto& p : params_) {
-    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-    grads.push_back(p.grad());
-  }
-  for (const auto& [kind, idx] : group_by_kind(grads)) {
-    std::vector<torch::Tensor> parts;
-    for (size_t i : idx) parts.push_back(grads[i]);
-    torch::Tensor buffer = pack(parts);
-    comm_.all_reduce(buffer, ReduceOp::kSum);
-    buffer.div_(static_cast<double>(comm_.size()));
     unpack(buffer, parts);
   }
 }

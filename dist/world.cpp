@@ -49,7 +49,9 @@ void init(int* argc, char*** argv) {
   if (!already) {
     if (!launched_by_mpi()) return;  // one rank, no MPI
     int provided = 0;
-    MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+    // SERIALIZED: the gradient reducer's thread runs collectives while the main thread computes
+    // the backward pass (never two threads in MPI at once).
+    MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided));
     w.we_initialized = true;
   }
   MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));

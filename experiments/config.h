@@ -29,6 +29,13 @@ struct OptimConfig {
   double ema_decay = 0.999;     ///< EMA decay (with warm-up); 0 = EMA equals the weights
 };
 
+/// How a trained group synchronises over the ranks (dist/reducer.h).
+struct DistConfig {
+  double bucket_mb = 25;  ///< gradient bucket size in MiB
+  bool overlap = true;    ///< all-reduce buckets during backward (else all after it)
+  bool zero = false;      ///< ZeRO-1: shard the optimizer state over the ranks
+};
+
 struct DataConfig {
   std::string path;           ///< dataset file, comma list or glob
   int64_t global_batch = 512; ///< samples per step over all ranks (divisible by the ranks)
@@ -47,6 +54,7 @@ struct TrainConfig {
   models::NetworkConfig network;
   DiffusionConfig diffusion;
   OptimConfig optim;
+  DistConfig dist;
 };
 
 struct SampleConfig {

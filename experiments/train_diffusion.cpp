@@ -1,8 +1,5 @@
 #include "experiments/train_diffusion.h"
 
-#include <torch/nn/utils/clip_grad.h>
-#include <torch/optim/adamw.h>
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -20,6 +17,7 @@
 #include "dist/communicator.h"
 #include "dist/gradients.h"
 #include "dist/world.h"
+#include "experiments/model_group.h"
 #include "experiments/model_io.h"
 #include "models/ema.h"
 #include "objectives/ddpm_schedule.h"
@@ -29,19 +27,6 @@ namespace unidiff::experiments {
 namespace {
 
 namespace fs = std::filesystem;
-
-double learning_rate(const OptimConfig& o, int64_t step, int64_t total) {
-  double lr = o.lr;
-  if (o.warmup_steps > 0 && step < o.warmup_steps) {
-    return lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps);
-  }
-  if (o.decay == "cosine") {
-    const double span = static_cast<double>(std::max<int64_t>(1, total - o.warmup_steps));
-    const double progress = static_cast<double>(step - o.warmup_steps) / span;
-    lr *= 0.5 * (1 + std::cos(std::numbers::pi * std::min(1.0, progress)));
-  }
-  return lr;
-}
 
 std::string format_duration(double seconds) {
   const auto s = static_cast<int64_t>(std::max(0.0, seconds) + 0.5);
@@ -115,15 +100,10 @@ TrainResult train_diffusion(const TrainConfig& config) {
                                      " (", sampler.local_batch(), " per rank); ", config.steps,
                                      " steps"));
 
-  // Rank 0's initial weights are the truth for every rank.
+  // Rank 0's initial weights are the truth for every rank (the group broadcasts them).
   model->to(device);
-  dist::broadcast_tensors(model->parameters(), *comm);
-  models::Ema ema(*model, config.optim.ema_decay);
-  torch::optim::AdamW optimizer(model->parameters(),
-                                torch::optim::AdamWOptions(config.optim.lr)
-                                    .betas({config.optim.beta1, config.optim.beta2})
-                                    .weight_decay(config.optim.weight_decay));
-  dist::GradientAverager averager(model->parameters(), *comm);
+  ModelGroup group("model", ModelGroup::Role::kTrained, model, *comm, config.optim, config.dist,
+                   config.steps);
   data::LoaderOptions loader_options;
   loader_options.device = device;
   loader_options.seed = config.seed;
@@ -139,10 +119,6 @@ TrainResult train_diffusion(const TrainConfig& config) {
   const auto start = std::chrono::steady_clock::now();
   auto window_start = start;
   for (int64_t step = 0; step < config.steps; ++step) {
-    const double lr = learning_rate(config.optim, step, config.steps);
-    for (auto& group : optimizer.param_groups()) {
-      static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-    }
     const data::Batch batch = loader.next();
     const auto s = static_cast<uint64_t>(step);
     const torch::Tensor t = rng::randint({seed, rng::Purpose::kTimestep}, s, batch.index,
@@ -152,16 +128,11 @@ TrainResult train_diffusion(const TrainConfig& config) {
     const torch::Tensor& x0 = batch.x;
     const torch::Tensor x_t = objectives::q_sample(schedule, x0, t, eps);
 
-    optimizer.zero_grad();
+    group.begin_step();
     const objectives::LossOutput out =
         objectives::eps_mse_loss(model->forward(x_t, t.to(torch::kFloat32)), eps);
     out.loss.backward();
-    averager.finalize();
-    if (config.optim.grad_clip > 0) {
-      torch::nn::utils::clip_grad_norm_(model->parameters(), config.optim.grad_clip);
-    }
-    optimizer.step();
-    ema.update(*model);
+    const double lr = group.end_step(step);
     loss_sum += out.loss.detach();
     ++window;
 
@@ -208,7 +179,7 @@ TrainResult train_diffusion(const TrainConfig& config) {
   }
   if (rank == 0) {
     const fs::path out = fs::path(config.run_dir) / "model.h5";
-    save_model(out, net_cfg, config.diffusion, *model, ema, config.steps);
+    save_model(out, net_cfg, config.diffusion, *model, group.ema(), config.steps);
     const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     log::info("train", detail::str_cat("done in ", format_duration(total), "; weights and EMA in ",
                                        out.string()));

@@ -64,6 +64,10 @@ DEFINE_int64(train_steps, 3000, "optimizer steps");
 DEFINE_validator(train_steps, &positive);
 DEFINE_int64(log_every, 100, "steps between progress lines and metrics.jsonl rows");
 DEFINE_validator(log_every, &positive);
+DEFINE_double(dist_bucket_mb, 25, "gradient bucket size in MiB (all-reduced as soon as its gradients are ready)");
+DEFINE_validator(dist_bucket_mb, &positive_double);
+DEFINE_bool(dist_overlap, true, "overlap gradient all-reduce with backward (false: all buckets after backward)");
+DEFINE_bool(optim_zero, false, "ZeRO-1: shard the optimizer state over the ranks (reduce-scatter, all-gather)");
 DEFINE_int64(threads, 0, "intra-op threads per rank (0 = cores on the host / ranks on the host)");
 DEFINE_validator(threads, &non_negative);
 
@@ -121,7 +125,7 @@ const std::vector<Command>& commands() {
       {"train",
        "train a model (resumable runs arrive with checkpoints); run under mpirun for data parallel",
        {"data", "data_batch", "data_stream", "run_dir", "overwrite", "seed", "train_steps", "log_every",
-        "threads", "model_arch", "model_hidden", "model_layers", "model_time_dim",
+        "threads", "dist_bucket_mb", "dist_overlap", "optim_zero", "model_arch", "model_hidden", "model_layers", "model_time_dim",
         "diffusion_schedule", "diffusion_steps", "diffusion_beta_start", "diffusion_beta_end",
         "prediction", "optim_lr", "optim_beta1", "optim_beta2", "optim_weight_decay",
         "optim_warmup", "optim_decay", "optim_grad_clip", "ema_decay"}},
@@ -153,6 +157,9 @@ experiments::TrainConfig make_train_config() {
   c.seed = static_cast<uint32_t>(FLAGS_seed);
   c.log_every = FLAGS_log_every;
   c.threads = static_cast<int>(FLAGS_threads);
+  c.dist.bucket_mb = FLAGS_dist_bucket_mb;
+  c.dist.overlap = FLAGS_dist_overlap;
+  c.dist.zero = FLAGS_optim_zero;
   c.data.path = FLAGS_data;
   c.data.global_batch = FLAGS_data_batch;
   c.data.stream = FLAGS_data_stream;

@@ -1,8 +1,11 @@
-// Data parallelism: after averaging, each rank's gradient equals the gradient of one process on
-// the whole global batch; replicas stay identical through optimizer steps; and the training loop
+// Data parallelism: after the reducer, each rank's gradient equals the gradient of one process on
+// the whole global batch, for every reducer mode (overlapped buckets, one bucket in finalize,
+// ZeRO-1); replicas stay identical through optimizer steps and match torch::optim::AdamW with
+// clipping in one process; micro-batch accumulation and unused parameters; and the training loop
 // run under mpirun keeps its replicas in sync.
 #include <gtest/gtest.h>
 
+#include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 
 #include <filesystem>
@@ -12,7 +15,9 @@
 #include "data/dataset.h"
 #include "data/toy.h"
 #include "dist/communicator.h"
+#include "dist/flat_adamw.h"
 #include "dist/gradients.h"
+#include "dist/reducer.h"
 #include "dist/world.h"
 #include "experiments/train_diffusion.h"
 #include "models/network.h"
@@ -50,49 +55,149 @@ torch::Tensor my_rows(const torch::Tensor& full, const Communicator& comm) {
   return full.index_select(0, torch::arange(comm.rank(), kGlobalBatch, comm.size(), torch::kInt64));
 }
 
+struct Mode {
+  const char* name;
+  ReducerOptions options;
+};
+
+/// Small buckets (several per model) with overlap; one bucket reduced in finalize (the simple
+/// reducer); ZeRO-1 with both.
+std::vector<Mode> modes() {
+  return {{"bucketed+overlap", {2048, true, false}},
+          {"simple", {int64_t{1} << 40, false, false}},
+          {"zero1+overlap", {2048, true, true}},
+          {"zero1", {int64_t{1} << 40, false, true}}};
+}
+
 TEST(Gradients, AveragedGradientEqualsTheGlobalBatchGradient) {
   auto comm = make_world_communicator();
-  auto dp = make_mlp(1);
-  broadcast_tensors(dp->parameters(), *comm);
-  auto single = make_mlp(1);
-  const auto [x, t] = global_batch(0);
-
-  loss_of(*dp, my_rows(x, *comm), my_rows(t, *comm)).backward();
-  GradientAverager(dp->parameters(), *comm).finalize();
-  loss_of(*single, x, t).backward();
-
-  const auto a = dp->parameters(), b = single->parameters();
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_TRUE(torch::allclose(a[i].grad(), b[i].grad(), 1e-5, 1e-6))
-        << "parameter " << i << " max diff " << (a[i].grad() - b[i].grad()).abs().max().item<float>();
+  for (const Mode& mode : modes()) {
+    if (mode.options.shard_optimizer) continue;  // ZeRO keeps only this rank's slice
+    auto dp = make_mlp(1);
+    broadcast_tensors(dp->parameters(), *comm);
+    Reducer reducer(dp->parameters(), *comm, mode.options);
+    auto single = make_mlp(1);
+    const auto [x, t] = global_batch(0);
+    reducer.zero_grad();
+    loss_of(*dp, my_rows(x, *comm), my_rows(t, *comm)).backward();
+    reducer.finalize();
+    loss_of(*single, x, t).backward();
+    const auto a = dp->parameters(), b = single->parameters();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(a[i].grad(), b[i].grad(), 1e-5, 1e-6))
+          << mode.name << " parameter " << i << " max diff "
+          << (a[i].grad() - b[i].grad()).abs().max().item<float>();
+    }
+    if (comm->size() > 1 && mode.options.bucket_bytes < 4096) {
+      EXPECT_GT(reducer.num_buckets(), 2);
+    }
   }
 }
 
-TEST(Gradients, ReplicasStayIdenticalAndMatchOneProcess) {
+TEST(Gradients, EveryReducerModeMatchesOneProcessAdamW) {
   auto comm = make_world_communicator();
-  // Different seeds per rank: the broadcast must make the start identical.
-  auto dp = make_mlp(100 + static_cast<uint64_t>(comm->rank()));
-  broadcast_tensors(dp->parameters(), *comm);
+  constexpr double kLr = 1e-2, kClip = 0.5;
+  // The reference: one process, the whole global batch, torch::optim::AdamW and clip_grad_norm_.
   auto single = make_mlp(100);
-  torch::optim::AdamW opt_dp(dp->parameters(), torch::optim::AdamWOptions(1e-2));
-  torch::optim::AdamW opt_single(single->parameters(), torch::optim::AdamWOptions(1e-2));
-  GradientAverager averager(dp->parameters(), *comm);
+  torch::optim::AdamW opt_single(single->parameters(),
+                                 torch::optim::AdamWOptions(kLr).weight_decay(0.01));
   for (int64_t step = 0; step < 5; ++step) {
     const auto [x, t] = global_batch(step);
-    opt_dp.zero_grad();
-    loss_of(*dp, my_rows(x, *comm), my_rows(t, *comm)).backward();
-    averager.finalize();
-    opt_dp.step();
     opt_single.zero_grad();
     loss_of(*single, x, t).backward();
+    torch::nn::utils::clip_grad_norm_(single->parameters(), kClip);
     opt_single.step();
   }
-  EXPECT_EQ(max_divergence(dp->parameters(), *comm), 0.0);
+  for (const Mode& mode : modes()) {
+    // Different seeds per rank: the broadcast must make the start identical.
+    auto dp = make_mlp(100 + static_cast<uint64_t>(comm->rank()));
+    broadcast_tensors(dp->parameters(), *comm);
+    Reducer reducer(dp->parameters(), *comm, mode.options);
+    AdamWConfig ac;
+    ac.weight_decay = 0.01;
+    FlatAdamW opt(reducer, ac);
+    for (int64_t step = 0; step < 5; ++step) {
+      const auto [x, t] = global_batch(step);
+      reducer.zero_grad();
+      loss_of(*dp, my_rows(x, *comm), my_rows(t, *comm)).backward();
+      reducer.finalize();
+      opt.clip_grad_norm(kClip);
+      opt.step(kLr);
+    }
+    EXPECT_EQ(max_divergence(dp->parameters(), *comm), 0.0) << mode.name;
+    const auto a = dp->parameters(), b = single->parameters();
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-4, 1e-5))
+          << mode.name << " parameter " << i << " max diff " << (a[i] - b[i]).abs().max().item<float>();
+    }
+    if (mode.options.shard_optimizer && comm->size() > 1) {
+      // Each rank holds only its slice of the moments.
+      EXPECT_LT(opt.exp_avg()[0].numel(), reducer.numel());
+    }
+  }
+}
+
+TEST(Gradients, MicroBatchAccumulationSyncsOnceAndEqualsTheWholeBatch) {
+  auto comm = make_world_communicator();
+  auto dp = make_mlp(5);
+  broadcast_tensors(dp->parameters(), *comm);
+  Reducer reducer(dp->parameters(), *comm, {2048, true, false});
+  auto single = make_mlp(5);
+  const auto [x, t] = global_batch(3);
+  const torch::Tensor xr = my_rows(x, *comm), tr = my_rows(t, *comm);
+  const int64_t half = xr.size(0) / 2;  // 12 / W rows: 12, 6 or 4, halves of equal size
+  reducer.zero_grad();
+  reducer.set_sync(false);
+  (0.5 * loss_of(*dp, xr.slice(0, 0, half), tr.slice(0, 0, half))).backward();
+  reducer.finalize();  // nothing to do while accumulating
+  EXPECT_EQ(reducer.stats().steps, 0);
+  reducer.set_sync(true);
+  (0.5 * loss_of(*dp, xr.slice(0, half), tr.slice(0, half))).backward();
+  reducer.finalize();
+  EXPECT_EQ(reducer.stats().steps, 1);
+  loss_of(*single, x, t).backward();
   const auto a = dp->parameters(), b = single->parameters();
   for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-4, 1e-5)) << "parameter " << i;
+    EXPECT_TRUE(torch::allclose(a[i].grad(), b[i].grad(), 1e-5, 1e-6)) << "parameter " << i;
   }
+}
+
+TEST(Gradients, UnusedParametersCountAsZeroAndNothingHangs) {
+  // Rank r's loss uses the second network only on rank 0: its averaged gradient is rank 0's / W.
+  auto comm = make_world_communicator();
+  const int world = comm->size();
+  auto a = make_mlp(7), b = make_mlp(8);
+  std::vector<torch::Tensor> params = a->parameters();
+  for (const auto& p : b->parameters()) params.push_back(p);
+  Reducer reducer(params, *comm, {1024, true, false});
+  const auto [x, t] = global_batch(1);
+  const auto rows = [&](const torch::Tensor& full, int r) {
+    return full.index_select(0, torch::arange(r, kGlobalBatch, world, torch::kInt64));
+  };
+  reducer.zero_grad();
+  torch::Tensor loss = loss_of(*a, rows(x, comm->rank()), rows(t, comm->rank()));
+  if (comm->rank() == 0) loss = loss + loss_of(*b, rows(x, 0), rows(t, 0));
+  loss.backward();
+  reducer.finalize();
+  auto ra = make_mlp(7), rb = make_mlp(8);
+  torch::Tensor ref = loss_of(*rb, rows(x, 0), rows(t, 0));
+  for (int r = 0; r < world; ++r) ref = ref + loss_of(*ra, rows(x, r), rows(t, r));
+  (ref / world).backward();
+  std::vector<torch::Tensor> ref_params = ra->parameters();
+  for (const auto& p : rb->parameters()) ref_params.push_back(p);
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(params[i].grad(), ref_params[i].grad(), 1e-5, 1e-6)) << "parameter " << i;
+  }
+}
+
+TEST(Gradients, ReplacedGradientsAreReportedNotSilentlyLost) {
+  auto comm = make_world_communicator();
+  auto net = make_mlp(9);
+  Reducer reducer(net->parameters(), *comm);
+  for (auto& p : net->parameters()) p.mutable_grad() = torch::Tensor();  // optimizer.zero_grad()
+  const auto [x, t] = global_batch(0);
+  EXPECT_ANY_THROW(loss_of(*net, my_rows(x, *comm), my_rows(t, *comm)).backward());
 }
 
 TEST(Gradients, TrainingLoopKeepsReplicasInSync) {

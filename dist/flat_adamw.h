@@ -1,0 +1,48 @@
+// AdamW over a reducer's flat buckets, with the update of torch::optim::AdamW (decoupled weight
+// decay, bias-corrected moments, eps added to the corrected root). Without ZeRO-1 every rank
+// updates whole buckets; with it (Reducer::sharded()) each rank keeps the moments of, and updates,
+// only its slice of each bucket, then the reducer all-gathers the parameters: optimizer memory per
+// rank falls by the world size. Gradient clipping uses the global norm (a sum over shards when
+// sharded). No host synchronisation: learning rate and clipping coefficient enter as numbers or
+// device tensors.
+#pragma once
+
+#include <torch/types.h>
+
+#include <vector>
+
+#include "dist/reducer.h"
+
+namespace unidiff::dist {
+
+struct AdamWConfig {
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+};
+
+class FlatAdamW {
+ public:
+  FlatAdamW(Reducer& reducer, AdamWConfig config);
+
+  /// Scales gradients so their global 2-norm is at most `max_norm` (as clip_grad_norm_:
+  /// coefficient min(1, max_norm / (norm + 1e-6))). Returns the norm before clipping (a 0-dim
+  /// tensor on the parameters' device; reading it syncs). Collective when sharded.
+  torch::Tensor clip_grad_norm(double max_norm);
+  /// One AdamW step with learning rate `lr` on this rank's shards; all-gathers when sharded.
+  void step(double lr);
+
+  int64_t steps() const { return steps_; }
+  /// Moments of bucket b (this rank's shard), for checkpoints.
+  const std::vector<torch::Tensor>& exp_avg() const { return exp_avg_; }
+  const std::vector<torch::Tensor>& exp_avg_sq() const { return exp_avg_sq_; }
+
+ private:
+  Reducer& reducer_;
+  AdamWConfig config_;
+  int64_t steps_ = 0;
+  std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
+};
+
+}  // namespace unidiff::dist

@@ -1,0 +1,242 @@
+// dist/reducer.h: flat buckets, accumulator post-hooks, an in-order launcher and a background
+// communication thread.
+#include "dist/reducer.h"
+
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <chrono>
+
+#include "core/error.h"
+
+namespace unidiff::dist {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+/// Runs after a parameter's gradient has been accumulated into its .grad.
+class ReadyHook final : public torch::autograd::FunctionPostHook {
+ public:
+  ReadyHook(std::function<void()> fn) : fn_(std::move(fn)) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list&) override {
+    fn_();
+    return outputs;
+  }
+
+ private:
+  std::function<void()> fn_;
+};
+
+}  // namespace
+
+Reducer::Reducer(std::vector<torch::Tensor> params, const Communicator& comm, ReducerOptions options)
+    : params_(std::move(params)), comm_(comm.duplicate()), options_(options) {
+  UD_CHECK_INPUT(options_.bucket_bytes > 0, "the bucket size must be positive, got ",
+                 options_.bucket_bytes);
+  UD_ASSERT(!params_.empty(), "a reducer needs parameters");
+  const int world = comm_->size();
+  const auto opts = params_[0].options();
+  for (const auto& p : params_) {
+    UD_ASSERT(p.device() == params_[0].device() && p.scalar_type() == params_[0].scalar_type(),
+              "a reducer's parameters share one device and dtype");
+    UD_ASSERT(p.is_leaf() && p.requires_grad(), "reducer parameters must be trainable leaves");
+  }
+  // Buckets in reverse registration order: backward produces the last layers' gradients first.
+  bucket_of_.assign(params_.size(), -1);
+  std::vector<std::vector<size_t>> members(1);
+  int64_t bytes = 0;
+  for (size_t k = params_.size(); k-- > 0;) {
+    const int64_t b = params_[k].numel() * params_[k].element_size();
+    if (!members.back().empty() && bytes + b > options_.bucket_bytes) {
+      members.emplace_back();
+      bytes = 0;
+    }
+    members.back().push_back(k);
+    bytes += b;
+  }
+  torch::NoGradGuard no_grad;
+  grad_ptr_.assign(params_.size(), nullptr);
+  for (auto& m : members) {
+    Bucket bucket;
+    int64_t n = 0;
+    for (size_t k : m) n += params_[k].numel();
+    numel_ += n;
+    const int64_t padded = options_.shard_optimizer ? (n + world - 1) / world * world : n;
+    bucket.params = torch::zeros({padded}, opts.requires_grad(false));
+    bucket.grads = torch::zeros({padded}, opts.requires_grad(false));
+    int64_t offset = 0;
+    for (size_t k : m) {
+      auto& p = params_[k];
+      const int64_t count = p.numel();
+      torch::Tensor pv = bucket.params.slice(0, offset, offset + count).view(p.sizes());
+      pv.copy_(p);
+      p.set_data(pv);
+      p.mutable_grad() = bucket.grads.slice(0, offset, offset + count).view(p.sizes());
+      grad_ptr_[k] = p.grad().data_ptr();
+      bucket_of_[k] = static_cast<int>(buckets_.size());
+      offset += count;
+    }
+    bucket.members = std::move(m);
+    bucket.pending = static_cast<int>(bucket.members.size());
+    buckets_.push_back(std::move(bucket));
+  }
+  marked_.assign(params_.size(), 0);
+  ready_.assign(buckets_.size(), 0);
+  for (size_t k = 0; k < params_.size(); ++k) {
+    auto acc = torch::autograd::impl::grad_accumulator(params_[k]);
+    UD_ASSERT(acc != nullptr, "no gradient accumulator for parameter ", k);
+    hook_keys_.push_back(acc->add_post_hook(std::make_unique<ReadyHook>([this, k] { mark_ready(k); })));
+    accumulators_.push_back(std::move(acc));
+  }
+  background_ = options_.overlap && comm_->size() > 1 && comm_->supports_background_thread();
+  if (background_) worker_ = std::thread([this] { worker_loop(); });
+}
+
+Reducer::~Reducer() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+  for (size_t k = 0; k < accumulators_.size(); ++k) accumulators_[k]->del_post_hook(hook_keys_[k]);
+}
+
+void Reducer::zero_grad() {
+  torch::NoGradGuard no_grad;
+  for (auto& b : buckets_) b.grads.zero_();
+}
+
+void Reducer::set_sync(bool sync) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  sync_ = sync;
+}
+
+void Reducer::mark_ready(size_t k) {
+  const torch::Tensor& g = params_[k].grad();
+  UD_ASSERT(g.defined() && g.data_ptr() == grad_ptr_[k], "the gradient of parameter ", k,
+            " no longer lives in its reducer bucket: reset gradients with Reducer::zero_grad(), "
+            "not an optimizer's zero_grad()");
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!sync_ || marked_[k]) return;
+  marked_[k] = 1;
+  Bucket& b = buckets_[static_cast<size_t>(bucket_of_[k])];
+  if (--b.pending == 0) {
+    ready_[static_cast<size_t>(bucket_of_[k])] = 1;
+    if (background_) launch_ready_locked();
+  }
+}
+
+void Reducer::launch_ready_locked() {
+  bool launched = false;
+  while (next_launch_ < num_buckets() && ready_[static_cast<size_t>(next_launch_)]) {
+    queue_.push_back(next_launch_++);
+    launched = true;
+  }
+  if (launched) cv_.notify_all();
+}
+
+void Reducer::reduce_bucket(int b) {
+  const auto t0 = Clock::now();
+  Bucket& bucket = buckets_[static_cast<size_t>(b)];
+  const double world = static_cast<double>(comm_->size());
+  torch::NoGradGuard no_grad;
+  if (options_.shard_optimizer) {
+    torch::Tensor mine = comm_->reduce_scatter(bucket.grads);
+    mine.div_(world);
+    grad_shard(b).copy_(mine);
+  } else {
+    comm_->all_reduce(bucket.grads);
+    bucket.grads.div_(world);
+  }
+  const double s = seconds_since(t0);
+  std::lock_guard<std::mutex> lock(mutex_);
+  stats_.comm_seconds += s;
+  stats_.bytes += bucket.grads.numel() * bucket.grads.element_size();
+}
+
+void Reducer::worker_loop() {
+  for (;;) {
+    int b = -1;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      b = queue_.front();
+      queue_.pop_front();
+    }
+    try {
+      reduce_bucket(b);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      error_ = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++done_;
+    }
+    cv_.notify_all();
+  }
+}
+
+void Reducer::finalize() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!sync_) return;
+  }
+  const auto t0 = Clock::now();
+  double comm_before = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    comm_before = stats_.comm_seconds;
+  }
+  if (comm_->size() > 1) {
+    if (background_) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      // Buckets with unused parameters are complete now: launch everything left, in order.
+      std::fill(ready_.begin(), ready_.end(), 1);
+      launch_ready_locked();
+      cv_.wait(lock, [&] { return done_ == num_buckets() || error_; });
+      if (error_) std::rethrow_exception(error_);
+    } else {
+      for (int b = 0; b < num_buckets(); ++b) reduce_bucket(b);
+    }
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  // Without the background thread every collective ran here, in plain sight.
+  stats_.exposed_seconds += background_ ? seconds_since(t0) : stats_.comm_seconds - comm_before;
+  ++stats_.steps;
+  std::fill(marked_.begin(), marked_.end(), 0);
+  std::fill(ready_.begin(), ready_.end(), 0);
+  for (auto& b : buckets_) b.pending = static_cast<int>(b.members.size());
+  next_launch_ = 0;
+  done_ = 0;
+}
+
+void Reducer::all_gather_params() {
+  if (!options_.shard_optimizer || comm_->size() == 1) return;
+  torch::NoGradGuard no_grad;
+  for (auto& b : buckets_) comm_->all_gather_inplace(b.params);
+}
+
+torch::Tensor Reducer::param_shard(int b) const {
+  const torch::Tensor& full = buckets_[static_cast<size_t>(b)].params;
+  if (!options_.shard_optimizer) return full;
+  const int64_t n = full.numel() / comm_->size();
+  return full.slice(0, comm_->rank() * n, (comm_->rank() + 1) * n);
+}
+
+torch::Tensor Reducer::grad_shard(int b) const {
+  const torch::Tensor& full = buckets_[static_cast<size_t>(b)].grads;
+  if (!options_.shard_optimizer) return full;
+  const int64_t n = full.numel() / comm_->size();
+  return full.slice(0, comm_->rank() * n, (comm_->rank() + 1) * n);
+}
+
+}  // namespace unidiff::dist
