@@ -59,4 +59,27 @@ if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES)
 else()
   set(UNIDIFF_TORCH_HAS_CUDA OFF)
 endif()
+
+# --- our CUDA kernels (keyed RNG) -----------------------------------------------------------------
+# Compiled wherever nvcc exists and LibTorch has CUDA, also on machines without a GPU (the CPU
+# machines check that the kernels build; the GPU host runs them). UNIDIFF_CUDA_KERNELS=OFF skips.
+option(UNIDIFF_CUDA_KERNELS "Compile unidiff's CUDA kernels when nvcc is found" ON)
+set(UNIDIFF_WITH_CUDA_KERNELS OFF)
+if(UNIDIFF_CUDA_KERNELS AND UNIDIFF_TORCH_HAS_CUDA)
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    enable_language(CUDA)
+    # LibTorch's config sets CMAKE_CUDA_ARCHITECTURES to OFF; our kernels take TORCH_CUDA_ARCH_LIST
+    # ("9.0" -> 90) as a target property instead.
+    string(REPLACE "." "" UNIDIFF_CUDA_ARCHS "${TORCH_CUDA_ARCH_LIST}")
+    string(REPLACE "+PTX" "" UNIDIFF_CUDA_ARCHS "${UNIDIFF_CUDA_ARCHS}")
+    string(REPLACE " " ";" UNIDIFF_CUDA_ARCHS "${UNIDIFF_CUDA_ARCHS}")
+    if(NOT UNIDIFF_CUDA_ARCHS)
+      set(UNIDIFF_CUDA_ARCHS 90)
+    endif()
+    set(UNIDIFF_WITH_CUDA_KERNELS ON)
+  endif()
+endif()
+message(STATUS "unidiff: CUDA kernels ${UNIDIFF_WITH_CUDA_KERNELS} (architectures ${UNIDIFF_CUDA_ARCHS})")
 message(STATUS "unidiff: LibTorch ${Torch_VERSION} from ${Torch_DIR}; CUDA in LibTorch: ${UNIDIFF_TORCH_HAS_CUDA}")

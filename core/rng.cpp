@@ -10,6 +10,13 @@
 #include "core/error.h"
 #include "core/philox.h"
 
+#ifdef UNIDIFF_WITH_CUDA_KERNELS
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "core/rng_cuda.h"
+#endif
+
 namespace unidiff::rng {
 
 std::string to_string(Purpose purpose) {
@@ -54,8 +61,10 @@ std::vector<int64_t> out_shape(int64_t batch, at::IntArrayRef shape) {
 
 }  // namespace
 
-torch::Tensor normal(Stream stream, uint64_t step, const torch::Tensor& indices,
-                     at::IntArrayRef shape) {
+namespace {
+
+torch::Tensor normal_cpu(Stream stream, uint64_t step, const torch::Tensor& indices,
+                         at::IntArrayRef shape) {
   const torch::Tensor idx = check_indices(indices);
   const int64_t batch = idx.size(0);
   int64_t per = 1;
@@ -69,19 +78,17 @@ torch::Tensor normal(Stream stream, uint64_t step, const torch::Tensor& indices,
     fill_bits(stream, step, static_cast<uint64_t>(ip[b]), bits.data(), pairs * 2);
     for (int64_t p = 0; p < pairs; ++p) {
       // Box-Muller: u1 in (0, 1) keeps the log finite.
-      const double u1 = bits_to_open_unit(bits[2 * p]);
-      const double u2 = bits_to_open_unit(bits[2 * p + 1]);
-      const double r = std::sqrt(-2.0 * std::log(u1));
-      const double theta = 2.0 * std::numbers::pi * u2;
-      o[b * per + 2 * p] = static_cast<float>(r * std::cos(theta));
-      if (2 * p + 1 < per) o[b * per + 2 * p + 1] = static_cast<float>(r * std::sin(theta));
+      float z0 = 0, z1 = 0;
+      box_muller(bits[2 * p], bits[2 * p + 1], &z0, &z1);
+      o[b * per + 2 * p] = z0;
+      if (2 * p + 1 < per) o[b * per + 2 * p + 1] = z1;
     }
   }
   return out;
 }
 
-torch::Tensor uniform(Stream stream, uint64_t step, const torch::Tensor& indices,
-                      at::IntArrayRef shape) {
+torch::Tensor uniform_cpu(Stream stream, uint64_t step, const torch::Tensor& indices,
+                          at::IntArrayRef shape) {
   const torch::Tensor idx = check_indices(indices);
   const int64_t batch = idx.size(0);
   int64_t per = 1;
@@ -93,15 +100,13 @@ torch::Tensor uniform(Stream stream, uint64_t step, const torch::Tensor& indices
   for (int64_t b = 0; b < batch; ++b) {
     fill_bits(stream, step, static_cast<uint64_t>(ip[b]), bits.data(), per);
     for (int64_t j = 0; j < per; ++j) {
-      // 24 random bits centred in their cell: strictly inside (0, 1) in float32.
-      o[b * per + j] = (static_cast<float>(bits[j] >> 8) + 0.5f) * (1.0f / 16777216.0f);
+      o[b * per + j] = bits_to_unit_float(bits[j]);
     }
   }
   return out;
 }
 
-torch::Tensor randint(Stream stream, uint64_t step, const torch::Tensor& indices, int64_t n) {
-  UD_ASSERT(n > 0 && n <= 0xFFFFFFFFll, "randint range ", n);
+torch::Tensor randint_cpu(Stream stream, uint64_t step, const torch::Tensor& indices, int64_t n) {
   const torch::Tensor idx = check_indices(indices);
   torch::Tensor out = torch::empty({idx.size(0)}, torch::kInt64);
   int64_t* o = out.data_ptr<int64_t>();
@@ -109,9 +114,89 @@ torch::Tensor randint(Stream stream, uint64_t step, const torch::Tensor& indices
   for (int64_t b = 0; b < idx.size(0); ++b) {
     uint32_t bits = 0;
     fill_bits(stream, step, static_cast<uint64_t>(ip[b]), &bits, 1);
-    o[b] = static_cast<int64_t>((static_cast<uint64_t>(bits) * static_cast<uint64_t>(n)) >> 32);
+    o[b] = bits_to_below(bits, static_cast<uint64_t>(n));
   }
   return out;
+}
+
+#ifdef UNIDIFF_WITH_CUDA_KERNELS
+/// Indices on `device`, the output allocated there, and the current stream of that device.
+struct CudaLaunch {
+  torch::Tensor idx;
+  c10::cuda::CUDAGuard guard;
+  void* stream;
+  CudaLaunch(const torch::Tensor& indices, torch::Device device)
+      : idx(indices.to(device, torch::kInt64).contiguous()),
+        guard(device),
+        stream(c10::cuda::getCurrentCUDAStream(device.index()).stream()) {}
+};
+#endif
+
+int64_t numel_of(at::IntArrayRef shape) {
+  int64_t per = 1;
+  for (int64_t s : shape) per *= s;
+  return per;
+}
+
+}  // namespace
+
+bool has_cuda_kernels() {
+#ifdef UNIDIFF_WITH_CUDA_KERNELS
+  return true;
+#else
+  return false;
+#endif
+}
+
+torch::Tensor normal(Stream stream, uint64_t step, const torch::Tensor& indices,
+                     at::IntArrayRef shape, torch::Device device) {
+  UD_ASSERT(step <= 0xFFFFFFFFull, "step ", step, " exceeds the 32-bit counter word");
+#ifdef UNIDIFF_WITH_CUDA_KERNELS
+  if (device.is_cuda()) {
+    CudaLaunch l(check_indices(indices), device);
+    torch::Tensor out = torch::empty(out_shape(l.idx.size(0), shape),
+                                     torch::dtype(torch::kFloat32).device(device));
+    cuda::launch_normal(stream.seed, static_cast<uint32_t>(stream.purpose), static_cast<uint32_t>(step),
+                        l.idx.data_ptr<int64_t>(), l.idx.size(0), numel_of(shape),
+                        out.data_ptr<float>(), l.stream);
+    return out;
+  }
+#endif
+  return normal_cpu(stream, step, indices, shape).to(device);
+}
+
+torch::Tensor uniform(Stream stream, uint64_t step, const torch::Tensor& indices,
+                      at::IntArrayRef shape, torch::Device device) {
+  UD_ASSERT(step <= 0xFFFFFFFFull, "step ", step, " exceeds the 32-bit counter word");
+#ifdef UNIDIFF_WITH_CUDA_KERNELS
+  if (device.is_cuda()) {
+    CudaLaunch l(check_indices(indices), device);
+    torch::Tensor out = torch::empty(out_shape(l.idx.size(0), shape),
+                                     torch::dtype(torch::kFloat32).device(device));
+    cuda::launch_uniform(stream.seed, static_cast<uint32_t>(stream.purpose), static_cast<uint32_t>(step),
+                         l.idx.data_ptr<int64_t>(), l.idx.size(0), numel_of(shape),
+                         out.data_ptr<float>(), l.stream);
+    return out;
+  }
+#endif
+  return uniform_cpu(stream, step, indices, shape).to(device);
+}
+
+torch::Tensor randint(Stream stream, uint64_t step, const torch::Tensor& indices, int64_t n,
+                      torch::Device device) {
+  UD_ASSERT(n > 0 && n <= 0xFFFFFFFFll, "randint range ", n);
+  UD_ASSERT(step <= 0xFFFFFFFFull, "step ", step, " exceeds the 32-bit counter word");
+#ifdef UNIDIFF_WITH_CUDA_KERNELS
+  if (device.is_cuda()) {
+    CudaLaunch l(check_indices(indices), device);
+    torch::Tensor out = torch::empty({l.idx.size(0)}, torch::dtype(torch::kInt64).device(device));
+    cuda::launch_randint(stream.seed, static_cast<uint32_t>(stream.purpose), static_cast<uint32_t>(step),
+                         l.idx.data_ptr<int64_t>(), l.idx.size(0), static_cast<uint64_t>(n),
+                         out.data_ptr<int64_t>(), l.stream);
+    return out;
+  }
+#endif
+  return randint_cpu(stream, step, indices, n).to(device);
 }
 
 torch::Tensor permutation(Stream stream, uint64_t step, int64_t n) {

@@ -40,17 +40,22 @@ struct Stream {
 void fill_bits(Stream stream, uint64_t step, uint64_t index, uint32_t* out, int64_t count);
 
 /// Standard normals: result[b] holds the numbers of sample indices[b] at `step`.
-/// indices: int64 [B] (CPU); returns float32 [B, *shape] on the CPU.
+/// indices: int64 [B]; returns float32 [B, *shape] on `device`. On a CUDA device a kernel draws
+/// them there (when the build has the kernels; else the CPU's are copied): equal bit for bit.
 torch::Tensor normal(Stream stream, uint64_t step, const torch::Tensor& indices,
-                     at::IntArrayRef shape);
+                     at::IntArrayRef shape, torch::Device device = torch::kCPU);
 
-/// Uniforms in (0, 1), same addressing as `normal`. Returns float32 [B, *shape] (CPU).
+/// Uniforms in (0, 1), same addressing as `normal`. Returns float32 [B, *shape] on `device`.
 torch::Tensor uniform(Stream stream, uint64_t step, const torch::Tensor& indices,
-                      at::IntArrayRef shape);
+                      at::IntArrayRef shape, torch::Device device = torch::kCPU);
 
 /// Integers uniform in [0, n) (one per sample, by rejection-free multiply-shift; bias < n / 2^32).
-/// Returns int64 [B] (CPU).
-torch::Tensor randint(Stream stream, uint64_t step, const torch::Tensor& indices, int64_t n);
+/// Returns int64 [B] on `device`.
+torch::Tensor randint(Stream stream, uint64_t step, const torch::Tensor& indices, int64_t n,
+                      torch::Device device = torch::kCPU);
+
+/// Whether CUDA devices draw with unidiff's own kernels (else CPU numbers are copied over).
+bool has_cuda_kernels();
 
 /// A permutation of 0..n-1 that is a pure function of (seed, purpose, step): sample i gets the
 /// 64-bit key of its stream at `step`, and the permutation sorts by key. int64 [n] (CPU).

@@ -121,10 +121,11 @@ TrainResult train_diffusion(const TrainConfig& config) {
   for (int64_t step = 0; step < config.steps; ++step) {
     const data::Batch batch = loader.next();
     const auto s = static_cast<uint64_t>(step);
+    // Drawn on the device (CUDA kernels there), equal bit for bit to the CPU's numbers.
     const torch::Tensor t = rng::randint({seed, rng::Purpose::kTimestep}, s, batch.index,
-                                         schedule.num_steps).to(device);
+                                         schedule.num_steps, device);
     const torch::Tensor eps =
-        rng::normal({seed, rng::Purpose::kNoise}, s, batch.index, net_cfg.data_shape).to(device);
+        rng::normal({seed, rng::Purpose::kNoise}, s, batch.index, net_cfg.data_shape, device);
     const torch::Tensor& x0 = batch.x;
     const torch::Tensor x_t = objectives::q_sample(schedule, x0, t, eps);
 

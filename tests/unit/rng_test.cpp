@@ -1,6 +1,13 @@
 // Keyed randomness: Philox4x32-10 against Random123's published known-answer vectors, and the
-// properties the training loop relies on (per-sample addressing, moments, permutations).
+// properties the training loop relies on (per-sample addressing, moments, permutations); the
+// normal transform's own log/cos/sin against the library; CUDA draws equal to CPU draws (GPU only).
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <vector>
 
 #include "core/philox.h"
 #include "core/rng.h"
@@ -75,6 +82,44 @@ TEST(KeyedRng, PermutationIsAPermutationThatChangesWithTheStep) {
   EXPECT_TRUE(torch::equal(std::get<0>(torch::sort(p0)), torch::arange(1000, torch::kInt64)));
   EXPECT_FALSE(torch::equal(p0, p1));
   EXPECT_TRUE(torch::equal(p0, permutation({1, Purpose::kDataOrder}, 0, 1000)));
+}
+
+
+TEST(Rng, PolynomialLogAndSinCosMatchTheLibraryToFloat64Precision) {
+  // The normal transform's own log / cos / sin (core/philox.h) must be as accurate as the
+  // library's, for the whole range of 32-bit uniforms including both ends.
+  double worst_log = 0, worst_trig = 0;
+  std::vector<uint32_t> words(4000);
+  fill_bits({11, Purpose::kNoise}, 0, 0, words.data(), static_cast<int64_t>(words.size()));
+  words.push_back(0);
+  words.push_back(0xFFFFFFFFu);
+  words.push_back(0x80000000u);
+  words.push_back(0x40000000u);
+  for (const uint32_t w : words) {
+    const double u = bits_to_open_unit(w);
+    worst_log = std::max(worst_log, std::abs(det_log_unit(u) - std::log(u)) / std::abs(std::log(u)));
+    double c = 0, s = 0;
+    det_cos_sin_2pi(u, &c, &s);
+    const double theta = 2.0 * std::numbers::pi * u;
+    worst_trig = std::max({worst_trig, std::abs(c - std::cos(theta)), std::abs(s - std::sin(theta))});
+  }
+  EXPECT_LT(worst_log, 1e-15);
+  EXPECT_LT(worst_trig, 2e-15);
+}
+
+TEST(Rng, CudaDrawsEqualCpuDrawsBitForBit) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here (checked on the GPU host)";
+  EXPECT_TRUE(has_cuda_kernels()) << "a CUDA build without unidiff's kernels copies CPU numbers";
+  const torch::Device cuda(torch::kCUDA, 0);
+  const torch::Tensor idx = torch::cat({torch::arange(0, 3000, torch::kInt64),
+                                        torch::tensor({int64_t{1} << 40, (int64_t{1} << 33) + 7})});
+  for (const uint64_t step : {uint64_t{0}, uint64_t{12345}}) {
+    const Stream s{7, Purpose::kNoise};
+    EXPECT_TRUE(torch::equal(normal(s, step, idx, {3, 5}), normal(s, step, idx, {3, 5}, cuda).cpu()));
+    EXPECT_TRUE(torch::equal(normal(s, step, idx, {1}), normal(s, step, idx, {1}, cuda).cpu()));
+    EXPECT_TRUE(torch::equal(uniform(s, step, idx, {9}), uniform(s, step, idx, {9}, cuda).cpu()));
+    EXPECT_TRUE(torch::equal(randint(s, step, idx, 1000), randint(s, step, idx, 1000, cuda).cpu()));
+  }
 }
 
 }  // namespace

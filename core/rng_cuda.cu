@@ -1,0 +1,95 @@
+// core/rng_cuda.h: one thread per output word (normals: per pair of words). Compiled with
+// -fmad=false so no multiply-add is fused and every operation rounds as on the CPU.
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+#include "core/philox.h"
+#include "core/rng_cuda.h"
+
+namespace unidiff::rng::cuda {
+namespace {
+
+/// Word w of sample `index`'s stream at `step` (block w / 4, component w % 4), as fill_bits.
+__device__ inline uint32_t word(uint32_t seed, uint32_t purpose, uint32_t step, uint64_t index,
+                                int64_t w, uint32_t* second) {
+  uint32_t ctr[4] = {static_cast<uint32_t>(w / 4), static_cast<uint32_t>(index),
+                     static_cast<uint32_t>(index >> 32), step};
+  philox4x32_10_inplace(ctr, seed, purpose);
+  const int c = static_cast<int>(w % 4);
+  if (second != nullptr) *second = ctr[c + 1];  // the pair (2p, 2p + 1) never straddles a block
+  return ctr[c];
+}
+
+__global__ void normal_kernel(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+                              int64_t batch, int64_t per, float* out) {
+  const int64_t pairs = (per + 1) / 2;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= batch * pairs) return;
+  const int64_t b = i / pairs, p = i % pairs;
+  uint32_t bits2 = 0;
+  const uint32_t bits1 = word(seed, purpose, step, static_cast<uint64_t>(idx[b]), 2 * p, &bits2);
+  float z0 = 0, z1 = 0;
+  box_muller(bits1, bits2, &z0, &z1);
+  out[b * per + 2 * p] = z0;
+  if (2 * p + 1 < per) out[b * per + 2 * p + 1] = z1;
+}
+
+__global__ void uniform_kernel(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+                               int64_t batch, int64_t per, float* out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= batch * per) return;
+  const int64_t b = i / per, j = i % per;
+  out[i] = bits_to_unit_float(word(seed, purpose, step, static_cast<uint64_t>(idx[b]), j, nullptr));
+}
+
+__global__ void randint_kernel(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+                               int64_t batch, uint64_t n, int64_t* out) {
+  const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= batch) return;
+  out[b] = bits_to_below(word(seed, purpose, step, static_cast<uint64_t>(idx[b]), 0, nullptr), n);
+}
+
+void check_launch(const char* what) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) {
+    throw std::runtime_error(std::string("CUDA launch of ") + what + " failed: " +
+                             cudaGetErrorString(err));
+  }
+}
+
+constexpr int kThreads = 256;
+
+unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
+
+}  // namespace
+
+void launch_normal(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+                   int64_t batch, int64_t per, float* out, void* stream) {
+  const int64_t n = batch * ((per + 1) / 2);
+  if (n == 0) return;
+  normal_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      seed, purpose, step, idx, batch, per, out);
+  check_launch("the keyed normal kernel");
+}
+
+void launch_uniform(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+                    int64_t batch, int64_t per, float* out, void* stream) {
+  const int64_t n = batch * per;
+  if (n == 0) return;
+  uniform_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      seed, purpose, step, idx, batch, per, out);
+  check_launch("the keyed uniform kernel");
+}
+
+void launch_randint(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+                    int64_t batch, uint64_t n, int64_t* out, void* stream) {
+  if (batch == 0) return;
+  randint_kernel<<<blocks_for(batch), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      seed, purpose, step, idx, batch, n, out);
+  check_launch("the keyed randint kernel");
+}
+
+}  // namespace unidiff::rng::cuda

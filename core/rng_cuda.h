@@ -1,0 +1,21 @@
+// CUDA kernels of the keyed generator (core/rng.h): the same Philox words and the same transforms
+// (core/philox.h) as the CPU loops, so results are equal bit for bit. Only raw pointers and a
+// stream handle cross this boundary; core/rng.cpp dispatches here for CUDA devices when the build
+// has the kernels (UNIDIFF_WITH_CUDA_KERNELS).
+#pragma once
+
+#include <cstdint>
+
+namespace unidiff::rng::cuda {
+
+/// out[b * per + j]: standard normals of sample idx[b] (device pointers; `stream` a cudaStream_t).
+void launch_normal(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+                   int64_t batch, int64_t per, float* out, void* stream);
+/// out[b * per + j]: float32 uniforms in (0, 1).
+void launch_uniform(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+                    int64_t batch, int64_t per, float* out, void* stream);
+/// out[b]: integers in [0, n).
+void launch_randint(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+                    int64_t batch, uint64_t n, int64_t* out, void* stream);
+
+}  // namespace unidiff::rng::cuda
