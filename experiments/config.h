@@ -42,6 +42,15 @@ struct DataConfig {
   bool stream = false;        ///< read batches from the HDF5 files instead of loading them whole
 };
 
+/// Progressive distillation (experiments/distill_progressive.h).
+struct DistillConfig {
+  std::string teacher;            ///< the teacher: a model file or a run directory (EMA weights)
+  int64_t start_steps = 256;      ///< the teacher's sampling steps; round 1's student takes half
+  int64_t end_steps = 1;          ///< the last round's student steps
+  int64_t round_steps = 500;      ///< optimizer steps per round
+  int64_t eval_samples = 2000;    ///< samples per distance in the round table (0 = no table)
+};
+
 struct TrainConfig {
   std::string run_dir;           ///< where config, metrics and weights go
   bool overwrite = false;        ///< allow replacing a finished run in run_dir
@@ -55,6 +64,8 @@ struct TrainConfig {
   DiffusionConfig diffusion;
   OptimConfig optim;
   DistConfig dist;
+  std::string method = "ddpm";   ///< ddpm (pre-training) or progressive (distillation)
+  DistillConfig distill;
 };
 
 struct SampleConfig {

@@ -241,8 +241,16 @@ torch::Tensor run_sample(const SampleConfig& c) {
   dist::configure_threads();
   m.module->to(device);
   m.module->eval();
+  // The samplers take eps; x0- and v-prediction networks are converted (parameterization.h).
+  const objectives::Prediction prediction = objectives::parse_prediction(m.diffusion.prediction);
+  objectives::Schedule unified = objectives::Schedule::ddpm_schedule(
+      objectives::parse_beta_schedule(m.diffusion.schedule), m.diffusion.timesteps);
+  unified.ddpm = schedule;
   auto eps_fn = [&](const torch::Tensor& x, const torch::Tensor& t) {
-    return m.module->forward(x, t.to(torch::kFloat32));
+    const torch::Tensor out = m.module->forward(x, t.to(torch::kFloat32));
+    if (prediction == objectives::Prediction::kEps) return out;
+    return objectives::from_prediction(prediction, out, x, t.to(torch::kCPU, torch::kFloat64), unified)
+        .eps.to(out.dtype());
   };
   log::info("sample", detail::str_cat(c.num, " samples with ", c.sampler, ", ", steps, " of T = ",
                                       schedule.num_steps, " steps (", c.spacing, "), ",

@@ -19,48 +19,26 @@
 #include "dist/world.h"
 #include "experiments/model_group.h"
 #include "experiments/model_io.h"
+#include "experiments/run_util.h"
 #include "models/ema.h"
 #include "objectives/ddpm_schedule.h"
 #include "objectives/losses.h"
+#include "objectives/parameterization.h"
+#include "objectives/schedule.h"
 
 namespace unidiff::experiments {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string format_duration(double seconds) {
-  const auto s = static_cast<int64_t>(std::max(0.0, seconds) + 0.5);
-  char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof(buf), "%ldh%02ldm", s / 3600, (s % 3600) / 60);
-  else if (s >= 60) std::snprintf(buf, sizeof(buf), "%ldm%02lds", s / 60, s % 60);
-  else std::snprintf(buf, sizeof(buf), "%lds", s);
-  return buf;
-}
-
 void validate(const TrainConfig& c) {
   UD_CHECK_INPUT(!c.run_dir.empty(), "--run_dir is required");
   UD_CHECK_INPUT(c.steps > 0, "--train_steps must be positive, got ", c.steps);
   UD_CHECK_INPUT(c.log_every > 0, "--log_every must be positive, got ", c.log_every);
-  UD_CHECK_INPUT(c.diffusion.prediction == "eps", "--prediction '", c.diffusion.prediction,
-                 "' is not supported yet (valid: eps)");
-  UD_CHECK_INPUT(c.optim.decay == "constant" || c.optim.decay == "cosine", "--optim_decay '",
-                 c.optim.decay, "' is unknown (valid: constant, cosine)");
-  UD_CHECK_INPUT(c.optim.lr > 0, "--optim_lr must be positive, got ", c.optim.lr);
-  UD_CHECK_INPUT(c.optim.ema_decay >= 0 && c.optim.ema_decay < 1,
-                 "--ema_decay must be in [0, 1), got ", c.optim.ema_decay);
-}
-
-/// Refuses to clobber a finished run, then creates the run directory (rank 0 only).
-void prepare_run_dir(const TrainConfig& c) {
-  const fs::path dir(c.run_dir);
-  UD_CHECK_INPUT(!fs::exists(dir) || fs::is_directory(dir), "--run_dir '", c.run_dir,
-                 "' exists and is not a directory");
-  UD_CHECK_INPUT(c.overwrite || !fs::exists(dir / "model.h5"), "--run_dir '", c.run_dir,
-                 "' already holds a finished run (model.h5); choose another --run_dir or pass ",
-                 "--overwrite");
-  fs::create_directories(dir);
-  std::ofstream(dir / "config.flags") << c.resolved_flags;
-  std::ofstream(dir / "metrics.jsonl", std::ios::trunc);
+  UD_CHECK_INPUT(c.diffusion.prediction == "eps" || c.diffusion.prediction == "x0" ||
+                     c.diffusion.prediction == "v",
+                 "--prediction '", c.diffusion.prediction, "' is not supported (valid: eps, x0, v)");
+  validate_optim(c.optim);
 }
 
 }  // namespace
@@ -83,6 +61,11 @@ TrainResult train_diffusion(const TrainConfig& config) {
   const objectives::DdpmSchedule schedule = objectives::DdpmSchedule::make(
       objectives::parse_beta_schedule(config.diffusion.schedule), config.diffusion.timesteps,
       config.diffusion.beta_start, config.diffusion.beta_end);
+  // The unified schedule over the same tables, for the x0 / v targets (parameterization.h).
+  objectives::Schedule unified = objectives::Schedule::ddpm_schedule(
+      objectives::parse_beta_schedule(config.diffusion.schedule), config.diffusion.timesteps);
+  unified.ddpm = schedule;
+  const objectives::Prediction prediction = objectives::parse_prediction(config.diffusion.prediction);
   data::ShardedSampler sampler(dataset.size(), config.data.global_batch, world, rank, config.seed);
 
   if (rank == 0) prepare_run_dir(config);
@@ -130,8 +113,15 @@ TrainResult train_diffusion(const TrainConfig& config) {
     const torch::Tensor x_t = objectives::q_sample(schedule, x0, t, eps);
 
     group.begin_step();
+    // L_simple in the network's own parameterisation: || target - output ||^2 with target eps,
+    // x0 or v = alpha eps - sigma x0 (FORMULAS.md sections 2-3).
+    const torch::Tensor target =
+        prediction == objectives::Prediction::kEps
+            ? eps
+            : objectives::to_prediction(prediction, {x0, eps}, x_t, t.to(torch::kFloat64), unified)
+                  .to(torch::kFloat32);
     const objectives::LossOutput out =
-        objectives::eps_mse_loss(model->forward(x_t, t.to(torch::kFloat32)), eps);
+        objectives::eps_mse_loss(model->forward(x_t, t.to(torch::kFloat32)), target);
     out.loss.backward();
     const double lr = group.end_step(step);
     loss_sum += out.loss.detach();

@@ -44,7 +44,7 @@ DEFINE_double(diffusion_beta_start, 1e-4, "first beta of the linear schedules");
 DEFINE_validator(diffusion_beta_start, &positive_double);
 DEFINE_double(diffusion_beta_end, 0.02, "last beta of the linear schedules");
 DEFINE_validator(diffusion_beta_end, &positive_double);
-DEFINE_string(prediction, "eps", "what the network predicts: eps");
+DEFINE_string(prediction, "eps", "what the network predicts: eps, x0 or v (alpha eps - sigma x0)");
 DEFINE_double(optim_lr, 1e-3, "peak learning rate (AdamW)");
 DEFINE_validator(optim_lr, &positive_double);
 DEFINE_double(optim_beta1, 0.9, "AdamW beta1");
@@ -61,6 +61,12 @@ DEFINE_validator(optim_grad_clip, &non_negative_double);
 DEFINE_double(ema_decay, 0.999, "EMA decay of the weights, with warm-up (0 = no averaging)");
 DEFINE_validator(ema_decay, &unit_interval);
 DEFINE_int64(train_steps, 3000, "optimizer steps");
+DEFINE_string(method, "ddpm", "what train runs: ddpm (pre-training) or progressive (progressive distillation of --pd_teacher)");
+DEFINE_string(pd_teacher, "", "progressive distillation: the teacher (a model file or run directory; EMA weights)");
+DEFINE_int64(pd_start_steps, 256, "progressive distillation: the teacher's sampling steps (a power of two; round 1's student takes half)");
+DEFINE_int64(pd_end_steps, 1, "progressive distillation: the last round's student steps (a power of two)");
+DEFINE_int64(pd_round_steps, 500, "progressive distillation: optimizer steps per round");
+DEFINE_int64(eval_samples, 2000, "samples behind each distance reported during training (0 = none)");
 DEFINE_validator(train_steps, &positive);
 DEFINE_int64(log_every, 100, "steps between progress lines and metrics.jsonl rows");
 DEFINE_validator(log_every, &positive);
@@ -125,6 +131,7 @@ const std::vector<Command>& commands() {
       {"train",
        "train a model (resumable runs arrive with checkpoints); run under mpirun for data parallel",
        {"data", "data_batch", "data_stream", "run_dir", "overwrite", "seed", "train_steps", "log_every",
+        "method", "pd_teacher", "pd_start_steps", "pd_end_steps", "pd_round_steps", "eval_samples",
         "threads", "dist_bucket_mb", "dist_overlap", "optim_zero", "model_arch", "model_hidden", "model_layers", "model_time_dim",
         "diffusion_schedule", "diffusion_steps", "diffusion_beta_start", "diffusion_beta_end",
         "prediction", "optim_lr", "optim_beta1", "optim_beta2", "optim_weight_decay",
@@ -160,6 +167,12 @@ experiments::TrainConfig make_train_config() {
   c.dist.bucket_mb = FLAGS_dist_bucket_mb;
   c.dist.overlap = FLAGS_dist_overlap;
   c.dist.zero = FLAGS_optim_zero;
+  c.method = FLAGS_method;
+  c.distill.teacher = FLAGS_pd_teacher;
+  c.distill.start_steps = FLAGS_pd_start_steps;
+  c.distill.end_steps = FLAGS_pd_end_steps;
+  c.distill.round_steps = FLAGS_pd_round_steps;
+  c.distill.eval_samples = FLAGS_eval_samples;
   c.data.path = FLAGS_data;
   c.data.global_batch = FLAGS_data_batch;
   c.data.stream = FLAGS_data_stream;

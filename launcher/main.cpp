@@ -16,6 +16,7 @@
 #include "data/toy.h"
 #include "dist/job.h"
 #include "dist/world.h"
+#include "experiments/distill_progressive.h"
 #include "experiments/eval.h"
 #include "experiments/sample.h"
 #include "experiments/train_diffusion.h"
@@ -148,6 +149,12 @@ int dispatch(int argc, char** argv) {
   if (name == "train") {
     auto config = unidiff::launcher::make_train_config();
     config.resolved_flags = unidiff::launcher::resolved_flags(*command);
+    if (config.method == "progressive") {
+      unidiff::experiments::distill_progressive(config);
+      return kExitOk;
+    }
+    UD_CHECK_INPUT(config.method == "ddpm", "unknown --method '", config.method,
+                   "' (valid: ddpm, progressive)");
     unidiff::experiments::train_diffusion(config);
     return kExitOk;
   }

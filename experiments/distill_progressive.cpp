@@ -1,0 +1,222 @@
+// experiments/distill_progressive.h.
+#include "experiments/distill_progressive.h"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "data/sampler.h"
+#include "dist/communicator.h"
+#include "dist/gradients.h"
+#include "dist/world.h"
+#include "experiments/metrics.h"
+#include "experiments/model_group.h"
+#include "experiments/model_io.h"
+#include "experiments/run_util.h"
+#include "objectives/distill/progressive.h"
+#include "objectives/parameterization.h"
+#include "objectives/schedule.h"
+
+namespace unidiff::experiments {
+namespace {
+
+namespace fs = std::filesystem;
+namespace o = objectives;
+
+void validate(const TrainConfig& c) {
+  const DistillConfig& d = c.distill;
+  UD_CHECK_INPUT(!c.run_dir.empty(), "--run_dir is required");
+  UD_CHECK_INPUT(!d.teacher.empty(), "--pd_teacher is required (a model file or run directory)");
+  UD_CHECK_INPUT(d.start_steps >= 2 && (d.start_steps & (d.start_steps - 1)) == 0,
+                 "--pd_start_steps must be a power of two >= 2, got ", d.start_steps);
+  UD_CHECK_INPUT(d.end_steps >= 1 && d.end_steps < d.start_steps &&
+                     (d.end_steps & (d.end_steps - 1)) == 0,
+                 "--pd_end_steps must be a power of two below --pd_start_steps, got ", d.end_steps);
+  UD_CHECK_INPUT(d.round_steps > 0, "--pd_round_steps must be positive, got ", d.round_steps);
+  UD_CHECK_INPUT(d.eval_samples >= 0, "--eval_samples must be >= 0, got ", d.eval_samples);
+  UD_CHECK_INPUT(c.log_every > 0, "--log_every must be positive, got ", c.log_every);
+  validate_optim(c.optim);
+}
+
+/// x0 from a network of the given parameterisation at time t (code index, float).
+o::X0Fn x0_of(models::Network& net, o::Prediction prediction, const o::Schedule& schedule) {
+  return [&net, prediction, &schedule](const torch::Tensor& z, const torch::Tensor& t) {
+    const torch::Tensor out = net.forward(z, t);
+    if (prediction == o::Prediction::kX0) return out;
+    return o::from_prediction(prediction, out, z, t.to(torch::kCPU, torch::kFloat64), schedule)
+        .x0.to(out.dtype());
+  };
+}
+
+void copy_weights(const torch::nn::Module& from, torch::nn::Module& to) {
+  torch::NoGradGuard no_grad;
+  const auto a = from.parameters(), b = to.parameters();
+  UD_ASSERT(a.size() == b.size(), "architectures differ");
+  for (size_t i = 0; i < a.size(); ++i) b[i].copy_(a[i]);
+}
+
+}  // namespace
+
+DistillResult distill_progressive(const TrainConfig& config) {
+  validate(config);
+  auto comm = dist::make_world_communicator();
+  const int world = comm->size(), rank = comm->rank();
+  const torch::Device device = dist::select_device();
+  dist::configure_threads(config.threads);
+  const DistillConfig& dc = config.distill;
+
+  // Everything that can fail on bad input happens before the run directory is touched.
+  const data::TensorDataset dataset = config.data.stream
+                                          ? data::TensorDataset::open_streaming(config.data.path)
+                                          : data::TensorDataset::load(config.data.path);
+  LoadedModel base = load_model(dc.teacher, /*use_ema=*/true);
+  UD_CHECK_INPUT(base.network.data_shape == dataset.sample_shape(), "the teacher '", dc.teacher,
+                 "' models samples of shape ", torch::IntArrayRef(base.network.data_shape),
+                 " but --data has ", torch::IntArrayRef(dataset.sample_shape()));
+  const o::Prediction prediction = o::parse_prediction(base.diffusion.prediction);
+  UD_CHECK_INPUT(prediction == o::Prediction::kEps || prediction == o::Prediction::kX0 ||
+                     prediction == o::Prediction::kV,
+                 "the teacher predicts ", base.diffusion.prediction, " (valid: eps, x0, v)");
+  o::Schedule schedule = o::Schedule::ddpm_schedule(o::parse_beta_schedule(base.diffusion.schedule),
+                                                    base.diffusion.timesteps);
+  schedule.ddpm = o::DdpmSchedule::make(o::parse_beta_schedule(base.diffusion.schedule),
+                                        base.diffusion.timesteps, base.diffusion.beta_start,
+                                        base.diffusion.beta_end);
+  data::ShardedSampler sampler(dataset.size(), config.data.global_batch, world, rank, config.seed);
+  if (rank == 0) prepare_run_dir(config, "rounds.jsonl");
+  comm->barrier();
+  if (rank == 0) std::ofstream(fs::path(config.run_dir) / "rounds.jsonl", std::ios::trunc);
+
+  // Groups: the original teacher (for the comparison), the current teacher, the student.
+  base.module->to(device);
+  ModelGroups groups;
+  groups.add(std::make_unique<ModelGroup>("base_teacher", ModelGroup::Role::kFrozen, base.module, *comm));
+  auto teacher_net = models::make_network(base.network);
+  teacher_net->to(device);
+  copy_weights(*base.module, *teacher_net);
+  groups.add(std::make_unique<ModelGroup>("teacher", ModelGroup::Role::kFrozen, teacher_net, *comm));
+  auto student_net = models::make_network(base.network);
+  student_net->to(device);
+  copy_weights(*base.module, *student_net);
+
+  int64_t rounds = 0;
+  for (int64_t n = dc.start_steps / 2; n >= dc.end_steps; n /= 2) ++rounds;
+  log::info("distill", detail::str_cat("progressive distillation of '", dc.teacher, "' (",
+                                       base.diffusion.prediction, "-prediction, T=",
+                                       base.diffusion.timesteps, "): ", dc.start_steps, " -> ",
+                                       dc.end_steps, " steps in ", rounds, " rounds of ",
+                                       dc.round_steps, " steps; ", world, " rank(s), global batch ",
+                                       config.data.global_batch));
+
+  DistillResult result;
+  // Evaluation on rank 0: a fixed data subset and keyed sampling noise, the same for every round.
+  const int64_t n_eval = std::min(dc.eval_samples, dataset.size() / 2);
+  torch::Tensor eval_data, x_T;
+  if (rank == 0 && n_eval > 0) {
+    const torch::Tensor perm = rng::permutation({config.seed, rng::Purpose::kEval}, 0, dataset.size());
+    eval_data = dataset.get(perm.slice(0, 0, n_eval)).x;
+    result.data_sw = sliced_wasserstein(eval_data, dataset.get(perm.slice(0, n_eval, 2 * n_eval)).x,
+                                        256, config.seed);
+    x_T = rng::normal({config.seed, rng::Purpose::kSampling}, 0, rng::arange_indices(0, n_eval),
+                      base.network.data_shape, device);
+    const auto sample = o::pd_sample(x0_of(groups.get("base_teacher").net(), prediction, schedule),
+                                     schedule, x_T, dc.start_steps);
+    result.teacher_full_sw = sliced_wasserstein(sample.cpu(), eval_data, 256, config.seed);
+    log::info("distill", detail::str_cat("teacher with ", dc.start_steps, " DDIM steps: SW ",
+                                         result.teacher_full_sw, " (data vs data: ", result.data_sw, ")"));
+  }
+
+  std::ofstream metrics;
+  if (rank == 0) metrics.open(fs::path(config.run_dir) / "metrics.jsonl", std::ios::app);
+  data::LoaderOptions loader_options;
+  loader_options.device = device;
+  loader_options.seed = config.seed;
+  data::Loader loader(dataset, sampler, loader_options);
+  const auto start = std::chrono::steady_clock::now();
+  int64_t global_step = 0;
+  for (int64_t n = dc.start_steps / 2; n >= dc.end_steps; n /= 2) {
+    // A fresh optimiser and EMA per round, the student starting from the current teacher.
+    ModelGroup student("student", ModelGroup::Role::kTrained, student_net, *comm, config.optim,
+                       config.dist, dc.round_steps);
+    models::Network& teacher = groups.get("teacher").net();
+    const o::X0Fn teacher_x0 = x0_of(teacher, prediction, schedule);
+    const o::X0Fn student_x0 = x0_of(student.net(), prediction, schedule);
+    torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device));
+    int64_t window = 0;
+    DistillRound round;
+    round.steps = n;
+    for (int64_t step = 0; step < dc.round_steps; ++step, ++global_step) {
+      const data::Batch batch = loader.next();
+      const auto s = static_cast<uint64_t>(global_step);
+      // Progress s = k / N with k uniform in 1..N, per sample (keyed).
+      const torch::Tensor k = rng::randint({config.seed, rng::Purpose::kTimestep}, s, batch.index, n) + 1;
+      const torch::Tensor eps = rng::normal({config.seed, rng::Purpose::kNoise}, s, batch.index,
+                                            base.network.data_shape, device);
+      student.begin_step();
+      const o::PdLoss out = o::progressive_distillation_loss(
+          teacher_x0, student_x0, schedule, batch.x, eps, k.to(torch::kFloat64) / static_cast<double>(n), n);
+      out.loss.backward();
+      student.end_step(step);
+      loss_sum += out.loss.detach();
+      ++window;
+      if ((step + 1) % config.log_every == 0 || step + 1 == dc.round_steps) {
+        torch::Tensor mean = (loss_sum / static_cast<double>(window)).to(torch::kCPU, torch::kFloat64).reshape({1});
+        comm->all_reduce(mean);
+        round.final_loss = mean.item<double>() / world;
+        UD_CHECK_INPUT(std::isfinite(round.final_loss), "distillation diverged: the loss is ",
+                       round.final_loss, " (try a lower --optim_lr)");
+        if (rank == 0) {
+          char line[160];
+          std::snprintf(line, sizeof(line), "round %ld steps  step %ld/%ld  loss %.5f", n, step + 1,
+                        dc.round_steps, round.final_loss);
+          log::info("distill", line);
+          metrics << JsonLine().add("round_steps", n).add("step", global_step + 1)
+                         .add("loss", round.final_loss).str() << "\n";
+          metrics.flush();
+        }
+        loss_sum.zero_();
+        window = 0;
+      }
+    }
+    // The round's EMA becomes the student's weights and the next round's teacher.
+    student.ema().copy_to(student.net());
+    copy_weights(student.net(), teacher);
+    if (rank == 0) {
+      if (n_eval > 0) {
+        torch::NoGradGuard no_grad;
+        round.student_sw = sliced_wasserstein(o::pd_sample(student_x0, schedule, x_T, n).cpu(),
+                                              eval_data, 256, config.seed);
+        round.teacher_sw = sliced_wasserstein(
+            o::pd_sample(x0_of(groups.get("base_teacher").net(), prediction, schedule), schedule, x_T, n).cpu(),
+            eval_data, 256, config.seed);
+        log::info("distill", detail::str_cat(n, "-step student: SW ", round.student_sw,
+                                             "; teacher with ", n, " DDIM steps: SW ", round.teacher_sw));
+      }
+      std::ofstream(fs::path(config.run_dir) / "rounds.jsonl", std::ios::app)
+          << JsonLine().add("steps", n).add("student_sw", round.student_sw)
+                 .add("teacher_sw", round.teacher_sw).add("teacher_full_sw", result.teacher_full_sw)
+                 .add("data_sw", result.data_sw).add("loss", round.final_loss).str() << "\n";
+      DiffusionConfig dcfg = base.diffusion;
+      save_model(fs::path(config.run_dir) / ("student-" + std::to_string(n) + ".h5"), base.network,
+                 dcfg, student.net(), student.ema(), global_step);
+    }
+    result.rounds.push_back(round);
+  }
+  result.replica_divergence = dist::max_divergence(student_net->parameters(), *comm);
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (rank == 0) {
+    log::info("distill", detail::str_cat("done in ", format_duration(total), "; students in ",
+                                         config.run_dir, "/student-N.h5, table in rounds.jsonl"));
+  }
+  comm->barrier();
+  return result;
+}
+
+}  // namespace unidiff::experiments

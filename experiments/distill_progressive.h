@@ -1,0 +1,30 @@
+// Progressive distillation as a two-group experiment: a frozen teacher and a trained student
+// initialised from it (objectives/distill/progressive.h). Each round halves the sampling steps:
+// the student learns to match two teacher DDIM steps with one, then becomes the next round's
+// teacher (its EMA weights), from `start_steps` / 2 down to `end_steps`. After every round rank 0
+// measures the sliced Wasserstein distance to the data of the student sampled with its N steps and
+// of the original teacher sampled with the same N DDIM steps, logs it, appends it to
+// RUN_DIR/rounds.jsonl and saves the student as RUN_DIR/student-N.h5 (a model file).
+#pragma once
+
+#include "experiments/config.h"
+
+namespace unidiff::experiments {
+
+struct DistillRound {
+  int64_t steps = 0;             ///< the student's sampling steps N
+  double student_sw = 0;         ///< SW(student with N steps, data)
+  double teacher_sw = 0;         ///< SW(original teacher with N DDIM steps, data)
+  double final_loss = 0;         ///< mean loss of the round's last logging window
+};
+
+struct DistillResult {
+  std::vector<DistillRound> rounds;
+  double teacher_full_sw = 0;    ///< SW(teacher with start_steps steps, data)
+  double data_sw = 0;            ///< SW between two disjoint halves of the data: the floor
+  double replica_divergence = 0;
+};
+
+DistillResult distill_progressive(const TrainConfig& config);
+
+}  // namespace unidiff::experiments

@@ -1,0 +1,43 @@
+// experiments/run_util.h.
+#include "experiments/run_util.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+
+namespace unidiff::experiments {
+
+namespace fs = std::filesystem;
+
+void validate_optim(const OptimConfig& o) {
+  UD_CHECK_INPUT(o.decay == "constant" || o.decay == "cosine", "--optim_decay '", o.decay,
+                 "' is unknown (valid: constant, cosine)");
+  UD_CHECK_INPUT(o.lr > 0, "--optim_lr must be positive, got ", o.lr);
+  UD_CHECK_INPUT(o.ema_decay >= 0 && o.ema_decay < 1, "--ema_decay must be in [0, 1), got ",
+                 o.ema_decay);
+}
+
+void prepare_run_dir(const TrainConfig& c, const std::string& finished_file) {
+  const fs::path dir(c.run_dir);
+  UD_CHECK_INPUT(!fs::exists(dir) || fs::is_directory(dir), "--run_dir '", c.run_dir,
+                 "' exists and is not a directory");
+  UD_CHECK_INPUT(c.overwrite || !fs::exists(dir / finished_file), "--run_dir '", c.run_dir,
+                 "' already holds a finished run (", finished_file,
+                 "); choose another --run_dir or pass --overwrite");
+  fs::create_directories(dir);
+  std::ofstream(dir / "config.flags") << c.resolved_flags;
+  std::ofstream(dir / "metrics.jsonl", std::ios::trunc);
+}
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<int64_t>(std::max(0.0, seconds) + 0.5);
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof(buf), "%ldh%02ldm", s / 3600, (s % 3600) / 60);
+  else if (s >= 60) std::snprintf(buf, sizeof(buf), "%ldm%02lds", s / 60, s % 60);
+  else std::snprintf(buf, sizeof(buf), "%lds", s);
+  return buf;
+}
+
+}  // namespace unidiff::experiments

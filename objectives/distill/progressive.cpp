@@ -1,0 +1,77 @@
+// objectives/distill/progressive.h.
+#include "objectives/distill/progressive.h"
+
+#include "core/error.h"
+
+namespace unidiff::objectives {
+namespace {
+
+/// A per-sample float64 [B] coefficient as float32 [B, 1, ...] broadcastable against x.
+torch::Tensor per_sample(const torch::Tensor& c, const torch::Tensor& x) {
+  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+  shape[0] = c.size(0);
+  return c.to(x.device(), x.scalar_type()).view(shape);
+}
+
+}  // namespace
+
+PdPoint pd_point(const Schedule& schedule, const torch::Tensor& s) {
+  UD_ASSERT(schedule.family == ScheduleFamily::kDdpm, "progressive distillation runs on a DDPM schedule");
+  const torch::Tensor s64 = s.to(torch::kCPU, torch::kFloat64);
+  const torch::Tensor t = s64 * static_cast<double>(schedule.ddpm.num_steps - 1);
+  const Coeffs c = schedule.at(t);
+  const torch::Tensor clean = s64 <= 0;
+  PdPoint p;
+  p.alpha = torch::where(clean, torch::ones_like(s64), c.alpha);
+  p.sigma = torch::where(clean, torch::zeros_like(s64), c.sigma);
+  p.t = t.to(torch::kFloat32);
+  return p;
+}
+
+torch::Tensor pd_ddim_step(const torch::Tensor& z, const torch::Tensor& x0, const PdPoint& from,
+                           const PdPoint& to) {
+  const torch::Tensor eps = (z - per_sample(from.alpha, z) * x0) / per_sample(from.sigma, z);
+  return per_sample(to.alpha, z) * x0 + per_sample(to.sigma, z) * eps;
+}
+
+PdLoss progressive_distillation_loss(const X0Fn& teacher, const X0Fn& student,
+                                     const Schedule& schedule, const torch::Tensor& x0,
+                                     const torch::Tensor& eps, const torch::Tensor& s, int64_t n) {
+  UD_ASSERT(n >= 1, "student steps ", n);
+  const torch::Tensor s64 = s.to(torch::kCPU, torch::kFloat64);
+  const PdPoint p = pd_point(schedule, s64);
+  const PdPoint mid = pd_point(schedule, s64 - 0.5 / static_cast<double>(n));
+  const PdPoint end = pd_point(schedule, s64 - 1.0 / static_cast<double>(n));
+  const torch::Tensor z = per_sample(p.alpha, x0) * x0 + per_sample(p.sigma, x0) * eps;
+  const torch::Device dev = x0.device();
+  PdLoss out;
+  {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor z_mid = pd_ddim_step(z, teacher(z, p.t.to(dev)), p, mid);
+    const torch::Tensor z_end = pd_ddim_step(z_mid, teacher(z_mid, mid.t.to(dev)), mid, end);
+    // x_tilde = (z'' - r z) / (alpha'' - r alpha), r = sigma'' / sigma (sigma > 0: s > 0).
+    const torch::Tensor r = end.sigma / p.sigma;
+    out.x_target = (z_end - per_sample(r, z) * z) / per_sample(end.alpha - r * p.alpha, z);
+  }
+  const torch::Tensor w = torch::clamp_min(p.alpha.pow(2) / p.sigma.pow(2), 1.0);
+  const torch::Tensor err = (student(z, p.t.to(dev)) - out.x_target).pow(2);
+  out.loss = (per_sample(w, err) * err).mean();
+  return out;
+}
+
+torch::Tensor pd_sample(const X0Fn& model, const Schedule& schedule, const torch::Tensor& x_T,
+                        int64_t n) {
+  UD_ASSERT(n >= 1, "sampling steps ", n);
+  torch::NoGradGuard no_grad;
+  const int64_t b = x_T.size(0);
+  torch::Tensor z = x_T;
+  for (int64_t k = n; k >= 1; --k) {
+    const PdPoint from = pd_point(schedule, torch::full({b}, static_cast<double>(k) / n, torch::kFloat64));
+    const PdPoint to = pd_point(schedule, torch::full({b}, static_cast<double>(k - 1) / n, torch::kFloat64));
+    const torch::Tensor x0 = model(z, from.t.to(z.device()));
+    z = k == 1 ? x0 : pd_ddim_step(z, x0, from, to);
+  }
+  return z;
+}
+
+}  // namespace unidiff::objectives
