@@ -4,7 +4,7 @@
 // communication time per step, how much of it finalize() still waited for (exposed) and the
 // fraction hidden behind backward, and the bytes all-reduced per step. Prints a Markdown table
 // on rank 0.
-//   mpirun -np 2 build/bench/reducer_bench [--hidden=1024] [--layers=4] [--batch=64] [--steps=30] [--bucket_mb=2]
+//   mpirun -np 2 build/bench/reducer_bench [--hidden=768] [--layers=4] [--batch=64] [--steps=30] [--bucket_mb=2]
 #include <torch/torch.h>
 
 #include <chrono>
@@ -23,7 +23,7 @@ namespace {
 namespace d = unidiff::dist;
 
 struct Options {
-  int64_t hidden = 1024, layers = 4, batch = 64, steps = 30;
+  int64_t hidden = 768, layers = 4, batch = 64, steps = 30;
   double bucket_mb = 2;
 };
 

@@ -153,4 +153,17 @@ std::unique_ptr<Communicator> make_world_communicator() {
   return std::make_unique<SelfCommunicator>();
 }
 
+#ifndef UNIDIFF_WITH_NCCL
+bool has_nccl() { return false; }
+
+std::unique_ptr<Communicator> make_nccl_communicator(torch::Device, double) {
+  throw std::runtime_error("this build has no NCCL (nccl.h and libnccl were not found at configure time)");
+}
+#endif
+
+std::unique_ptr<Communicator> make_communicator(torch::Device device) {
+  if (device.is_cuda() && has_nccl()) return make_nccl_communicator(device);
+  return make_world_communicator();
+}
+
 }  // namespace unidiff::dist

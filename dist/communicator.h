@@ -41,7 +41,18 @@ class Communicator {
 };
 
 /// A communicator over every rank of the job (MPI_COMM_WORLD). Tensors on a CUDA device are
-/// staged through host memory (correct, not fast; NCCL replaces this path).
+/// staged through host memory (correct, not fast: make_nccl_communicator is the CUDA path).
 std::unique_ptr<Communicator> make_world_communicator();
+
+/// Whether this build has the NCCL communicator.
+bool has_nccl();
+/// A communicator over every rank for CUDA tensors on `device` (this rank's GPU), NCCL under the
+/// hood, MPI for CPU tensors; a host wait longer than `timeout_s` aborts with a message. Throws
+/// when the build has no NCCL. NCCL refuses two ranks on one GPU.
+std::unique_ptr<Communicator> make_nccl_communicator(torch::Device device, double timeout_s = 600);
+
+/// The communicator for tensors on `device`: NCCL for a CUDA device when the build has it, else
+/// the world communicator (MPI, CUDA tensors staged through the host).
+std::unique_ptr<Communicator> make_communicator(torch::Device device);
 
 }  // namespace unidiff::dist

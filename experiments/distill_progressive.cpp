@@ -66,9 +66,10 @@ void copy_weights(const torch::nn::Module& from, torch::nn::Module& to) {
 
 DistillResult distill_progressive(const TrainConfig& config) {
   validate(config);
-  auto comm = dist::make_world_communicator();
-  const int world = comm->size(), rank = comm->rank();
   const torch::Device device = dist::select_device();
+  // NCCL for a CUDA device (when built with it), MPI otherwise.
+  auto comm = dist::make_communicator(device);
+  const int world = comm->size(), rank = comm->rank();
   dist::configure_threads(config.threads);
   const DistillConfig& dc = config.distill;
 

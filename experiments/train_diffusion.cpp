@@ -45,9 +45,10 @@ void validate(const TrainConfig& c) {
 
 TrainResult train_diffusion(const TrainConfig& config) {
   validate(config);
-  auto comm = dist::make_world_communicator();
-  const int world = comm->size(), rank = comm->rank();
   const torch::Device device = dist::select_device();
+  // NCCL for a CUDA device (when built with it), MPI otherwise.
+  auto comm = dist::make_communicator(device);
+  const int world = comm->size(), rank = comm->rank();
   const int threads = dist::configure_threads(config.threads);
 
   // Everything that can fail on bad input happens before the run directory is touched.

@@ -5,6 +5,7 @@
 // run under mpirun keeps its replicas in sync.
 #include <gtest/gtest.h>
 
+#include <torch/cuda.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 
@@ -198,6 +199,41 @@ TEST(Gradients, ReplacedGradientsAreReportedNotSilentlyLost) {
   for (auto& p : net->parameters()) p.mutable_grad() = torch::Tensor();  // optimizer.zero_grad()
   const auto [x, t] = global_batch(0);
   EXPECT_ANY_THROW(loss_of(*net, my_rows(x, *comm), my_rows(t, *comm)).backward());
+}
+
+TEST(Gradients, NcclPathMatchesTheMpiPathOnOneGpu) {
+  // NCCL refuses two ranks on one GPU, so the GPU host checks NCCL with one rank: the reducer
+  // and ZeRO-1 AdamW on CUDA through NCCL against the same steps on the CPU.
+  auto world = make_world_communicator();
+  if (!torch::cuda::is_available() || world->size() != 1 || !has_nccl()) {
+    GTEST_SKIP() << "needs one rank, a CUDA device and an NCCL build (the GPU host)";
+  }
+  const torch::Device cuda(torch::kCUDA, 0);
+  auto nccl = make_nccl_communicator(cuda);
+  EXPECT_EQ(nccl->backend(), "nccl");
+  torch::Tensor v = torch::arange(6, torch::TensorOptions().dtype(torch::kFloat32).device(cuda));
+  nccl->all_reduce(v);
+  EXPECT_TRUE(torch::equal(v.cpu(), torch::arange(6, torch::kFloat32)));
+  auto gpu = make_mlp(11), cpu = make_mlp(11);
+  gpu->to(cuda);
+  Reducer rg(gpu->parameters(), *nccl, {2048, true, true});
+  Reducer rc(cpu->parameters(), *world, {2048, true, true});
+  FlatAdamW og(rg, {}), oc(rc, {});
+  for (int64_t step = 0; step < 3; ++step) {
+    const auto [x, t] = global_batch(step);
+    rg.zero_grad();
+    rc.zero_grad();
+    loss_of(*gpu, x.to(cuda), t.to(cuda)).backward();
+    loss_of(*cpu, x, t).backward();
+    rg.finalize();
+    rc.finalize();
+    og.step(1e-2);
+    oc.step(1e-2);
+  }
+  const auto a = gpu->parameters(), b = cpu->parameters();
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(a[i].cpu(), b[i], 1e-4, 1e-5)) << "parameter " << i;
+  }
 }
 
 TEST(Gradients, TrainingLoopKeepsReplicasInSync) {
