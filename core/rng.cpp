@@ -148,19 +148,31 @@ bool has_cuda_kernels() {
 #endif
 }
 
+#ifdef UNIDIFF_WITH_CUDA_KERNELS
+namespace {
+
+using CudaFloatKernel = void (*)(uint32_t, uint32_t, uint32_t, const int64_t*, int64_t, int64_t,
+                                 float*, void*);
+
+/// float32 [B, *shape] drawn on `device` by one of the kernels of core/rng_cuda.h.
+torch::Tensor draw_on_cuda(CudaFloatKernel kernel, Stream stream, uint64_t step,
+                           const torch::Tensor& indices, at::IntArrayRef shape, torch::Device device) {
+  CudaLaunch l(check_indices(indices), device);
+  torch::Tensor out = torch::empty(out_shape(l.idx.size(0), shape),
+                                   torch::dtype(torch::kFloat32).device(device));
+  kernel(stream.seed, static_cast<uint32_t>(stream.purpose), static_cast<uint32_t>(step),
+         l.idx.data_ptr<int64_t>(), l.idx.size(0), numel_of(shape), out.data_ptr<float>(), l.stream);
+  return out;
+}
+
+}  // namespace
+#endif
+
 torch::Tensor normal(Stream stream, uint64_t step, const torch::Tensor& indices,
                      at::IntArrayRef shape, torch::Device device) {
   UD_ASSERT(step <= 0xFFFFFFFFull, "step ", step, " exceeds the 32-bit counter word");
 #ifdef UNIDIFF_WITH_CUDA_KERNELS
-  if (device.is_cuda()) {
-    CudaLaunch l(check_indices(indices), device);
-    torch::Tensor out = torch::empty(out_shape(l.idx.size(0), shape),
-                                     torch::dtype(torch::kFloat32).device(device));
-    cuda::launch_normal(stream.seed, static_cast<uint32_t>(stream.purpose), static_cast<uint32_t>(step),
-                        l.idx.data_ptr<int64_t>(), l.idx.size(0), numel_of(shape),
-                        out.data_ptr<float>(), l.stream);
-    return out;
-  }
+  if (device.is_cuda()) return draw_on_cuda(cuda::launch_normal, stream, step, indices, shape, device);
 #endif
   return normal_cpu(stream, step, indices, shape).to(device);
 }
@@ -169,15 +181,7 @@ torch::Tensor uniform(Stream stream, uint64_t step, const torch::Tensor& indices
                       at::IntArrayRef shape, torch::Device device) {
   UD_ASSERT(step <= 0xFFFFFFFFull, "step ", step, " exceeds the 32-bit counter word");
 #ifdef UNIDIFF_WITH_CUDA_KERNELS
-  if (device.is_cuda()) {
-    CudaLaunch l(check_indices(indices), device);
-    torch::Tensor out = torch::empty(out_shape(l.idx.size(0), shape),
-                                     torch::dtype(torch::kFloat32).device(device));
-    cuda::launch_uniform(stream.seed, static_cast<uint32_t>(stream.purpose), static_cast<uint32_t>(step),
-                         l.idx.data_ptr<int64_t>(), l.idx.size(0), numel_of(shape),
-                         out.data_ptr<float>(), l.stream);
-    return out;
-  }
+  if (device.is_cuda()) return draw_on_cuda(cuda::launch_uniform, stream, step, indices, shape, device);
 #endif
   return uniform_cpu(stream, step, indices, shape).to(device);
 }
