@@ -5,12 +5,27 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
 
 namespace unidiff::fs {
 
 /// Removes `path` and everything below it; a missing path is not an error. Returns the number of
 /// entries removed.
 int64_t remove_tree(const std::filesystem::path& path);
+
+/// fsync of a directory: makes the renames and creations inside it durable.
+void sync_directory(const std::filesystem::path& dir);
+
+/// Writes `text` to `path` through a temporary file, fsync, rename and a directory fsync: readers
+/// see the old content or the new, never a mix, even after a crash.
+void write_text_atomically(const std::filesystem::path& path, const std::string& text);
+
+/// CRC-32 (zlib) of a file's bytes and its size; a missing file throws InputError naming it.
+struct FileDigest {
+  uint32_t crc32 = 0;
+  int64_t size = 0;
+};
+FileDigest digest_file(const std::filesystem::path& path);
 
 }  // namespace unidiff::fs
 

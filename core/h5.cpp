@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "core/error.h"
+#include "core/fs.h"
 
 namespace unidiff::h5 {
 namespace {
@@ -449,6 +450,7 @@ void write_atomically(const std::filesystem::path& path, const std::function<voi
     }
     sync_file(tmp);
     std::filesystem::rename(tmp, path);
+    fs::sync_directory(path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path());
   } catch (...) {
     std::error_code ec;
     std::filesystem::remove(tmp, ec);

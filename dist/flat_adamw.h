@@ -34,9 +34,12 @@ class FlatAdamW {
   void step(double lr);
 
   int64_t steps() const { return steps_; }
-  /// Moments of bucket b (this rank's shard), for checkpoints.
+  void set_steps(int64_t steps) { steps_ = steps; }
+  /// Moments of bucket b (this rank's shard, Reducer::shard_range), for checkpoints.
   const std::vector<torch::Tensor>& exp_avg() const { return exp_avg_; }
   const std::vector<torch::Tensor>& exp_avg_sq() const { return exp_avg_sq_; }
+  std::vector<torch::Tensor>& exp_avg() { return exp_avg_; }
+  std::vector<torch::Tensor>& exp_avg_sq() { return exp_avg_sq_; }
 
  private:
   Reducer& reducer_;

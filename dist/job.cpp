@@ -11,8 +11,12 @@
 namespace unidiff::dist {
 namespace {
 
-void report(std::string line) {
-  if (const auto nl = line.find('\n'); nl != std::string::npos) line = line.substr(0, nl);
+/// Prints the error; `first_line_only` cuts library messages (c10's carry backtraces) while our
+/// own bad-input messages may list several problems, one per line.
+void report(std::string line, bool first_line_only) {
+  if (const auto nl = line.find('\n'); first_line_only && nl != std::string::npos) {
+    line = line.substr(0, nl);
+  }
   if (world_size() > 1) {
     std::fprintf(stderr, "unidiff [rank %d]: error: %s\n", rank(), line.c_str());
   } else {
@@ -28,13 +32,13 @@ int run_guarded(const std::function<int()>& work) {
   try {
     code = work();
   } catch (const InputError& e) {
-    report(e.what());
+    report(e.what(), false);
     code = kExitBadInput;
   } catch (const c10::Error& e) {
-    report(e.what_without_backtrace());
+    report(e.what_without_backtrace(), true);
     code = kExitFailure;
   } catch (const std::exception& e) {
-    report(e.what());
+    report(e.what(), true);
     code = kExitFailure;
   }
   if (code != kExitOk && world_size() > 1) abort_job(code);

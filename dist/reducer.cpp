@@ -49,6 +49,7 @@ Reducer::Reducer(std::vector<torch::Tensor> params, const Communicator& comm, Re
   }
   // Buckets in reverse registration order: backward produces the last layers' gradients first.
   bucket_of_.assign(params_.size(), -1);
+  slots_.assign(params_.size(), {});
   std::vector<std::vector<size_t>> members(1);
   int64_t bytes = 0;
   for (size_t k = params_.size(); k-- > 0;) {
@@ -80,6 +81,7 @@ Reducer::Reducer(std::vector<torch::Tensor> params, const Communicator& comm, Re
       p.mutable_grad() = bucket.grads.slice(0, offset, offset + count).view(p.sizes());
       grad_ptr_[k] = p.grad().data_ptr();
       bucket_of_[k] = static_cast<int>(buckets_.size());
+      slots_[k] = {static_cast<int>(buckets_.size()), offset};
       offset += count;
     }
     bucket.members = std::move(m);
@@ -223,6 +225,13 @@ void Reducer::all_gather_params() {
   if (!options_.shard_optimizer || comm_->size() == 1) return;
   torch::NoGradGuard no_grad;
   for (auto& b : buckets_) comm_->all_gather_inplace(b.params);
+}
+
+std::pair<int64_t, int64_t> Reducer::shard_range(int b) const {
+  const int64_t padded = buckets_[static_cast<size_t>(b)].params.numel();
+  if (!options_.shard_optimizer) return {0, padded};
+  const int64_t n = padded / comm_->size();
+  return {comm_->rank() * n, (comm_->rank() + 1) * n};
 }
 
 torch::Tensor Reducer::param_shard(int b) const {

@@ -76,6 +76,14 @@ class Reducer {
   void all_gather_params();
 
   int num_buckets() const { return static_cast<int>(buckets_.size()); }
+  /// Where parameter k lives: its bucket and its first element there.
+  struct Slot {
+    int bucket = 0;
+    int64_t offset = 0;
+  };
+  Slot slot(size_t k) const { return slots_[k]; }
+  /// The element range [begin, end) of bucket b that param_shard(b) / grad_shard(b) cover.
+  std::pair<int64_t, int64_t> shard_range(int b) const;
   /// The slice of bucket b's flat parameters / gradients this rank updates: the whole bucket, or
   /// slice `rank` under ZeRO-1 (views; the optimizer updates them in place).
   torch::Tensor param_shard(int b) const;
@@ -108,6 +116,7 @@ class Reducer {
   int64_t numel_ = 0;
   std::vector<Bucket> buckets_;
   std::vector<int> bucket_of_;
+  std::vector<Slot> slots_;
   std::vector<const void*> grad_ptr_;  // where each .grad must live (its bucket view)
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
   std::vector<uintptr_t> hook_keys_;

@@ -51,6 +51,16 @@ struct DistillConfig {
   int64_t eval_samples = 2000;    ///< samples per distance in the round table (0 = no table)
 };
 
+/// Checkpoints and resume (dist/checkpoint.h, experiments/checkpointing.h).
+struct CheckpointConfig {
+  std::string resume = "auto";     ///< auto, never, or a checkpoint / run directory
+  int64_t save_every = 0;          ///< steps between checkpoints (0: at the end and on a signal)
+  double save_every_minutes = 0;   ///< wall-clock minutes between checkpoints (0: off)
+  int keep = 3;                    ///< newest complete checkpoints kept (0: all)
+  bool allow_config_change = false;///< resume even when recorded settings differ
+  int64_t stop_at = 0;             ///< checkpoint and stop after this step, as on a signal (0: off)
+};
+
 struct TrainConfig {
   std::string run_dir;           ///< where config, metrics and weights go
   bool overwrite = false;        ///< allow replacing a finished run in run_dir
@@ -64,6 +74,7 @@ struct TrainConfig {
   DiffusionConfig diffusion;
   OptimConfig optim;
   DistConfig dist;
+  CheckpointConfig ckpt;
   std::string method = "ddpm";   ///< ddpm (pre-training) or progressive (distillation)
   DistillConfig distill;
 };

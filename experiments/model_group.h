@@ -37,6 +37,7 @@ class ModelGroup {
   models::Ema& ema() { return *ema_; }
   const models::Ema& ema() const { return *ema_; }
   dist::Reducer& reducer() { return *reducer_; }
+  dist::FlatAdamW& optimizer() { return *optimizer_; }
 
   /// Before the step's backward passes: zero the gradients.
   void begin_step();

@@ -19,16 +19,17 @@ void validate_optim(const OptimConfig& o) {
                  o.ema_decay);
 }
 
-void prepare_run_dir(const TrainConfig& c, const std::string& finished_file) {
+void prepare_run_dir(const TrainConfig& c, const std::string& finished_file, bool fresh) {
   const fs::path dir(c.run_dir);
   UD_CHECK_INPUT(!fs::exists(dir) || fs::is_directory(dir), "--run_dir '", c.run_dir,
                  "' exists and is not a directory");
-  UD_CHECK_INPUT(c.overwrite || !fs::exists(dir / finished_file), "--run_dir '", c.run_dir,
+  UD_CHECK_INPUT(c.overwrite || finished_file.empty() || !fs::exists(dir / finished_file),
+                 "--run_dir '", c.run_dir,
                  "' already holds a finished run (", finished_file,
                  "); choose another --run_dir or pass --overwrite");
   fs::create_directories(dir);
   std::ofstream(dir / "config.flags") << c.resolved_flags;
-  std::ofstream(dir / "metrics.jsonl", std::ios::trunc);
+  if (fresh) std::ofstream(dir / "metrics.jsonl", std::ios::trunc);
 }
 
 std::string format_duration(double seconds) {

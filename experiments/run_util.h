@@ -11,9 +11,11 @@ namespace unidiff::experiments {
 /// Learning rate, decay and EMA settings; InputError naming the flag otherwise.
 void validate_optim(const OptimConfig& optim);
 
-/// Refuses to clobber a finished run (a `finished_file` in it, unless --overwrite), then creates
-/// the run directory with config.flags and an empty metrics.jsonl. Rank 0 only.
-void prepare_run_dir(const TrainConfig& config, const std::string& finished_file = "model.h5");
+/// Refuses to clobber a finished run (a `finished_file` in it, unless --overwrite; "" = no check),
+/// then creates the run directory with config.flags and, when `fresh`, an empty metrics.jsonl
+/// (a resumed run appends to it). Rank 0 only.
+void prepare_run_dir(const TrainConfig& config, const std::string& finished_file = "model.h5",
+                     bool fresh = true);
 
 /// "42s", "3m07s", "1h05m".
 std::string format_duration(double seconds);

@@ -5,18 +5,26 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <numbers>
+#include <optional>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/fs.h"
 #include "core/rng.h"
+#include "core/version.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data/sampler.h"
 #include "dist/communicator.h"
 #include "dist/gradients.h"
 #include "dist/world.h"
+#include "dist/checkpoint.h"
+#include "dist/signals.h"
+#include "experiments/checkpointing.h"
 #include "experiments/model_group.h"
 #include "experiments/model_io.h"
 #include "experiments/run_util.h"
@@ -69,7 +77,47 @@ TrainResult train_diffusion(const TrainConfig& config) {
   const objectives::Prediction prediction = objectives::parse_prediction(config.diffusion.prediction);
   data::ShardedSampler sampler(dataset.size(), config.data.global_batch, world, rank, config.seed);
 
-  if (rank == 0) prepare_run_dir(config);
+  // The settings a resume must not silently change.
+  std::ostringstream shape;
+  shape << torch::IntArrayRef(net_cfg.data_shape);
+  const std::map<std::string, std::string> settings = {
+      {"method", "ddpm"},
+      {"model_arch", net_cfg.arch},
+      {"model_hidden", std::to_string(net_cfg.hidden)},
+      {"model_layers", std::to_string(net_cfg.layers)},
+      {"model_time_dim", std::to_string(net_cfg.time_dim)},
+      {"data_shape", shape.str()},
+      {"data_batch", std::to_string(config.data.global_batch)},
+      {"prediction", config.diffusion.prediction},
+      {"diffusion_schedule", config.diffusion.schedule},
+      {"diffusion_steps", std::to_string(config.diffusion.timesteps)},
+      {"seed", std::to_string(config.seed)},
+  };
+  // --overwrite starts afresh: earlier checkpoints in the run directory are discarded.
+  const auto resume_from = config.overwrite ? std::nullopt
+                                            : checkpoint_to_resume(config.ckpt.resume, config.run_dir);
+  std::optional<dist::CheckpointReader> ckpt;
+  if (resume_from) {
+    ckpt.emplace(*resume_from);
+    const auto changed = changed_settings(*ckpt, settings);
+    if (!changed.empty()) {
+      std::string list;
+      for (const auto& c : changed) list += "\n  " + c;
+      UD_CHECK_INPUT(config.ckpt.allow_config_change, "the run in '", resume_from->string(),
+                     "' was made with other settings:", list,
+                     "\npass --resume=never (and another --run_dir) to start afresh, or "
+                     "--allow_config_change to resume anyway");
+      log::warn("train", "resuming with changed settings:" + list);
+    }
+    UD_CHECK_INPUT(ckpt->step() < config.steps, "--run_dir '", config.run_dir,
+                   "' already holds a finished run (model.h5; checkpoint at step ", ckpt->step(),
+                   " of --train_steps=", config.steps,
+                   "); raise --train_steps to go on, choose another --run_dir, or pass --overwrite");
+  }
+  if (rank == 0) {
+    prepare_run_dir(config, resume_from ? "" : "model.h5", /*fresh=*/!resume_from);
+    if (config.overwrite) unidiff::fs::remove_tree(dist::checkpoints_dir(config.run_dir));
+  }
   comm->barrier();
 
   int64_t num_params = 0;
@@ -88,6 +136,28 @@ TrainResult train_diffusion(const TrainConfig& config) {
   model->to(device);
   ModelGroup group("model", ModelGroup::Role::kTrained, model, *comm, config.optim, config.dist,
                    config.steps);
+  int64_t first_step = 0;
+  if (ckpt) {
+    load_group(*ckpt, group);
+    first_step = ckpt->step();
+    const int64_t position = ckpt->attr_int("loader_position").value_or(0);
+    // A changed global batch (allowed above) resumes at the last whole batch of samples consumed.
+    sampler.set_position(position / config.data.global_batch * config.data.global_batch);
+    log::info("train", detail::str_cat("resumed from ", ckpt->dir().string(), " (step ", first_step,
+                                       ", written by ", ckpt->world_size(), " rank(s))"));
+  }
+  const auto save = [&](int64_t step, int64_t loader_position) {
+    dist::CheckpointWriter w(*comm, config.run_dir, step);
+    save_settings(w, settings);
+    w.set_attr("method", std::string("ddpm"));
+    w.set_attr("unidiff_version", std::string(kUnidiffVersion));
+    w.set_attr("loader_position", loader_position);
+    w.set_attr("global_batch", config.data.global_batch);
+    save_group(w, group);
+    const fs::path dir = w.commit(config.ckpt.keep);
+    if (rank == 0) log::info("train", "checkpoint " + dir.string());
+  };
+  dist::install_stop_signals();
   data::LoaderOptions loader_options;
   loader_options.device = device;
   loader_options.seed = config.seed;
@@ -100,9 +170,11 @@ TrainResult train_diffusion(const TrainConfig& config) {
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device));
   int64_t window = 0;
   TrainResult result;
+  result.start_step = first_step;
   const auto start = std::chrono::steady_clock::now();
   auto window_start = start;
-  for (int64_t step = 0; step < config.steps; ++step) {
+  auto last_save = start;
+  for (int64_t step = first_step; step < config.steps; ++step) {
     const data::Batch batch = loader.next();
     const auto s = static_cast<uint64_t>(step);
     // Drawn on the device (CUDA kernels there), equal bit for bit to the CPU's numbers.
@@ -162,6 +234,38 @@ TrainResult train_diffusion(const TrainConfig& config) {
       loss_sum.zero_();
       window = 0;
       window_start = now;
+    }
+    // A stop signal on any rank stops every rank (one MAX all-reduce of one number per step).
+    torch::Tensor signal = torch::tensor({dist::stop_signal_number()}, torch::kInt64);
+    comm->all_reduce(signal, dist::ReduceOp::kMax);
+    const bool stop = signal.item<int64_t>() != 0 || (config.ckpt.stop_at > 0 && step + 1 == config.ckpt.stop_at);
+    const double minutes =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - last_save).count() / 60;
+    torch::Tensor due = torch::tensor({config.ckpt.save_every_minutes > 0 &&
+                                               minutes >= config.ckpt.save_every_minutes
+                                           ? int64_t{1}
+                                           : int64_t{0}},
+                                      torch::kInt64);
+    comm->all_reduce(due, dist::ReduceOp::kMax);  // rank 0's clock is not everyone's
+    if (stop || last || due.item<int64_t>() != 0 ||
+        (config.ckpt.save_every > 0 && (step + 1) % config.ckpt.save_every == 0)) {
+      save(step + 1, loader.position());
+      last_save = std::chrono::steady_clock::now();
+    }
+    if (stop && !last) {
+      result.stopped = true;
+      result.steps = step + 1;
+      if (rank == 0) {
+        log::info("train", detail::str_cat(
+                               "stopped after step ", step + 1,
+                               signal.item<int64_t>() != 0
+                                   ? " on signal " + std::to_string(signal.item<int64_t>())
+                                   : std::string(" (--train_stop_at)"),
+                               "; run the same command again to resume (exit code ",
+                               dist::kExitRequeue, ")"));
+      }
+      comm->barrier();
+      return result;
     }
   }
   result.steps = config.steps;

@@ -11,10 +11,14 @@ struct TrainResult {
   double final_loss = 0;         ///< mean loss over the last logging window, over all ranks
   int64_t steps = 0;             ///< steps run
   double replica_divergence = 0; ///< max |param - rank 0's param| at the end (0 when in sync)
+  int64_t start_step = 0;        ///< the step the run resumed from (0: a fresh start)
+  bool stopped = false;          ///< stopped early by a signal or --train_stop_at, checkpointed
 };
 
 /// Validates everything (data, shapes, flags) before writing anything; bad input throws
-/// InputError and leaves an existing run directory untouched.
+/// InputError and leaves an existing run directory untouched. Resumes from the checkpoint that
+/// --resume selects; checkpoints every --save_every steps / --save_every_minutes, at the end, and
+/// when SIGTERM/SIGUSR1 arrives on any rank (then returns with `stopped`).
 TrainResult train_diffusion(const TrainConfig& config);
 
 }  // namespace unidiff::experiments

@@ -61,6 +61,15 @@ DEFINE_validator(optim_grad_clip, &non_negative_double);
 DEFINE_double(ema_decay, 0.999, "EMA decay of the weights, with warm-up (0 = no averaging)");
 DEFINE_validator(ema_decay, &unit_interval);
 DEFINE_int64(train_steps, 3000, "optimizer steps");
+DEFINE_string(resume, "auto", "auto (the newest complete checkpoint in --run_dir, if any), never, or a checkpoint / run directory");
+DEFINE_int64(save_every, 0, "checkpoint every this many steps (0: only at the end and on SIGTERM/SIGUSR1)");
+DEFINE_validator(save_every, &non_negative);
+DEFINE_double(save_every_minutes, 0, "also checkpoint every this many minutes of wall time (0: off)");
+DEFINE_validator(save_every_minutes, &non_negative_double);
+DEFINE_int32(keep_checkpoints, 3, "newest complete checkpoints kept in RUN_DIR/checkpoints (0: all)");
+DEFINE_bool(allow_config_change, false, "resume even when the checkpoint was made with other settings");
+DEFINE_int64(train_stop_at, 0, "checkpoint and stop after this step, as on SIGTERM (0: off)");
+DEFINE_validator(train_stop_at, &non_negative);
 DEFINE_string(method, "ddpm", "what train runs: ddpm (pre-training) or progressive (progressive distillation of --pd_teacher)");
 DEFINE_string(pd_teacher, "", "progressive distillation: the teacher (a model file or run directory; EMA weights)");
 DEFINE_int64(pd_start_steps, 256, "progressive distillation: the teacher's sampling steps (a power of two; round 1's student takes half)");
@@ -131,7 +140,8 @@ const std::vector<Command>& commands() {
       {"train",
        "train a model (resumable runs arrive with checkpoints); run under mpirun for data parallel",
        {"data", "data_batch", "data_stream", "run_dir", "overwrite", "seed", "train_steps", "log_every",
-        "method", "pd_teacher", "pd_start_steps", "pd_end_steps", "pd_round_steps", "eval_samples",
+        "resume", "save_every", "save_every_minutes", "keep_checkpoints", "allow_config_change",
+        "train_stop_at", "method", "pd_teacher", "pd_start_steps", "pd_end_steps", "pd_round_steps", "eval_samples",
         "threads", "dist_bucket_mb", "dist_overlap", "optim_zero", "model_arch", "model_hidden", "model_layers", "model_time_dim",
         "diffusion_schedule", "diffusion_steps", "diffusion_beta_start", "diffusion_beta_end",
         "prediction", "optim_lr", "optim_beta1", "optim_beta2", "optim_weight_decay",
@@ -144,6 +154,8 @@ const std::vector<Command>& commands() {
       {"eval",
        "distances between a samples file and a reference dataset, printed as one JSON line",
        {"samples", "reference", "projections", "max_samples", "seed"}},
+      {"ckpt info", "print a checkpoint's manifest: step, world size, groups and tensors",
+       {"checkpoint"}},
       {"data gmm", "draw exact samples of a Gaussian mixture file (/weights, /means, /stds)",
        {"gmm_file", "num", "seed", "out"}},
       {"data toy", "write a 2-D toy dataset (moons, swissroll, 8gaussians, checkerboard, gaussian)",
@@ -167,6 +179,12 @@ experiments::TrainConfig make_train_config() {
   c.dist.bucket_mb = FLAGS_dist_bucket_mb;
   c.dist.overlap = FLAGS_dist_overlap;
   c.dist.zero = FLAGS_optim_zero;
+  c.ckpt.resume = FLAGS_resume;
+  c.ckpt.save_every = FLAGS_save_every;
+  c.ckpt.save_every_minutes = FLAGS_save_every_minutes;
+  c.ckpt.keep = FLAGS_keep_checkpoints;
+  c.ckpt.allow_config_change = FLAGS_allow_config_change;
+  c.ckpt.stop_at = FLAGS_train_stop_at;
   c.method = FLAGS_method;
   c.distill.teacher = FLAGS_pd_teacher;
   c.distill.start_steps = FLAGS_pd_start_steps;
@@ -232,6 +250,8 @@ experiments::EvalConfig make_eval_config() {
 FashionMnistConfig make_fashion_mnist_config() {
   return {FLAGS_fashion_mnist_dir, FLAGS_split, FLAGS_pad, FLAGS_shards, FLAGS_out};
 }
+
+std::string checkpoint_flag() { return FLAGS_checkpoint; }
 
 ImageFolderConfig make_image_folder_config() {
   return {FLAGS_dir, FLAGS_channels, FLAGS_image_size, FLAGS_shards, FLAGS_out};

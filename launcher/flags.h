@@ -43,6 +43,9 @@ struct ImageFolderConfig {
 };
 ImageFolderConfig make_image_folder_config();
 
+/// --checkpoint (ckpt info).
+std::string checkpoint_flag();
+
 struct GmmDataConfig {
   std::string gmm_file;
   int64_t num = 0;

@@ -16,6 +16,9 @@
 #include "data/toy.h"
 #include "dist/job.h"
 #include "dist/world.h"
+#include "dist/checkpoint.h"
+#include "dist/signals.h"
+#include "experiments/checkpointing.h"
 #include "experiments/distill_progressive.h"
 #include "experiments/eval.h"
 #include "experiments/sample.h"
@@ -48,7 +51,7 @@ std::string overview() {
 }
 
 std::string valid_commands() {
-  return "train, sample, eval, data";
+  return "train, sample, eval, data, ckpt";
 }
 
 const Command* find_command(const std::string& name) {
@@ -58,10 +61,12 @@ const Command* find_command(const std::string& name) {
   return nullptr;
 }
 
-std::string data_converters() {
+/// The sub-commands of `group` ("data" or "ckpt"), comma-separated.
+std::string sub_commands(const std::string& group) {
   std::string s;
+  const std::string prefix = group + " ";
   for (const auto& c : unidiff::launcher::commands()) {
-    if (c.name.rfind("data ", 0) == 0) s += (s.empty() ? "" : ", ") + c.name.substr(5);
+    if (c.name.rfind(prefix, 0) == 0) s += (s.empty() ? "" : ", ") + c.name.substr(prefix.size());
   }
   return s;
 }
@@ -123,19 +128,23 @@ int dispatch(int argc, char** argv) {
   }
   std::string name = args[0];
   size_t first_flag = 1;
-  if (name == "data") {
+  if (name == "data" || name == "ckpt") {
+    // Commands with sub-commands: `data <converter>`, `ckpt <action>`.
+    const std::string what = name == "data" ? "converter" : "action";
+    const std::string valid = sub_commands(name);
     if (args.size() < 2 || args[1].rfind("-", 0) == 0) {
       if (args.size() >= 2 && (args[1] == "--help" || args[1] == "-h")) {
-        std::cout << "usage: unidiff data <converter> [--flags]\nconverters: " << data_converters()
-                  << "\n";
+        std::cout << "usage: unidiff " << name << " <" << what << "> [--flags]\n" << what
+                  << "s: " << valid << "\n";
         return kExitOk;
       }
-      UD_FAIL_INPUT("'unidiff data' needs a converter (valid: ", data_converters(), ")");
+      UD_FAIL_INPUT("'unidiff ", name, "' needs a ", what, " (valid: ", valid, ")");
     }
-    name = "data " + args[1];
+    const std::string sub = args[1];
+    name = name + " " + sub;
     first_flag = 2;
-    UD_CHECK_INPUT(find_command(name) != nullptr, "unknown data converter '", args[1],
-                   "' (valid: ", data_converters(), ")");
+    UD_CHECK_INPUT(find_command(name) != nullptr, "unknown ", args[0] == "data" ? "data converter" : "ckpt action",
+                   " '", sub, "' (valid: ", valid, ")");
   }
   const Command* command = find_command(name);
   UD_CHECK_INPUT(command != nullptr, "unknown command '", name, "' (valid: ", valid_commands(), ")");
@@ -155,8 +164,8 @@ int dispatch(int argc, char** argv) {
     }
     UD_CHECK_INPUT(config.method == "ddpm", "unknown --method '", config.method,
                    "' (valid: ddpm, progressive)");
-    unidiff::experiments::train_diffusion(config);
-    return kExitOk;
+    const auto result = unidiff::experiments::train_diffusion(config);
+    return result.stopped ? unidiff::dist::kExitRequeue : kExitOk;
   }
   // The other commands are single-process: rank 0 does the work.
   if (unidiff::dist::rank() != 0) return kExitOk;
@@ -166,6 +175,13 @@ int dispatch(int argc, char** argv) {
   }
   if (name == "eval") {
     std::cout << unidiff::experiments::run_eval(unidiff::launcher::make_eval_config()) << std::endl;
+    return kExitOk;
+  }
+  if (name == "ckpt info") {
+    const std::string path = unidiff::launcher::checkpoint_flag();
+    UD_CHECK_INPUT(!path.empty(), "--checkpoint is required (a checkpoint or run directory)");
+    const auto dir = unidiff::experiments::checkpoint_to_resume(path, path);
+    std::cout << unidiff::dist::CheckpointReader(*dir).describe();
     return kExitOk;
   }
   if (name == "data toy") return run_data_toy();

@@ -21,6 +21,7 @@ class Ema {
 
   double decay() const { return decay_; }
   int64_t updates() const { return updates_; }
+  void set_updates(int64_t updates) { updates_ = updates; }
   /// Averaged tensors by parameter name.
   const std::vector<std::pair<std::string, torch::Tensor>>& shadow() const { return shadow_; }
   std::vector<std::pair<std::string, torch::Tensor>>& shadow() { return shadow_; }

@@ -1,0 +1,127 @@
+// experiments/checkpointing.h.
+#include "experiments/checkpointing.h"
+
+#include <functional>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace unidiff::experiments {
+namespace {
+
+/// For each parameter: the flat range of it this rank's optimizer shard holds, as
+/// (parameter index, begin within the parameter, begin within the shard, count).
+struct Owned {
+  size_t param;
+  int64_t param_begin;
+  int64_t shard_begin;
+  int64_t count;
+  int bucket;
+};
+
+std::vector<Owned> owned_ranges(dist::Reducer& reducer) {
+  std::vector<Owned> out;
+  const auto& params = reducer.params();
+  for (size_t k = 0; k < params.size(); ++k) {
+    const auto slot = reducer.slot(k);
+    const auto [sb, se] = reducer.shard_range(slot.bucket);
+    const int64_t lo = std::max(slot.offset, sb);
+    const int64_t hi = std::min(slot.offset + params[k].numel(), se);
+    if (hi > lo) out.push_back({k, lo - slot.offset, lo - sb, hi - lo, slot.bucket});
+  }
+  return out;
+}
+
+}  // namespace
+
+void save_group(dist::CheckpointWriter& w, ModelGroup& g) {
+  UD_ASSERT(g.role() == ModelGroup::Role::kTrained, "only trained groups are checkpointed");
+  const std::string& n = g.name();
+  for (const auto& p : g.net().named_parameters()) w.add_replicated(n + "/params/" + p.key(), p.value());
+  for (const auto& [name, t] : g.ema().shadow()) w.add_replicated(n + "/ema/" + name, t);
+  w.set_attr(n + "/ema_updates", g.ema().updates());
+  w.set_attr(n + "/optimizer_steps", g.optimizer().steps());
+  // Moments: whole buckets on every rank without ZeRO (rank 0 writes them), one slice per rank
+  // with it; either way as pieces of per-parameter tensors.
+  dist::Reducer& r = g.reducer();
+  const bool writes = r.sharded() || r.comm().rank() == 0;
+  if (!writes) return;
+  const auto names = g.net().named_parameters().keys();
+  for (const Owned& o : owned_ranges(r)) {
+    const auto& p = r.params()[o.param];
+    const auto& m = g.optimizer().exp_avg()[static_cast<size_t>(o.bucket)];
+    const auto& v = g.optimizer().exp_avg_sq()[static_cast<size_t>(o.bucket)];
+    w.add_piece(n + "/adam_m/" + names[o.param], p.sizes(), o.param_begin,
+                m.slice(0, o.shard_begin, o.shard_begin + o.count));
+    w.add_piece(n + "/adam_v/" + names[o.param], p.sizes(), o.param_begin,
+                v.slice(0, o.shard_begin, o.shard_begin + o.count));
+  }
+}
+
+void load_group(const dist::CheckpointReader& reader, ModelGroup& g) {
+  const std::string& n = g.name();
+  torch::NoGradGuard no_grad;
+  for (auto& p : g.net().named_parameters()) {
+    const std::string name = n + "/params/" + p.key();
+    const torch::Tensor t = reader.read(name);
+    UD_CHECK_INPUT(t.sizes() == p.value().sizes(), "checkpoint tensor ", name, " has shape ",
+                   t.sizes(), " but the model's is ", p.value().sizes());
+    p.value().copy_(t);
+  }
+  for (auto& [name, t] : g.ema().shadow()) t.copy_(reader.read(n + "/ema/" + name));
+  g.ema().set_updates(reader.attr_int(n + "/ema_updates").value_or(0));
+  g.optimizer().set_steps(reader.attr_int(n + "/optimizer_steps").value_or(0));
+  dist::Reducer& r = g.reducer();
+  const auto names = g.net().named_parameters().keys();
+  for (const Owned& o : owned_ranges(r)) {
+    const torch::Tensor m = reader.read(n + "/adam_m/" + names[o.param]).reshape({-1});
+    const torch::Tensor v = reader.read(n + "/adam_v/" + names[o.param]).reshape({-1});
+    auto& mb = g.optimizer().exp_avg()[static_cast<size_t>(o.bucket)];
+    auto& vb = g.optimizer().exp_avg_sq()[static_cast<size_t>(o.bucket)];
+    mb.slice(0, o.shard_begin, o.shard_begin + o.count)
+        .copy_(m.slice(0, o.param_begin, o.param_begin + o.count));
+    vb.slice(0, o.shard_begin, o.shard_begin + o.count)
+        .copy_(v.slice(0, o.param_begin, o.param_begin + o.count));
+  }
+}
+
+void save_settings(dist::CheckpointWriter& w, const std::map<std::string, std::string>& settings) {
+  std::string all;
+  for (const auto& [k, v] : settings) {
+    w.set_attr("config/" + k, v);
+    all += k + "=" + v + "\n";
+  }
+  std::ostringstream hex;
+  hex << std::hex << std::hash<std::string>{}(all);
+  w.set_attr("config_hash", hex.str());
+}
+
+std::vector<std::string> changed_settings(const dist::CheckpointReader& reader,
+                                          const std::map<std::string, std::string>& settings) {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : settings) {
+    const auto was = reader.attr_string("config/" + k);
+    if (!was) out.push_back(k + ": (not recorded) -> " + v);
+    else if (*was != v) out.push_back(k + ": " + *was + " -> " + v);
+  }
+  return out;
+}
+
+std::optional<std::filesystem::path> checkpoint_to_resume(const std::string& resume,
+                                                          const std::filesystem::path& run_dir) {
+  namespace sfs = std::filesystem;
+  if (resume == "never") return std::nullopt;
+  if (resume == "auto") return dist::CheckpointReader::find_latest(run_dir);
+  const sfs::path p(resume);
+  UD_CHECK_INPUT(sfs::exists(p), "--resume '", resume, "' does not exist (valid: auto, never, ",
+                 "a checkpoint directory or a run directory)");
+  if (sfs::exists(p / "manifest.h5") || p.filename().string().rfind("step-", 0) == 0) {
+    dist::CheckpointReader check(p);  // verifies; InputError naming the damaged file
+    return p;
+  }
+  const auto found = dist::CheckpointReader::find_latest(p);
+  UD_CHECK_INPUT(found.has_value(), "--resume '", resume, "' holds no complete checkpoint");
+  return found;
+}
+
+}  // namespace unidiff::experiments

@@ -1,0 +1,37 @@
+// What a training run puts in its sharded checkpoints (dist/checkpoint.h) and how it comes back.
+// Per trained model group G: `G/params/<name>` and `G/ema/<name>` (replicated), the AdamW moments
+// `G/adam_m/<name>` and `G/adam_v/<name>` per parameter (pieces of each rank's shard under
+// ZeRO-1, so they re-slice onto any world size), and attributes `G/optimizer_steps`,
+// `G/ema_updates`. Run state: `step`, `loader_position`, and `config/<key>` strings of the
+// settings a resume must not silently change. An experiment adds its own state (e.g. the
+// progressive-distillation round) as further attributes through the same writer.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "dist/checkpoint.h"
+#include "experiments/config.h"
+#include "experiments/model_group.h"
+
+namespace unidiff::experiments {
+
+/// Adds group `g` (trained) to the checkpoint: this rank's pieces.
+void save_group(dist::CheckpointWriter& writer, ModelGroup& g);
+/// Restores group `g` from the checkpoint, re-slicing the optimizer state for this world size.
+void load_group(const dist::CheckpointReader& reader, ModelGroup& g);
+
+/// Records `settings` as `config/<key>` attributes and their hash as `config_hash`.
+void save_settings(dist::CheckpointWriter& writer, const std::map<std::string, std::string>& settings);
+/// The settings that differ between the checkpoint and this run, one "key: was -> now" each.
+std::vector<std::string> changed_settings(const dist::CheckpointReader& reader,
+                                          const std::map<std::string, std::string>& settings);
+
+/// The checkpoint `--resume` selects in `run_dir`: never -> none; auto -> the newest complete one
+/// there (none if there is none); a path -> that checkpoint directory, or the newest complete one
+/// in that run directory (InputError if there is none or it is damaged).
+std::optional<std::filesystem::path> checkpoint_to_resume(const std::string& resume,
+                                                          const std::filesystem::path& run_dir);
+
+}  // namespace unidiff::experiments
