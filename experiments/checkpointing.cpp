@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "dist/signals.h"
 
 namespace unidiff::experiments {
 namespace {
@@ -105,6 +106,28 @@ std::vector<std::string> changed_settings(const dist::CheckpointReader& reader,
     else if (*was != v) out.push_back(k + ": " + *was + " -> " + v);
   }
   return out;
+}
+
+CheckpointPolicy::CheckpointPolicy(const CheckpointConfig& config, dist::Communicator& comm)
+    : config_(config), comm_(comm), last_save_(std::chrono::steady_clock::now()) {
+  dist::install_stop_signals();
+}
+
+CheckpointPolicy::Decision CheckpointPolicy::after_step(int64_t steps_done, bool last) {
+  const double minutes =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - last_save_).count() / 60;
+  const int64_t due_by_clock =
+      comm_.rank() == 0 && config_.save_every_minutes > 0 && minutes >= config_.save_every_minutes;
+  torch::Tensor flags = torch::tensor({static_cast<int64_t>(dist::stop_signal_number()), due_by_clock},
+                                      torch::kInt64);
+  comm_.all_reduce(flags, dist::ReduceOp::kMax);
+  Decision d;
+  d.signal = static_cast<int>(flags[0].item<int64_t>());
+  d.stop = !last && (d.signal != 0 || (config_.stop_at > 0 && steps_done == config_.stop_at));
+  d.save = d.stop || last || flags[1].item<int64_t>() != 0 ||
+           (config_.save_every > 0 && steps_done % config_.save_every == 0);
+  if (d.save) last_save_ = std::chrono::steady_clock::now();
+  return d;
 }
 
 std::optional<std::filesystem::path> checkpoint_to_resume(const std::string& resume,

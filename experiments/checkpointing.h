@@ -7,6 +7,7 @@
 // progressive-distillation round) as further attributes through the same writer.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <optional>
 #include <string>
@@ -27,6 +28,26 @@ void save_settings(dist::CheckpointWriter& writer, const std::map<std::string, s
 /// The settings that differ between the checkpoint and this run, one "key: was -> now" each.
 std::vector<std::string> changed_settings(const dist::CheckpointReader& reader,
                                           const std::map<std::string, std::string>& settings);
+
+/// The per-step checkpoint decision shared by the training loops: a stop signal on any rank (one
+/// MAX all-reduce per step), --train_stop_at, --save_every steps, --save_every_minutes (rank 0's
+/// clock decides for everyone). Collective: every rank calls after_step at every step.
+class CheckpointPolicy {
+ public:
+  CheckpointPolicy(const CheckpointConfig& config, dist::Communicator& comm);
+  struct Decision {
+    bool save = false;  ///< write a checkpoint now
+    bool stop = false;  ///< then stop (signal or --train_stop_at)
+    int signal = 0;     ///< the signal that asked (0: --train_stop_at or none)
+  };
+  /// After `steps_done` steps in all; `last` is the run's final step.
+  Decision after_step(int64_t steps_done, bool last);
+
+ private:
+  CheckpointConfig config_;
+  dist::Communicator& comm_;
+  std::chrono::steady_clock::time_point last_save_;
+};
 
 /// The checkpoint `--resume` selects in `run_dir`: never -> none; auto -> the newest complete one
 /// there (none if there is none); a path -> that checkpoint directory, or the newest complete one

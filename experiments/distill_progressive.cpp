@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
 
 #include "core/error.h"
 #include "core/json.h"
@@ -16,6 +18,10 @@
 #include "dist/communicator.h"
 #include "dist/gradients.h"
 #include "dist/world.h"
+#include "core/fs.h"
+#include "core/version.h"
+#include "dist/checkpoint.h"
+#include "experiments/checkpointing.h"
 #include "experiments/metrics.h"
 #include "experiments/model_group.h"
 #include "experiments/model_io.h"
@@ -91,9 +97,40 @@ DistillResult distill_progressive(const TrainConfig& config) {
                                         base.diffusion.timesteps, base.diffusion.beta_start,
                                         base.diffusion.beta_end);
   data::ShardedSampler sampler(dataset.size(), config.data.global_batch, world, rank, config.seed);
-  if (rank == 0) prepare_run_dir(config, "rounds.jsonl");
+  // The settings a resume must not silently change.
+  const std::map<std::string, std::string> settings = {
+      {"method", "progressive"},
+      {"pd_teacher", fs::absolute(dc.teacher).lexically_normal().string()},
+      {"pd_start_steps", std::to_string(dc.start_steps)},
+      {"pd_end_steps", std::to_string(dc.end_steps)},
+      {"pd_round_steps", std::to_string(dc.round_steps)},
+      {"data_batch", std::to_string(config.data.global_batch)},
+      {"seed", std::to_string(config.seed)},
+  };
+  const auto resume_from = config.overwrite ? std::nullopt
+                                            : checkpoint_to_resume(config.ckpt.resume, config.run_dir);
+  std::optional<dist::CheckpointReader> ckpt;
+  if (resume_from) {
+    ckpt.emplace(*resume_from);
+    const auto changed = changed_settings(*ckpt, settings);
+    if (!changed.empty()) {
+      std::string list;
+      for (const auto& c : changed) list += "\n  " + c;
+      UD_CHECK_INPUT(config.ckpt.allow_config_change, "the run in '", resume_from->string(),
+                     "' was made with other settings:", list,
+                     "\npass --resume=never (and another --run_dir) to start afresh, or "
+                     "--allow_config_change to resume anyway");
+    }
+    UD_CHECK_INPUT(ckpt->attr_int("pd_round_steps").value_or(0) >= dc.end_steps, "--run_dir '",
+                   config.run_dir, "' already holds a finished distillation; choose another ",
+                   "--run_dir or pass --overwrite");
+  }
+  if (rank == 0) {
+    prepare_run_dir(config, resume_from ? "" : "rounds.jsonl", /*fresh=*/!resume_from);
+    if (!resume_from) std::ofstream(fs::path(config.run_dir) / "rounds.jsonl", std::ios::trunc);
+    if (config.overwrite) unidiff::fs::remove_tree(dist::checkpoints_dir(config.run_dir));
+  }
   comm->barrier();
-  if (rank == 0) std::ofstream(fs::path(config.run_dir) / "rounds.jsonl", std::ios::trunc);
 
   // Groups: the original teacher (for the comparison), the current teacher, the student.
   base.module->to(device);
@@ -139,21 +176,57 @@ DistillResult distill_progressive(const TrainConfig& config) {
   data::LoaderOptions loader_options;
   loader_options.device = device;
   loader_options.seed = config.seed;
+  // The data position of a resumed run, before the loader copies the sampler.
+  if (ckpt) sampler.set_position(ckpt->attr_int("loader_position").value_or(0));
   data::Loader loader(dataset, sampler, loader_options);
   const auto start = std::chrono::steady_clock::now();
   int64_t global_step = 0;
-  for (int64_t n = dc.start_steps / 2; n >= dc.end_steps; n /= 2) {
-    // A fresh optimiser and EMA per round, the student starting from the current teacher.
+  int64_t resume_n = 0, resume_step = 0;
+  models::Network& teacher = groups.get("teacher").net();
+  if (ckpt) {
+    // Where the run stopped: round (its student steps), step in the round; the current teacher.
+    resume_n = ckpt->attr_int("pd_round_steps").value_or(0);
+    resume_step = ckpt->attr_int("pd_round_step").value_or(0);
+    global_step = ckpt->step();
+    torch::NoGradGuard no_grad;
+    for (auto& p : teacher.named_parameters()) p.value().copy_(ckpt->read("teacher/params/" + p.key()));
+    for (auto& p : student_net->named_parameters()) p.value().copy_(ckpt->read("student/params/" + p.key()));
+    log::info("distill", detail::str_cat("resumed from ", ckpt->dir().string(), " (round of ",
+                                         resume_n, " steps, step ", resume_step, ")"));
+  }
+  CheckpointPolicy policy(config.ckpt, *comm);
+  const int64_t total_steps = rounds * dc.round_steps;
+  for (int64_t n = resume_n > 0 ? resume_n : dc.start_steps / 2; n >= dc.end_steps; n /= 2) {
+    // A fresh optimiser and EMA per round, the student starting from the current teacher; a
+    // resume mid-round restores the round's optimiser and EMA.
     ModelGroup student("student", ModelGroup::Role::kTrained, student_net, *comm, config.optim,
                        config.dist, dc.round_steps);
-    models::Network& teacher = groups.get("teacher").net();
+    int64_t first = 0;
+    if (ckpt && n == resume_n && resume_step > 0) {
+      load_group(*ckpt, student);
+      first = resume_step;
+    }
+    const auto save = [&](int64_t round_n, int64_t round_step) {
+      dist::CheckpointWriter w(*comm, config.run_dir, global_step);
+      save_settings(w, settings);
+      w.set_attr("method", std::string("progressive"));
+      w.set_attr("unidiff_version", std::string(kUnidiffVersion));
+      w.set_attr("loader_position", loader.position());
+      w.set_attr("global_batch", config.data.global_batch);
+      w.set_attr("pd_round_steps", round_n);
+      w.set_attr("pd_round_step", round_step);
+      save_group(w, student);
+      for (const auto& p : teacher.named_parameters()) w.add_replicated("teacher/params/" + p.key(), p.value());
+      const fs::path dir = w.commit(config.ckpt.keep);
+      if (rank == 0) log::info("distill", "checkpoint " + dir.string());
+    };
     const o::X0Fn teacher_x0 = x0_of(teacher, prediction, schedule);
     const o::X0Fn student_x0 = x0_of(student.net(), prediction, schedule);
     torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device));
     int64_t window = 0;
     DistillRound round;
     round.steps = n;
-    for (int64_t step = 0; step < dc.round_steps; ++step, ++global_step) {
+    for (int64_t step = first; step < dc.round_steps; ++step) {
       const data::Batch batch = loader.next();
       const auto s = static_cast<uint64_t>(global_step);
       // Progress s = k / N with k uniform in 1..N, per sample (keyed).
@@ -185,6 +258,17 @@ DistillResult distill_progressive(const TrainConfig& config) {
         loss_sum.zero_();
         window = 0;
       }
+      ++global_step;
+      // Within a round (its last step is saved below, as the start of the next round).
+      if (step + 1 < dc.round_steps) {
+        const CheckpointPolicy::Decision d = policy.after_step(global_step, global_step == total_steps);
+        if (d.save) save(n, step + 1);
+        if (d.stop) {
+          result.stopped = true;
+          log_stop(global_step, d.signal);
+          return result;
+        }
+      }
     }
     // The round's EMA becomes the student's weights and the next round's teacher.
     student.ema().copy_to(student.net());
@@ -209,6 +293,14 @@ DistillResult distill_progressive(const TrainConfig& config) {
                  dcfg, student.net(), student.ema(), global_step);
     }
     result.rounds.push_back(round);
+    // The round's end is the next round's start (round n / 2, step 0; n / 2 < end: finished).
+    const CheckpointPolicy::Decision d = policy.after_step(global_step, global_step == total_steps);
+    if (d.save) save(n / 2, 0);
+    if (d.stop) {
+      result.stopped = true;
+      log_stop(global_step, d.signal);
+      return result;
+    }
   }
   result.replica_divergence = dist::max_divergence(student_net->parameters(), *comm);
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

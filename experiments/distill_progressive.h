@@ -23,6 +23,7 @@ struct DistillResult {
   double teacher_full_sw = 0;    ///< SW(teacher with start_steps steps, data)
   double data_sw = 0;            ///< SW between two disjoint halves of the data: the floor
   double replica_divergence = 0;
+  bool stopped = false;          ///< stopped by a signal or --train_stop_at, checkpointed
 };
 
 DistillResult distill_progressive(const TrainConfig& config);

@@ -6,6 +6,9 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/log.h"
+#include "dist/signals.h"
+#include "dist/world.h"
 
 namespace unidiff::experiments {
 
@@ -30,6 +33,15 @@ void prepare_run_dir(const TrainConfig& c, const std::string& finished_file, boo
   fs::create_directories(dir);
   std::ofstream(dir / "config.flags") << c.resolved_flags;
   if (fresh) std::ofstream(dir / "metrics.jsonl", std::ios::trunc);
+}
+
+void log_stop(int64_t step, int signal) {
+  if (dist::rank() != 0) return;
+  log::info("train", detail::str_cat("stopped after step ", step,
+                                     signal != 0 ? " on signal " + std::to_string(signal)
+                                                 : std::string(" (--train_stop_at)"),
+                                     "; checkpoint written; run the same command again to resume ",
+                                     "(exit code ", dist::kExitRequeue, ")"));
 }
 
 std::string format_duration(double seconds) {

@@ -17,6 +17,10 @@ void validate_optim(const OptimConfig& optim);
 void prepare_run_dir(const TrainConfig& config, const std::string& finished_file = "model.h5",
                      bool fresh = true);
 
+/// Logs (rank 0) that the run stopped after `step` on `signal` (0: --train_stop_at) and how to
+/// resume it.
+void log_stop(int64_t step, int signal);
+
 /// "42s", "3m07s", "1h05m".
 std::string format_duration(double seconds);
 

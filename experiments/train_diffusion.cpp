@@ -157,7 +157,6 @@ TrainResult train_diffusion(const TrainConfig& config) {
     const fs::path dir = w.commit(config.ckpt.keep);
     if (rank == 0) log::info("train", "checkpoint " + dir.string());
   };
-  dist::install_stop_signals();
   data::LoaderOptions loader_options;
   loader_options.device = device;
   loader_options.seed = config.seed;
@@ -173,7 +172,7 @@ TrainResult train_diffusion(const TrainConfig& config) {
   result.start_step = first_step;
   const auto start = std::chrono::steady_clock::now();
   auto window_start = start;
-  auto last_save = start;
+  CheckpointPolicy policy(config.ckpt, *comm);
   for (int64_t step = first_step; step < config.steps; ++step) {
     const data::Batch batch = loader.next();
     const auto s = static_cast<uint64_t>(step);
@@ -235,36 +234,12 @@ TrainResult train_diffusion(const TrainConfig& config) {
       window = 0;
       window_start = now;
     }
-    // A stop signal on any rank stops every rank (one MAX all-reduce of one number per step).
-    torch::Tensor signal = torch::tensor({dist::stop_signal_number()}, torch::kInt64);
-    comm->all_reduce(signal, dist::ReduceOp::kMax);
-    const bool stop = signal.item<int64_t>() != 0 || (config.ckpt.stop_at > 0 && step + 1 == config.ckpt.stop_at);
-    const double minutes =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - last_save).count() / 60;
-    torch::Tensor due = torch::tensor({config.ckpt.save_every_minutes > 0 &&
-                                               minutes >= config.ckpt.save_every_minutes
-                                           ? int64_t{1}
-                                           : int64_t{0}},
-                                      torch::kInt64);
-    comm->all_reduce(due, dist::ReduceOp::kMax);  // rank 0's clock is not everyone's
-    if (stop || last || due.item<int64_t>() != 0 ||
-        (config.ckpt.save_every > 0 && (step + 1) % config.ckpt.save_every == 0)) {
-      save(step + 1, loader.position());
-      last_save = std::chrono::steady_clock::now();
-    }
-    if (stop && !last) {
+    const CheckpointPolicy::Decision d = policy.after_step(step + 1, last);
+    if (d.save) save(step + 1, loader.position());
+    if (d.stop) {
       result.stopped = true;
       result.steps = step + 1;
-      if (rank == 0) {
-        log::info("train", detail::str_cat(
-                               "stopped after step ", step + 1,
-                               signal.item<int64_t>() != 0
-                                   ? " on signal " + std::to_string(signal.item<int64_t>())
-                                   : std::string(" (--train_stop_at)"),
-                               "; run the same command again to resume (exit code ",
-                               dist::kExitRequeue, ")"));
-      }
-      comm->barrier();
+      log_stop(step + 1, d.signal);
       return result;
     }
   }

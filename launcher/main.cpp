@@ -159,8 +159,8 @@ int dispatch(int argc, char** argv) {
     auto config = unidiff::launcher::make_train_config();
     config.resolved_flags = unidiff::launcher::resolved_flags(*command);
     if (config.method == "progressive") {
-      unidiff::experiments::distill_progressive(config);
-      return kExitOk;
+      const auto result = unidiff::experiments::distill_progressive(config);
+      return result.stopped ? unidiff::dist::kExitRequeue : kExitOk;
     }
     UD_CHECK_INPUT(config.method == "ddpm", "unknown --method '", config.method,
                    "' (valid: ddpm, progressive)");
