@@ -110,8 +110,8 @@ TrainResult train_diffusion(const TrainConfig& config) {
       log::warn("train", "resuming with changed settings:" + list);
     }
     UD_CHECK_INPUT(ckpt->step() < config.steps, "--run_dir '", config.run_dir,
-                   "' already holds a finished run (model.h5; checkpoint at step ", ckpt->step(),
-                   " of --train_steps=", config.steps,
+                   "' already holds a finished run (model.h5) at step ", ckpt->step(),
+                   " (--train_steps=", config.steps,
                    "); raise --train_steps to go on, choose another --run_dir, or pass --overwrite");
   }
   if (rank == 0) {

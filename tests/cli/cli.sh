@@ -22,7 +22,7 @@ expect 0 "train +train a model" -- "$bin" --help
 expect 0 "--data_batch \(int64, default 512\)" -- "$bin" train --help
 expect 0 "--sampler" -- "$bin" sample --help
 expect 0 "converters: gmm, toy, fashion-mnist" -- "$bin" data --help
-expect 2 "unknown command 'bogus' \(valid: train, sample, eval, data\)" -- "$bin" bogus
+expect 2 "unknown command 'bogus' \(valid: train, sample, eval, data, ckpt\)" -- "$bin" bogus
 expect 2 "unknown flag --nope for 'unidiff train'; valid flags: --data, " -- "$bin" train --nope=1
 expect 2 "unknown flag --sampler for 'unidiff train'" -- "$bin" train --sampler=ddpm
 expect 2 "bad value 'abc' for --train_steps: expected int64" -- "$bin" train --train_steps=abc
