@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "dist/signals.h"
 
 namespace unidiff::experiments {
@@ -128,6 +129,25 @@ CheckpointPolicy::Decision CheckpointPolicy::after_step(int64_t steps_done, bool
            (config_.save_every > 0 && steps_done % config_.save_every == 0);
   if (d.save) last_save_ = std::chrono::steady_clock::now();
   return d;
+}
+
+std::optional<dist::CheckpointReader> open_resume(const TrainConfig& config,
+                                                  const std::map<std::string, std::string>& settings) {
+  if (config.overwrite) return std::nullopt;
+  const auto path = checkpoint_to_resume(config.ckpt.resume, config.run_dir);
+  if (!path) return std::nullopt;
+  std::optional<dist::CheckpointReader> ckpt(std::in_place, *path);
+  const auto changed = changed_settings(*ckpt, settings);
+  if (!changed.empty()) {
+    std::string list;
+    for (const auto& c : changed) list += "\n  " + c;
+    UD_CHECK_INPUT(config.ckpt.allow_config_change, "the run in '", path->string(),
+                   "' was made with other settings:", list,
+                   "\npass --resume=never (and another --run_dir) to start afresh, or "
+                   "--allow_config_change to resume anyway");
+    log::warn("train", "resuming with changed settings:" + list);
+  }
+  return ckpt;
 }
 
 std::optional<std::filesystem::path> checkpoint_to_resume(const std::string& resume,

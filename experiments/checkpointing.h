@@ -49,6 +49,12 @@ class CheckpointPolicy {
   std::chrono::steady_clock::time_point last_save_;
 };
 
+/// The checkpoint this run resumes from (none with --overwrite, which starts afresh), opened and
+/// verified; settings that differ from `settings` are refused with a "key: was -> now" list
+/// unless --allow_config_change (then they are logged).
+std::optional<dist::CheckpointReader> open_resume(const TrainConfig& config,
+                                                  const std::map<std::string, std::string>& settings);
+
 /// The checkpoint `--resume` selects in `run_dir`: never -> none; auto -> the newest complete one
 /// there (none if there is none); a path -> that checkpoint directory, or the newest complete one
 /// in that run directory (InputError if there is none or it is damaged).

@@ -107,27 +107,16 @@ DistillResult distill_progressive(const TrainConfig& config) {
       {"data_batch", std::to_string(config.data.global_batch)},
       {"seed", std::to_string(config.seed)},
   };
-  const auto resume_from = config.overwrite ? std::nullopt
-                                            : checkpoint_to_resume(config.ckpt.resume, config.run_dir);
-  std::optional<dist::CheckpointReader> ckpt;
-  if (resume_from) {
-    ckpt.emplace(*resume_from);
-    const auto changed = changed_settings(*ckpt, settings);
-    if (!changed.empty()) {
-      std::string list;
-      for (const auto& c : changed) list += "\n  " + c;
-      UD_CHECK_INPUT(config.ckpt.allow_config_change, "the run in '", resume_from->string(),
-                     "' was made with other settings:", list,
-                     "\npass --resume=never (and another --run_dir) to start afresh, or "
-                     "--allow_config_change to resume anyway");
-    }
+  const std::optional<dist::CheckpointReader> ckpt = open_resume(config, settings);
+  const bool resuming = ckpt.has_value();
+  if (ckpt) {
     UD_CHECK_INPUT(ckpt->attr_int("pd_round_steps").value_or(0) >= dc.end_steps, "--run_dir '",
                    config.run_dir, "' already holds a finished distillation; choose another ",
                    "--run_dir or pass --overwrite");
   }
   if (rank == 0) {
-    prepare_run_dir(config, resume_from ? "" : "rounds.jsonl", /*fresh=*/!resume_from);
-    if (!resume_from) std::ofstream(fs::path(config.run_dir) / "rounds.jsonl", std::ios::trunc);
+    prepare_run_dir(config, resuming ? "" : "rounds.jsonl", /*fresh=*/!resuming);
+    if (!resuming) std::ofstream(fs::path(config.run_dir) / "rounds.jsonl", std::ios::trunc);
     if (config.overwrite) unidiff::fs::remove_tree(dist::checkpoints_dir(config.run_dir));
   }
   comm->barrier();

@@ -93,29 +93,16 @@ TrainResult train_diffusion(const TrainConfig& config) {
       {"diffusion_steps", std::to_string(config.diffusion.timesteps)},
       {"seed", std::to_string(config.seed)},
   };
-  // --overwrite starts afresh: earlier checkpoints in the run directory are discarded.
-  const auto resume_from = config.overwrite ? std::nullopt
-                                            : checkpoint_to_resume(config.ckpt.resume, config.run_dir);
-  std::optional<dist::CheckpointReader> ckpt;
-  if (resume_from) {
-    ckpt.emplace(*resume_from);
-    const auto changed = changed_settings(*ckpt, settings);
-    if (!changed.empty()) {
-      std::string list;
-      for (const auto& c : changed) list += "\n  " + c;
-      UD_CHECK_INPUT(config.ckpt.allow_config_change, "the run in '", resume_from->string(),
-                     "' was made with other settings:", list,
-                     "\npass --resume=never (and another --run_dir) to start afresh, or "
-                     "--allow_config_change to resume anyway");
-      log::warn("train", "resuming with changed settings:" + list);
-    }
+  const std::optional<dist::CheckpointReader> ckpt = open_resume(config, settings);
+  const bool resuming = ckpt.has_value();
+  if (ckpt) {
     UD_CHECK_INPUT(ckpt->step() < config.steps, "--run_dir '", config.run_dir,
                    "' already holds a finished run (model.h5) at step ", ckpt->step(),
                    " (--train_steps=", config.steps,
                    "); raise --train_steps to go on, choose another --run_dir, or pass --overwrite");
   }
   if (rank == 0) {
-    prepare_run_dir(config, resume_from ? "" : "model.h5", /*fresh=*/!resume_from);
+    prepare_run_dir(config, resuming ? "" : "model.h5", /*fresh=*/!resuming);
     if (config.overwrite) unidiff::fs::remove_tree(dist::checkpoints_dir(config.run_dir));
   }
   comm->barrier();
