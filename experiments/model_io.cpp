@@ -37,6 +37,11 @@ void save_model(const std::filesystem::path& path, const models::NetworkConfig& 
     h5::write_attr(f, "/", "hidden", network.hidden);
     h5::write_attr(f, "/", "layers", network.layers);
     h5::write_attr(f, "/", "time_dim", network.time_dim);
+    h5::write_attr(f, "/", "channels", network.channels);
+    h5::write_attr(f, "/", "channel_mult", join_shape(network.channel_mult));
+    h5::write_attr(f, "/", "res_blocks", network.res_blocks);
+    h5::write_attr(f, "/", "attn_res", join_shape(network.attn_res));
+    h5::write_attr(f, "/", "dropout", network.dropout);
     h5::write_attr(f, "/", "schedule", diffusion.schedule);
     h5::write_attr(f, "/", "timesteps", diffusion.timesteps);
     h5::write_attr(f, "/", "beta_start", diffusion.beta_start);
@@ -82,6 +87,12 @@ LoadedModel load_model(const std::filesystem::path& given, bool use_ema) {
   m.network.hidden = need_int("hidden");
   m.network.layers = need_int("layers");
   m.network.time_dim = need_int("time_dim");
+  // The unet's settings (files written before the unet existed lack them: defaults).
+  m.network.channels = h5::read_attr_int(f, "/", "channels").value_or(m.network.channels);
+  if (const auto v = h5::read_attr_string(f, "/", "channel_mult")) m.network.channel_mult = parse_shape(*v);
+  m.network.res_blocks = h5::read_attr_int(f, "/", "res_blocks").value_or(m.network.res_blocks);
+  if (const auto v = h5::read_attr_string(f, "/", "attn_res")) m.network.attn_res = parse_shape(*v);
+  m.network.dropout = h5::read_attr_double(f, "/", "dropout").value_or(m.network.dropout);
   m.diffusion.schedule = need_str("schedule");
   m.diffusion.timesteps = need_int("timesteps");
   m.diffusion.beta_start = need_double("beta_start");

@@ -203,6 +203,12 @@ void write_samples(const SampleConfig& c, const torch::Tensor& samples, const to
     const fs::path png = fs::path(c.out).replace_extension(".png");
     image::write_png(png, image::scatter_plot(samples, reference));
     log::info("sample", "scatter plot written to " + png.string());
+  } else if (samples.dim() == 4 && (samples.size(1) == 1 || samples.size(1) == 3)) {
+    // Images: a grid of the first 64 (8 per row), clamped to [-1, 1].
+    const fs::path png = fs::path(c.out).replace_extension(".png");
+    const torch::Tensor shown = samples.slice(0, 0, std::min<int64_t>(64, samples.size(0))).clamp(-1, 1);
+    image::write_png(png, image::image_grid(shown, 8));
+    log::info("sample", "image grid written to " + png.string());
   }
 }
 

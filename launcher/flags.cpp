@@ -4,7 +4,13 @@
 
 #include <gflags/gflags.h>
 
+#include <cstdlib>
 #include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
 
 namespace {
 
@@ -37,6 +43,11 @@ DEFINE_int64(model_layers, 3, "hidden layers");
 DEFINE_validator(model_layers, &positive);
 DEFINE_int64(model_time_dim, 64, "size of the sinusoidal time embedding (even)");
 DEFINE_validator(model_time_dim, &positive);
+DEFINE_int64(model_channels, 128, "unet: base width (a multiple of 32)");
+DEFINE_string(model_mult, "1,2,2,2", "unet: width multiplier per level, comma-separated");
+DEFINE_int64(model_res_blocks, 2, "unet: residual blocks per level");
+DEFINE_string(model_attn_res, "16", "unet: resolutions with self-attention, comma-separated (empty: none)");
+DEFINE_double(model_dropout, 0.1, "unet: dropout in the residual blocks");
 DEFINE_string(diffusion_schedule, "linear", "DDPM beta schedule: linear, cosine, scaled-linear");
 DEFINE_int64(diffusion_steps, 1000, "T, the number of discrete diffusion steps");
 DEFINE_validator(diffusion_steps, &positive);
@@ -134,6 +145,23 @@ DEFINE_validator(image_size, &non_negative);
 DEFINE_string(dist, "moons", "toy distribution: moons, swissroll, 8gaussians, checkerboard, gaussian");
 
 namespace unidiff::launcher {
+namespace {
+
+/// "1,2,2,2" -> {1, 2, 2, 2}; "" -> {}; anything else throws InputError naming the flag.
+std::vector<int64_t> parse_int_list(const char* flag, const std::string& text) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    char* end = nullptr;
+    const long long v = std::strtoll(item.c_str(), &end, 10);
+    UD_CHECK_INPUT(!item.empty() && end != nullptr && *end == '\0' && v > 0, flag, " '", text,
+                   "' is not a comma-separated list of positive integers");
+    out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
@@ -143,6 +171,7 @@ const std::vector<Command>& commands() {
         "resume", "save_every", "save_every_minutes", "keep_checkpoints", "allow_config_change",
         "train_stop_at", "method", "pd_teacher", "pd_start_steps", "pd_end_steps", "pd_round_steps", "eval_samples",
         "threads", "dist_bucket_mb", "dist_overlap", "optim_zero", "model_arch", "model_hidden", "model_layers", "model_time_dim",
+        "model_channels", "model_mult", "model_res_blocks", "model_attn_res", "model_dropout",
         "diffusion_schedule", "diffusion_steps", "diffusion_beta_start", "diffusion_beta_end",
         "prediction", "optim_lr", "optim_beta1", "optim_beta2", "optim_weight_decay",
         "optim_warmup", "optim_decay", "optim_grad_clip", "ema_decay"}},
@@ -198,6 +227,11 @@ experiments::TrainConfig make_train_config() {
   c.network.hidden = FLAGS_model_hidden;
   c.network.layers = FLAGS_model_layers;
   c.network.time_dim = FLAGS_model_time_dim;
+  c.network.channels = FLAGS_model_channels;
+  c.network.channel_mult = parse_int_list("--model_mult", FLAGS_model_mult);
+  c.network.res_blocks = FLAGS_model_res_blocks;
+  c.network.attn_res = parse_int_list("--model_attn_res", FLAGS_model_attn_res);
+  c.network.dropout = FLAGS_model_dropout;
   c.diffusion.schedule = FLAGS_diffusion_schedule;
   c.diffusion.timesteps = FLAGS_diffusion_steps;
   c.diffusion.beta_start = FLAGS_diffusion_beta_start;

@@ -10,4 +10,8 @@ namespace unidiff::models {
 /// h = dim / 2 and f_i = max_period^(-i / h). dim must be even.
 torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int64_t dim, double max_period = 10000);
 
+/// The DDPM UNet's variant (Ho et al. 2020, after tensor2tensor): f_i = 10000^(-i / (h - 1)), so
+/// the last frequency is exactly 1e-4. [B, dim] = [sin, cos]; dim even and >= 4.
+torch::Tensor ddpm_timestep_embedding(const torch::Tensor& t, int64_t dim);
+
 }  // namespace unidiff::models

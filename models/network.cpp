@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "models/mlp.h"
+#include "models/unet.h"
 
 namespace unidiff::models {
 namespace {
@@ -23,6 +24,22 @@ const std::map<std::string, Factory>& registry() {
                         c.time_dim);
          return std::make_shared<MlpImpl>(
              MlpOptions(c.data_shape[0]).hidden(c.hidden).layers(c.layers).time_dim(c.time_dim));
+       }},
+      {"unet",
+       [](const NetworkConfig& c) -> std::shared_ptr<Network> {
+         UD_CHECK_INPUT(c.data_shape.size() == 3 && c.data_shape[1] == c.data_shape[2],
+                        "arch 'unet' takes square images [N, C, H, H]; the data has samples of shape ",
+                        torch::IntArrayRef(c.data_shape));
+         UD_CHECK_INPUT(c.dropout >= 0 && c.dropout < 1, "dropout must be in [0, 1), got ", c.dropout);
+         UnetOptions o;
+         o.in_channels = c.data_shape[0];
+         o.resolution = c.data_shape[1];
+         o.channels = c.channels;
+         o.mult = c.channel_mult;
+         o.res_blocks = c.res_blocks;
+         o.attn_res = c.attn_res;
+         o.dropout = c.dropout;
+         return std::make_shared<UnetImpl>(o);
        }},
   };
   return r;

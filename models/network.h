@@ -24,6 +24,12 @@ struct NetworkConfig {
   int64_t hidden = 256;               ///< hidden width
   int64_t layers = 3;                 ///< hidden layers
   int64_t time_dim = 64;              ///< time embedding size (even)
+  // unet (models/unet.h)
+  int64_t channels = 128;                      ///< base width
+  std::vector<int64_t> channel_mult{1, 2, 2, 2};  ///< width multiplier per level
+  int64_t res_blocks = 2;                      ///< residual blocks per level
+  std::vector<int64_t> attn_res{16};           ///< resolutions with self-attention
+  double dropout = 0.1;                        ///< residual-block dropout
 };
 
 /// Architecture names the registry knows, sorted.

@@ -1,0 +1,167 @@
+// models/unet.h.
+#include "models/unet.h"
+
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/upsampling.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "models/embeddings.h"
+
+namespace unidiff::models {
+namespace {
+
+namespace nn = torch::nn;
+
+nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride = 1) {
+  return nn::Conv2d(nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2));
+}
+
+nn::GroupNorm group_norm(int64_t c) { return nn::GroupNorm(nn::GroupNormOptions(32, c)); }
+
+}  // namespace
+
+ResBlockImpl::ResBlockImpl(int64_t in, int64_t out, int64_t temb_dim, double dropout) {
+  n1_ = register_module("n1", group_norm(in));
+  c1_ = register_module("c1", conv(in, out, 3));
+  t_ = register_module("t", nn::Linear(temb_dim, out));
+  n2_ = register_module("n2", group_norm(out));
+  d_ = register_module("d", nn::Dropout(dropout));
+  c2_ = register_module("c2", conv(out, out, 3));
+  if (in != out) skip_ = register_module("skip", conv(in, out, 1));
+}
+
+torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& temb) {
+  torch::Tensor h = c1_(torch::silu(n1_(x))) + t_(torch::silu(temb)).unsqueeze(-1).unsqueeze(-1);
+  h = c2_(d_(torch::silu(n2_(h))));
+  return (skip_ ? skip_(x) : x) + h;
+}
+
+AttnBlockImpl::AttnBlockImpl(int64_t channels) {
+  n_ = register_module("n", group_norm(channels));
+  qkv_ = register_module("qkv", conv(channels, 3 * channels, 1));
+  o_ = register_module("o", conv(channels, channels, 1));
+}
+
+torch::Tensor AttnBlockImpl::forward(const torch::Tensor& x) {
+  const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  // [B, 3C, H, W] -> three [B, HW, C] (the reference's reshape/transpose/unbind).
+  const auto qkv = qkv_(n_(x)).reshape({b, 3, c, h * w}).transpose(-1, -2).unbind(1);
+  const torch::Tensor a = at::scaled_dot_product_attention(qkv[0].unsqueeze(1), qkv[1].unsqueeze(1),
+                                                           qkv[2].unsqueeze(1))
+                              .squeeze(1);
+  return x + o_(a.transpose(-1, -2).reshape({b, c, h, w}));
+}
+
+UnetImpl::UnetImpl(const UnetOptions& o) : options(o) {
+  UD_CHECK_INPUT(o.channels > 0 && o.channels % 32 == 0, "unet channels must be a positive multiple ",
+                 "of 32 (GroupNorm with 32 groups), got ", o.channels);
+  UD_CHECK_INPUT(!o.mult.empty() && o.res_blocks > 0, "unet needs channel multipliers and res blocks");
+  const int64_t levels = static_cast<int64_t>(o.mult.size());
+  UD_CHECK_INPUT(o.resolution % (int64_t{1} << (levels - 1)) == 0, "the image size ", o.resolution,
+                 " must be divisible by 2^", levels - 1, " for ", levels, " levels");
+  const int64_t ch = o.channels, td = 4 * ch;
+  const auto has_attn = [&](int64_t r) {
+    return std::find(o.attn_res.begin(), o.attn_res.end(), r) != o.attn_res.end();
+  };
+  temb_ = register_module("temb", nn::Sequential(nn::Linear(ch, td), nn::SiLU(), nn::Linear(td, td)));
+  cin_ = register_module("cin", conv(o.in_channels, ch, 3));
+  down_ = register_module("down", nn::ModuleList());
+  std::vector<int64_t> chans{ch};
+  int64_t c = ch, r = o.resolution;
+  for (int64_t i = 0; i < levels; ++i) {
+    for (int64_t k = 0; k < o.res_blocks; ++k) {
+      nn::ModuleList blk;
+      Stage s;
+      s.res = ResBlock(c, ch * o.mult[i], td, o.dropout);
+      blk->push_back(s.res);
+      c = ch * o.mult[i];
+      if (has_attn(r)) {
+        s.attn = AttnBlock(c);
+        blk->push_back(s.attn);
+      }
+      down_->push_back(blk);
+      down_stages_.push_back(s);
+      chans.push_back(c);
+    }
+    if (i != levels - 1) {
+      nn::ModuleList blk;
+      Stage s;
+      s.conv = conv(c, c, 3, 2);
+      blk->push_back(s.conv);
+      down_->push_back(blk);
+      down_stages_.push_back(s);
+      chans.push_back(c);
+      r /= 2;
+    }
+  }
+  mid_ = register_module("mid", nn::ModuleList());
+  mid1_ = ResBlock(c, c, td, o.dropout);
+  mid_attn_ = AttnBlock(c);
+  mid2_ = ResBlock(c, c, td, o.dropout);
+  mid_->push_back(mid1_);
+  mid_->push_back(mid_attn_);
+  mid_->push_back(mid2_);
+  up_ = register_module("up", nn::ModuleList());
+  for (int64_t i = levels - 1; i >= 0; --i) {
+    for (int64_t k = 0; k < o.res_blocks + 1; ++k) {
+      nn::ModuleList blk;
+      Stage s;
+      s.res = ResBlock(c + chans.back(), ch * o.mult[i], td, o.dropout);
+      chans.pop_back();
+      blk->push_back(s.res);
+      c = ch * o.mult[i];
+      if (has_attn(r)) {
+        s.attn = AttnBlock(c);
+        blk->push_back(s.attn);
+      }
+      up_->push_back(blk);
+      up_stages_.push_back(s);
+    }
+    if (i != 0) {
+      nn::ModuleList blk;
+      Stage s;
+      s.upsample = true;
+      s.conv = conv(c, c, 3);
+      blk->push_back(nn::Upsample(nn::UpsampleOptions()
+                                      .scale_factor(std::vector<double>{2.0, 2.0})
+                                      .mode(torch::kNearest)));
+      blk->push_back(s.conv);
+      up_->push_back(blk);
+      up_stages_.push_back(s);
+      r *= 2;
+    }
+  }
+  out_ = register_module("out", nn::Sequential(group_norm(c), nn::SiLU(), conv(c, o.in_channels, 3)));
+}
+
+torch::Tensor UnetImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
+  const torch::Tensor te = temb_->forward(ddpm_timestep_embedding(t, options.channels));
+  torch::Tensor h = cin_(x);
+  std::vector<torch::Tensor> hs{h};
+  for (Stage& s : down_stages_) {
+    if (s.res) {
+      h = s.res(h, te);
+      if (s.attn) h = s.attn(h);
+    } else {
+      h = s.conv(h);
+    }
+    hs.push_back(h);
+  }
+  h = mid2_(mid_attn_(mid1_(h, te)), te);
+  for (Stage& s : up_stages_) {
+    if (s.res) {
+      h = s.res(torch::cat({h, hs.back()}, 1), te);
+      hs.pop_back();
+      if (s.attn) h = s.attn(h);
+    } else {
+      h = s.conv(torch::upsample_nearest2d(h, std::nullopt, std::vector<double>{2.0, 2.0}));
+    }
+  }
+  return out_->forward(h);
+}
+
+}  // namespace unidiff::models

@@ -1,0 +1,84 @@
+// The DDPM/ADM UNet (Ho et al. 2020; the DDPM CIFAR-10 configuration is ch 128, mult 1,2,2,2,
+// 2 res blocks per level, attention at 16x16, dropout 0.1, 35,746,307 parameters). Layer for
+// layer the computation of the reference PyTorch network the benchmarks compare with: GroupNorm(32)
+// + SiLU + 3x3 conv residual blocks with the projected time embedding added after the first conv,
+// single-head self-attention blocks, stride-2 conv downsampling, nearest upsampling + conv, skip
+// connections concatenated on the way up. Submodules carry the reference's names
+// (temb, cin, down.i.j, mid.j, up.i.j, out), so state dicts map one to one.
+#pragma once
+
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include <vector>
+
+#include "models/network.h"
+
+namespace unidiff::models {
+
+struct UnetOptions {
+  int64_t in_channels = 3;                  ///< image channels C of [B, C, H, W]
+  int64_t resolution = 32;                  ///< H = W of the input (attention levels refer to it)
+  int64_t channels = 128;                   ///< base width (a multiple of 32: GroupNorm(32))
+  std::vector<int64_t> mult = {1, 2, 2, 2}; ///< width multiplier per level
+  int64_t res_blocks = 2;                   ///< residual blocks per level (down; up has one more)
+  std::vector<int64_t> attn_res = {16};     ///< resolutions with self-attention
+  double dropout = 0.1;                     ///< in every residual block (train mode only)
+};
+
+/// Residual block: x + c2(drop(silu(n2(c1(silu(n1(x))) + t(silu(temb)))))), 1x1 skip if widths differ.
+class ResBlockImpl : public torch::nn::Module {
+ public:
+  ResBlockImpl(int64_t in, int64_t out, int64_t temb_dim, double dropout);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& temb);
+
+ private:
+  torch::nn::GroupNorm n1_{nullptr}, n2_{nullptr};
+  torch::nn::Conv2d c1_{nullptr}, c2_{nullptr}, skip_{nullptr};
+  torch::nn::Linear t_{nullptr};
+  torch::nn::Dropout d_{nullptr};
+};
+TORCH_MODULE(ResBlock);
+
+/// Single-head self-attention over the H*W positions: x + o(softmax(q k^T / sqrt(C)) v).
+class AttnBlockImpl : public torch::nn::Module {
+ public:
+  explicit AttnBlockImpl(int64_t channels);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  torch::nn::GroupNorm n_{nullptr};
+  torch::nn::Conv2d qkv_{nullptr}, o_{nullptr};
+};
+TORCH_MODULE(AttnBlock);
+
+class UnetImpl : public Network {
+ public:
+  explicit UnetImpl(const UnetOptions& options);
+  /// x: [B, C, H, W]; t: [B] (the DDPM step, or the objective's model time). Returns [B, C, H, W].
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t) override;
+
+  UnetOptions options;
+
+ private:
+  // One entry of `down` or `up`: a residual block (+ attention), or a resampling step.
+  struct Stage {
+    ResBlock res{nullptr};
+    AttnBlock attn{nullptr};
+    torch::nn::Conv2d conv{nullptr};  // downsample (stride 2) or the conv after upsampling
+    bool upsample = false;
+  };
+  torch::nn::Sequential temb_{nullptr}, out_{nullptr};
+  torch::nn::Conv2d cin_{nullptr};
+  torch::nn::ModuleList down_, mid_, up_;
+  std::vector<Stage> down_stages_, up_stages_;
+  ResBlock mid1_{nullptr}, mid2_{nullptr};
+  AttnBlock mid_attn_{nullptr};
+};
+TORCH_MODULE(Unet);
+
+}  // namespace unidiff::models
