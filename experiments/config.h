@@ -11,11 +11,12 @@
 namespace unidiff::experiments {
 
 struct DiffusionConfig {
-  std::string schedule = "linear";  ///< DDPM beta schedule: linear, cosine, scaled-linear
+  std::string schedule = "linear";  ///< DDPM beta schedule (linear, cosine, scaled-linear) or rf
+  std::string rf_time = "uniform";  ///< rf: training times uniform or logit-normal (SD3) in (0, 1)
   int64_t timesteps = 1000;         ///< T, the number of discrete diffusion steps
   double beta_start = 1e-4;         ///< first beta of the linear schedules
   double beta_end = 0.02;           ///< last beta of the linear schedules
-  std::string prediction = "eps";   ///< what the network predicts (eps for now)
+  std::string prediction = "eps";   ///< eps, x0 or v (DDPM schedules); rf-velocity (rf)
 };
 
 struct OptimConfig {

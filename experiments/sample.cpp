@@ -193,6 +193,41 @@ torch::Tensor sample_gmm_oracle(const SampleConfig& c, const models::GaussianMix
 
 namespace {
 
+/// A rectified-flow model (network input 1000 t, output u = eps - x0): the ODE dx/dt = u from
+/// t = 1 (x_T ~ N(0, I), keyed per sample) to 0 with Euler (x <- x - u dt) or Heun, --steps
+/// uniform steps (default 50).
+torch::Tensor sample_flow(const SampleConfig& c, LoadedModel& m) {
+  UD_CHECK_INPUT(c.sampler == "euler" || c.sampler == "heun", "unknown --sampler '", c.sampler,
+                 "' for a rectified-flow model (valid: euler, heun)");
+  const int64_t steps = c.steps > 0 ? c.steps : 50;
+  const torch::Device device = dist::select_device();
+  dist::configure_threads();
+  m.module->to(device);
+  m.module->eval();
+  const objectives::Schedule rf = objectives::Schedule::rf();
+  const objectives::DenoiseFn denoise = [&](const torch::Tensor& x, double t) {
+    const torch::Tensor u = m.module->forward(x, torch::full({x.size(0)}, 1000.0 * t, x.options()));
+    return objectives::from_prediction(objectives::Prediction::kRfVelocity, u, x,
+                                       torch::tensor(t, torch::kFloat64), rf)
+        .x0;
+  };
+  log::info("sample", detail::str_cat(c.num, " samples with ", c.sampler, ", ", steps,
+                                      " steps of the rectified-flow ODE, ",
+                                      c.use_ema ? "EMA" : "raw", " weights of step ", m.step));
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> chunks;
+  for (int64_t begin = 0; begin < c.num; begin += c.batch) {
+    const int64_t end = std::min(c.num, begin + c.batch);
+    const torch::Tensor x_T = rng::normal({c.seed, rng::Purpose::kSampling}, 0,
+                                          rng::arange_indices(begin, end), m.network.data_shape, device);
+    chunks.push_back(objectives::sample_ode(denoise, rf, x_T, steps,
+                                            c.sampler == "heun" ? objectives::OdeMethod::kHeun
+                                                                : objectives::OdeMethod::kEuler)
+                         .to(torch::kCPU, torch::kFloat32));
+  }
+  return torch::cat(chunks);
+}
+
 void write_samples(const SampleConfig& c, const torch::Tensor& samples, const torch::Tensor& reference) {
   const int64_t bad = (~torch::isfinite(samples)).sum().item<int64_t>();
   if (bad > 0) log::warn("sample", detail::str_cat(bad, " non-finite values in the samples"));
@@ -231,12 +266,17 @@ torch::Tensor run_sample(const SampleConfig& c) {
     write_samples(c, samples, reference);
     return samples;
   }
+  UD_CHECK_INPUT(!c.checkpoint.empty(), "--checkpoint is required (a run directory or model file)");
+  LoadedModel m = load_model(c.checkpoint, c.use_ema);
+  if (m.diffusion.schedule == "rf") {
+    torch::Tensor samples = sample_flow(c, m);
+    write_samples(c, samples, reference);
+    return samples;
+  }
   UD_CHECK_INPUT(std::find(sampler_names().begin(), sampler_names().end(), c.sampler) !=
                      sampler_names().end(),
                  "unknown --sampler '", c.sampler, "' for a DDPM model (valid: ddpm, ddim)");
-  UD_CHECK_INPUT(!c.checkpoint.empty(), "--checkpoint is required (a run directory or model file)");
   const objectives::Spacing spacing = objectives::parse_spacing(c.spacing);
-  LoadedModel m = load_model(c.checkpoint, c.use_ema);
   const objectives::DdpmSchedule schedule = objectives::DdpmSchedule::make(
       objectives::parse_beta_schedule(m.diffusion.schedule), m.diffusion.timesteps,
       m.diffusion.beta_start, m.diffusion.beta_end);

@@ -43,9 +43,18 @@ void validate(const TrainConfig& c) {
   UD_CHECK_INPUT(!c.run_dir.empty(), "--run_dir is required");
   UD_CHECK_INPUT(c.steps > 0, "--train_steps must be positive, got ", c.steps);
   UD_CHECK_INPUT(c.log_every > 0, "--log_every must be positive, got ", c.log_every);
-  UD_CHECK_INPUT(c.diffusion.prediction == "eps" || c.diffusion.prediction == "x0" ||
-                     c.diffusion.prediction == "v",
-                 "--prediction '", c.diffusion.prediction, "' is not supported (valid: eps, x0, v)");
+  if (c.diffusion.schedule == "rf") {
+    UD_CHECK_INPUT(c.diffusion.prediction == "rf-velocity", "--diffusion_schedule=rf trains ",
+                   "--prediction=rf-velocity (u = eps - x0), got '", c.diffusion.prediction, "'");
+    UD_CHECK_INPUT(c.diffusion.rf_time == "uniform" || c.diffusion.rf_time == "logit-normal",
+                   "--rf_time '", c.diffusion.rf_time, "' is unknown (valid: uniform, logit-normal)");
+  } else {
+    UD_CHECK_INPUT(c.diffusion.prediction == "eps" || c.diffusion.prediction == "x0" ||
+                       c.diffusion.prediction == "v",
+                   "--prediction '", c.diffusion.prediction,
+                   "' is not supported on a DDPM schedule (valid: eps, x0, v; rf-velocity needs ",
+                   "--diffusion_schedule=rf)");
+  }
   validate_optim(c.optim);
 }
 
@@ -67,12 +76,16 @@ TrainResult train_diffusion(const TrainConfig& config) {
   net_cfg.data_shape = dataset.sample_shape();
   torch::manual_seed(config.seed);  // same initial weights on every rank (then broadcast anyway)
   auto model = models::make_network(net_cfg);
-  const objectives::DdpmSchedule schedule = objectives::DdpmSchedule::make(
-      objectives::parse_beta_schedule(config.diffusion.schedule), config.diffusion.timesteps,
-      config.diffusion.beta_start, config.diffusion.beta_end);
+  // Rectified flow / flow matching (FORMULAS.md section 3): x_t = (1 - t) x0 + t eps, t in (0, 1),
+  // target u = eps - x0 (the stored RF convention, data -> noise); the network sees 1000 t.
+  const bool flow = config.diffusion.schedule == "rf";
+  const objectives::DdpmSchedule schedule =
+      flow ? objectives::DdpmSchedule::make(objectives::BetaSchedule::kLinear, config.diffusion.timesteps)
+           : objectives::DdpmSchedule::make(objectives::parse_beta_schedule(config.diffusion.schedule),
+                                            config.diffusion.timesteps, config.diffusion.beta_start,
+                                            config.diffusion.beta_end);
   // The unified schedule over the same tables, for the x0 / v targets (parameterization.h).
-  objectives::Schedule unified = objectives::Schedule::ddpm_schedule(
-      objectives::parse_beta_schedule(config.diffusion.schedule), config.diffusion.timesteps);
+  objectives::Schedule unified = objectives::Schedule::ddpm_schedule(schedule.kind, schedule.num_steps);
   unified.ddpm = schedule;
   const objectives::Prediction prediction = objectives::parse_prediction(config.diffusion.prediction);
   data::ShardedSampler sampler(dataset.size(), config.data.global_batch, world, rank, config.seed);
@@ -91,6 +104,7 @@ TrainResult train_diffusion(const TrainConfig& config) {
       {"prediction", config.diffusion.prediction},
       {"diffusion_schedule", config.diffusion.schedule},
       {"diffusion_steps", std::to_string(config.diffusion.timesteps)},
+      {"rf_time", flow ? config.diffusion.rf_time : std::string("-")},
       {"seed", std::to_string(config.seed)},
   };
   const std::optional<dist::CheckpointReader> ckpt = open_resume(config, settings);
@@ -109,8 +123,10 @@ TrainResult train_diffusion(const TrainConfig& config) {
 
   int64_t num_params = 0;
   for (const auto& p : model->parameters()) num_params += p.numel();
-  log::info("train", detail::str_cat("DDPM (", config.diffusion.prediction, "-prediction, ",
-                                     config.diffusion.schedule, ", T=", config.diffusion.timesteps,
+  log::info("train", detail::str_cat(flow ? "rectified flow (rf-velocity, " + config.diffusion.rf_time + " t"
+                                          : "DDPM (" + config.diffusion.prediction + "-prediction, " +
+                                                config.diffusion.schedule + ", T=" +
+                                                std::to_string(config.diffusion.timesteps),
                                      ") on ", dataset.size(), " samples of shape ",
                                      torch::IntArrayRef(net_cfg.data_shape), "; ", net_cfg.arch,
                                      " with ", num_params, " parameters"));
@@ -164,23 +180,37 @@ TrainResult train_diffusion(const TrainConfig& config) {
     const data::Batch batch = loader.next();
     const auto s = static_cast<uint64_t>(step);
     // Drawn on the device (CUDA kernels there), equal bit for bit to the CPU's numbers.
-    const torch::Tensor t = rng::randint({seed, rng::Purpose::kTimestep}, s, batch.index,
-                                         schedule.num_steps, device);
     const torch::Tensor eps =
         rng::normal({seed, rng::Purpose::kNoise}, s, batch.index, net_cfg.data_shape, device);
     const torch::Tensor& x0 = batch.x;
-    const torch::Tensor x_t = objectives::q_sample(schedule, x0, t, eps);
-
+    // (x_t, the network's time input, the target) of the objective.
+    torch::Tensor x_t, t_in, target;
+    if (flow) {
+      const torch::Tensor tf =
+          (config.diffusion.rf_time == "logit-normal"
+               ? torch::sigmoid(rng::normal({seed, rng::Purpose::kTimestep}, s, batch.index, {1}, device))
+               : rng::uniform({seed, rng::Purpose::kTimestep}, s, batch.index, {1}, device))
+              .view({-1});
+      std::vector<int64_t> bshape(static_cast<size_t>(x0.dim()), 1);
+      bshape[0] = x0.size(0);
+      const torch::Tensor tb = tf.view(bshape);
+      x_t = (1 - tb) * x0 + tb * eps;
+      t_in = tf * 1000.0;
+      target = eps - x0;
+    } else {
+      const torch::Tensor t = rng::randint({seed, rng::Purpose::kTimestep}, s, batch.index,
+                                           schedule.num_steps, device);
+      x_t = objectives::q_sample(schedule, x0, t, eps);
+      t_in = t.to(torch::kFloat32);
+      // L_simple in the network's own parameterisation: target eps, x0 or v = alpha eps - sigma x0
+      // (FORMULAS.md sections 2-3).
+      target = prediction == objectives::Prediction::kEps
+                   ? eps
+                   : objectives::to_prediction(prediction, {x0, eps}, x_t, t.to(torch::kFloat64), unified)
+                         .to(torch::kFloat32);
+    }
     group.begin_step();
-    // L_simple in the network's own parameterisation: || target - output ||^2 with target eps,
-    // x0 or v = alpha eps - sigma x0 (FORMULAS.md sections 2-3).
-    const torch::Tensor target =
-        prediction == objectives::Prediction::kEps
-            ? eps
-            : objectives::to_prediction(prediction, {x0, eps}, x_t, t.to(torch::kFloat64), unified)
-                  .to(torch::kFloat32);
-    const objectives::LossOutput out =
-        objectives::eps_mse_loss(model->forward(x_t, t.to(torch::kFloat32)), target);
+    const objectives::LossOutput out = objectives::eps_mse_loss(model->forward(x_t, t_in), target);
     out.loss.backward();
     const double lr = group.end_step(step);
     loss_sum += out.loss.detach();

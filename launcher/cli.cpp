@@ -108,6 +108,14 @@ class Parser {
     while (std::getline(in, line)) {
       line = trim(line);
       if (line.empty() || line[0] == '#') continue;
+      // A nested flagfile named by a relative path is found beside the file that names it.
+      const std::string key = "--flagfile=";
+      if (line.rfind(key, 0) == 0) {
+        const std::filesystem::path nested(line.substr(key.size()));
+        if (nested.is_relative() && !std::filesystem::exists(nested)) {
+          line = key + (std::filesystem::path(path).parent_path() / nested).string();
+        }
+      }
       lines.push_back(line);
     }
     parse(lines, "flagfile '" + path + "'", depth + 1);

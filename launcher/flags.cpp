@@ -48,7 +48,8 @@ DEFINE_string(model_mult, "1,2,2,2", "unet: width multiplier per level, comma-se
 DEFINE_int64(model_res_blocks, 2, "unet: residual blocks per level");
 DEFINE_string(model_attn_res, "16", "unet: resolutions with self-attention, comma-separated (empty: none)");
 DEFINE_double(model_dropout, 0.1, "unet: dropout in the residual blocks");
-DEFINE_string(diffusion_schedule, "linear", "DDPM beta schedule: linear, cosine, scaled-linear");
+DEFINE_string(diffusion_schedule, "linear", "DDPM beta schedule (linear, cosine, scaled-linear), or rf for rectified flow / flow matching");
+DEFINE_string(rf_time, "uniform", "rf: training times uniform or logit-normal in (0, 1)");
 DEFINE_int64(diffusion_steps, 1000, "T, the number of discrete diffusion steps");
 DEFINE_validator(diffusion_steps, &positive);
 DEFINE_double(diffusion_beta_start, 1e-4, "first beta of the linear schedules");
@@ -172,7 +173,7 @@ const std::vector<Command>& commands() {
         "train_stop_at", "method", "pd_teacher", "pd_start_steps", "pd_end_steps", "pd_round_steps", "eval_samples",
         "threads", "dist_bucket_mb", "dist_overlap", "optim_zero", "model_arch", "model_hidden", "model_layers", "model_time_dim",
         "model_channels", "model_mult", "model_res_blocks", "model_attn_res", "model_dropout",
-        "diffusion_schedule", "diffusion_steps", "diffusion_beta_start", "diffusion_beta_end",
+        "diffusion_schedule", "rf_time", "diffusion_steps", "diffusion_beta_start", "diffusion_beta_end",
         "prediction", "optim_lr", "optim_beta1", "optim_beta2", "optim_weight_decay",
         "optim_warmup", "optim_decay", "optim_grad_clip", "ema_decay"}},
       {"sample",
@@ -233,6 +234,7 @@ experiments::TrainConfig make_train_config() {
   c.network.attn_res = parse_int_list("--model_attn_res", FLAGS_model_attn_res);
   c.network.dropout = FLAGS_model_dropout;
   c.diffusion.schedule = FLAGS_diffusion_schedule;
+  c.diffusion.rf_time = FLAGS_rf_time;
   c.diffusion.timesteps = FLAGS_diffusion_steps;
   c.diffusion.beta_start = FLAGS_diffusion_beta_start;
   c.diffusion.beta_end = FLAGS_diffusion_beta_end;
