@@ -45,6 +45,16 @@ if grep -q SegFault "$out/ctest.log"; then
 fi
 row "ctest" "$(grep -E 'tests passed' "$out/ctest.log" | tail -1)"
 grep -E "Failed|\*\*\*" "$out/ctest.log" | head -10
+# The GPU-only checks, by name (they skip on machines without CUDA).
+gtest_row() {  # gtest_row LABEL BINARY FILTER
+  local log="$out/$3.log"
+  "$2" --gtest_filter="$3" >"$log" 2>&1
+  if grep -q "\[  SKIPPED \] 1 test" "$log"; then row "$1" "SKIPPED"
+  elif grep -q "\[  PASSED  \] 1 test" "$log"; then row "$1" "passed"
+  else row "$1" "FAILED (see $3.log)"; fi
+}
+gtest_row "keyed RNG: CUDA == CPU bits" "$build/tests/unit_tests" "Rng.CudaDrawsEqualCpuDrawsBitForBit"
+gtest_row "NCCL (1 rank) == MPI path" "$build/tests/dist_tests" "Gradients.NcclPathMatchesTheMpiPathOnOneGpu"
 
 bin=$build/launcher/unidiff
 "$bin" data toy --dist=moons --num=20000 --out=/tmp/ud-moons.h5 >/dev/null 2>&1
