@@ -17,6 +17,8 @@ struct DiffusionConfig {
   double beta_start = 1e-4;         ///< first beta of the linear schedules
   double beta_end = 0.02;           ///< last beta of the linear schedules
   std::string prediction = "eps";   ///< eps, x0 or v (DDPM schedules); rf-velocity (rf)
+  bool class_conditional = false;   ///< condition on the dataset's /labels (unet)
+  double cfg_drop = 0.1;            ///< probability a label is replaced by "no class" in training
 };
 
 struct OptimConfig {
@@ -97,6 +99,8 @@ struct SampleConfig {
   int64_t batch = 4096;        ///< samples per network call
   uint32_t seed = 0;           ///< key of the sampling noise
   bool use_ema = true;         ///< sample with the EMA weights
+  int64_t label = -1;          ///< class of a conditional model's samples (-1: sample i gets i mod K)
+  double cfg_scale = 1.0;      ///< classifier-free guidance w: uncond + w (cond - uncond); 1 = none
   std::string out;             ///< output HDF5 file; a PNG goes beside it
   std::string plot_reference;  ///< optional dataset drawn in grey under the samples
 };

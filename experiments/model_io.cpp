@@ -42,6 +42,7 @@ void save_model(const std::filesystem::path& path, const models::NetworkConfig& 
     h5::write_attr(f, "/", "res_blocks", network.res_blocks);
     h5::write_attr(f, "/", "attn_res", join_shape(network.attn_res));
     h5::write_attr(f, "/", "dropout", network.dropout);
+    h5::write_attr(f, "/", "num_classes", network.num_classes);
     h5::write_attr(f, "/", "schedule", diffusion.schedule);
     h5::write_attr(f, "/", "timesteps", diffusion.timesteps);
     h5::write_attr(f, "/", "beta_start", diffusion.beta_start);
@@ -93,6 +94,7 @@ LoadedModel load_model(const std::filesystem::path& given, bool use_ema) {
   m.network.res_blocks = h5::read_attr_int(f, "/", "res_blocks").value_or(m.network.res_blocks);
   if (const auto v = h5::read_attr_string(f, "/", "attn_res")) m.network.attn_res = parse_shape(*v);
   m.network.dropout = h5::read_attr_double(f, "/", "dropout").value_or(m.network.dropout);
+  m.network.num_classes = h5::read_attr_int(f, "/", "num_classes").value_or(0);
   m.diffusion.schedule = need_str("schedule");
   m.diffusion.timesteps = need_int("timesteps");
   m.diffusion.beta_start = need_double("beta_start");

@@ -11,6 +11,7 @@
 #include "experiments/model_io.h"
 #include "objectives/ddpm_schedule.h"
 #include "models/gmm.h"
+#include "models/network.h"
 #include "objectives/ode_samplers.h"
 #include "objectives/parameterization.h"
 #include "objectives/samplers.h"
@@ -193,6 +194,33 @@ torch::Tensor sample_gmm_oracle(const SampleConfig& c, const models::GaussianMix
 
 namespace {
 
+/// The labels of samples [begin, end) of a conditional model: --label, or i mod K.
+torch::Tensor sample_labels(const SampleConfig& c, const models::Network& net, int64_t begin,
+                            int64_t end, torch::Device device) {
+  const int64_t k = net.num_classes();
+  if (k == 0) return {};
+  const torch::Tensor idx = torch::arange(begin, end, torch::TensorOptions().dtype(torch::kInt64));
+  return (c.label >= 0 ? torch::full_like(idx, c.label) : idx.remainder(k)).to(device);
+}
+
+/// The network's output with classifier-free guidance (FORMULAS (23), w = 1: none) for a
+/// conditional model: uncond + w (cond - uncond), combined in the network's own output space
+/// (the conversions to eps, x0 or velocity are affine in it at fixed x and t).
+torch::Tensor guided_output(models::Network& net, const torch::Tensor& x, const torch::Tensor& t,
+                            const torch::Tensor& labels, double w) {
+  if (net.num_classes() == 0) return net.forward(x, t);
+  const torch::Tensor cond = net.forward_cond(x, t, labels);
+  if (w == 1.0) return cond;
+  return objectives::cfg_combine(cond, net.forward_cond(x, t, torch::full_like(labels, net.num_classes())), w);
+}
+
+void check_guidance(const SampleConfig& c, const models::Network& net) {
+  UD_CHECK_INPUT(net.num_classes() > 0 || (c.label < 0 && c.cfg_scale == 1.0),
+                 "--label and --cfg_scale need a class-conditional model; this one is unconditional");
+  UD_CHECK_INPUT(c.label < net.num_classes(), "--label ", c.label, " is not a class of the model (0..",
+                 net.num_classes() - 1, ")");
+}
+
 /// A rectified-flow model (network input 1000 t, output u = eps - x0): the ODE dx/dt = u from
 /// t = 1 (x_T ~ N(0, I), keyed per sample) to 0 with Euler (x <- x - u dt) or Heun, --steps
 /// uniform steps (default 50).
@@ -204,9 +232,12 @@ torch::Tensor sample_flow(const SampleConfig& c, LoadedModel& m) {
   dist::configure_threads();
   m.module->to(device);
   m.module->eval();
+  check_guidance(c, *m.module);
   const objectives::Schedule rf = objectives::Schedule::rf();
+  torch::Tensor labels;  // of the current chunk
   const objectives::DenoiseFn denoise = [&](const torch::Tensor& x, double t) {
-    const torch::Tensor u = m.module->forward(x, torch::full({x.size(0)}, 1000.0 * t, x.options()));
+    const torch::Tensor u = guided_output(*m.module, x, torch::full({x.size(0)}, 1000.0 * t, x.options()),
+                                          labels, c.cfg_scale);
     return objectives::from_prediction(objectives::Prediction::kRfVelocity, u, x,
                                        torch::tensor(t, torch::kFloat64), rf)
         .x0;
@@ -220,6 +251,7 @@ torch::Tensor sample_flow(const SampleConfig& c, LoadedModel& m) {
     const int64_t end = std::min(c.num, begin + c.batch);
     const torch::Tensor x_T = rng::normal({c.seed, rng::Purpose::kSampling}, 0,
                                           rng::arange_indices(begin, end), m.network.data_shape, device);
+    labels = sample_labels(c, *m.module, begin, end, device);
     chunks.push_back(objectives::sample_ode(denoise, rf, x_T, steps,
                                             c.sampler == "heun" ? objectives::OdeMethod::kHeun
                                                                 : objectives::OdeMethod::kEuler)
@@ -292,8 +324,10 @@ torch::Tensor run_sample(const SampleConfig& c) {
   objectives::Schedule unified = objectives::Schedule::ddpm_schedule(
       objectives::parse_beta_schedule(m.diffusion.schedule), m.diffusion.timesteps);
   unified.ddpm = schedule;
+  check_guidance(c, *m.module);
+  torch::Tensor labels;  // of the current chunk
   auto eps_fn = [&](const torch::Tensor& x, const torch::Tensor& t) {
-    const torch::Tensor out = m.module->forward(x, t.to(torch::kFloat32));
+    const torch::Tensor out = guided_output(*m.module, x, t.to(torch::kFloat32), labels, c.cfg_scale);
     if (prediction == objectives::Prediction::kEps) return out;
     return objectives::from_prediction(prediction, out, x, t.to(torch::kCPU, torch::kFloat64), unified)
         .eps.to(out.dtype());
@@ -305,6 +339,7 @@ torch::Tensor run_sample(const SampleConfig& c) {
   for (int64_t begin = 0; begin < c.num; begin += c.batch) {
     const int64_t end = std::min(c.num, begin + c.batch);
     const torch::Tensor idx = rng::arange_indices(begin, end);
+    labels = sample_labels(c, *m.module, begin, end, device);
     const rng::Stream stream{c.seed, rng::Purpose::kSampling};
     // Step 0 of the stream is x_T; sampler step i draws its noise at stream step i + 1.
     const torch::Tensor x_T = rng::normal(stream, 0, idx, m.network.data_shape).to(device);

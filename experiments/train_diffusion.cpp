@@ -74,6 +74,12 @@ TrainResult train_diffusion(const TrainConfig& config) {
                                           : data::TensorDataset::load(config.data.path);
   models::NetworkConfig net_cfg = config.network;
   net_cfg.data_shape = dataset.sample_shape();
+  if (config.diffusion.class_conditional) {
+    UD_CHECK_INPUT(dataset.num_classes() > 0, "--class_conditional needs a dataset with /labels");
+    UD_CHECK_INPUT(config.diffusion.cfg_drop >= 0 && config.diffusion.cfg_drop < 1,
+                   "--cfg_drop must be in [0, 1), got ", config.diffusion.cfg_drop);
+    net_cfg.num_classes = dataset.num_classes();
+  }
   torch::manual_seed(config.seed);  // same initial weights on every rank (then broadcast anyway)
   auto model = models::make_network(net_cfg);
   // Rectified flow / flow matching (FORMULAS.md section 3): x_t = (1 - t) x0 + t eps, t in (0, 1),
@@ -105,6 +111,7 @@ TrainResult train_diffusion(const TrainConfig& config) {
       {"diffusion_schedule", config.diffusion.schedule},
       {"diffusion_steps", std::to_string(config.diffusion.timesteps)},
       {"rf_time", flow ? config.diffusion.rf_time : std::string("-")},
+      {"num_classes", std::to_string(net_cfg.num_classes)},
       {"seed", std::to_string(config.seed)},
   };
   const std::optional<dist::CheckpointReader> ckpt = open_resume(config, settings);
@@ -209,8 +216,19 @@ TrainResult train_diffusion(const TrainConfig& config) {
                    : objectives::to_prediction(prediction, {x0, eps}, x_t, t.to(torch::kFloat64), unified)
                          .to(torch::kFloat32);
     }
+    // Class labels, each replaced by "no class" (K) with probability cfg_drop (keyed per sample):
+    // the one network learns the conditional and the unconditional model for guidance.
+    torch::Tensor labels;
+    if (net_cfg.num_classes > 0) {
+      const torch::Tensor drop =
+          rng::uniform({seed, rng::Purpose::kLabelDrop}, s, batch.index, {1}, device).view({-1}) <
+          config.diffusion.cfg_drop;
+      labels = torch::where(drop, torch::full_like(batch.labels.to(device), net_cfg.num_classes),
+                            batch.labels.to(device));
+    }
     group.begin_step();
-    const objectives::LossOutput out = objectives::eps_mse_loss(model->forward(x_t, t_in), target);
+    const objectives::LossOutput out =
+        objectives::eps_mse_loss(model->forward_cond(x_t, t_in, labels), target);
     out.loss.backward();
     const double lr = group.end_step(step);
     loss_sum += out.loss.detach();

@@ -49,6 +49,10 @@ DEFINE_int64(model_res_blocks, 2, "unet: residual blocks per level");
 DEFINE_string(model_attn_res, "16", "unet: resolutions with self-attention, comma-separated (empty: none)");
 DEFINE_double(model_dropout, 0.1, "unet: dropout in the residual blocks");
 DEFINE_string(diffusion_schedule, "linear", "DDPM beta schedule (linear, cosine, scaled-linear), or rf for rectified flow / flow matching");
+DEFINE_bool(class_conditional, false, "condition the network on the dataset's /labels (unet), with label dropout for guidance");
+DEFINE_double(cfg_drop, 0.1, "class_conditional: probability a training label is replaced by 'no class'");
+DEFINE_int64(label, -1, "sample: the class of a conditional model's samples (-1: sample i gets class i mod K)");
+DEFINE_double(cfg_scale, 1.0, "sample: classifier-free guidance w, uncond + w (cond - uncond); 1 = no guidance");
 DEFINE_string(rf_time, "uniform", "rf: training times uniform or logit-normal in (0, 1)");
 DEFINE_int64(diffusion_steps, 1000, "T, the number of discrete diffusion steps");
 DEFINE_validator(diffusion_steps, &positive);
@@ -173,14 +177,14 @@ const std::vector<Command>& commands() {
         "train_stop_at", "method", "pd_teacher", "pd_start_steps", "pd_end_steps", "pd_round_steps", "eval_samples",
         "threads", "dist_bucket_mb", "dist_overlap", "optim_zero", "model_arch", "model_hidden", "model_layers", "model_time_dim",
         "model_channels", "model_mult", "model_res_blocks", "model_attn_res", "model_dropout",
-        "diffusion_schedule", "rf_time", "diffusion_steps", "diffusion_beta_start", "diffusion_beta_end",
+        "diffusion_schedule", "rf_time", "class_conditional", "cfg_drop", "diffusion_steps", "diffusion_beta_start", "diffusion_beta_end",
         "prediction", "optim_lr", "optim_beta1", "optim_beta2", "optim_weight_decay",
         "optim_warmup", "optim_decay", "optim_grad_clip", "ema_decay"}},
       {"sample",
        "draw samples from a trained model into an HDF5 file (and a PNG beside it)",
        {"model", "checkpoint", "gmm_file", "schedule", "sampler", "steps", "spacing", "eta", "num",
         "sample_batch", "seed", "use_ema", "out", "plot_reference", "smld_inner", "smld_step",
-        "instaflow_variant", "oracle_ode_steps"}},
+        "instaflow_variant", "oracle_ode_steps", "label", "cfg_scale"}},
       {"eval",
        "distances between a samples file and a reference dataset, printed as one JSON line",
        {"samples", "reference", "projections", "max_samples", "seed"}},
@@ -235,6 +239,8 @@ experiments::TrainConfig make_train_config() {
   c.network.dropout = FLAGS_model_dropout;
   c.diffusion.schedule = FLAGS_diffusion_schedule;
   c.diffusion.rf_time = FLAGS_rf_time;
+  c.diffusion.class_conditional = FLAGS_class_conditional;
+  c.diffusion.cfg_drop = FLAGS_cfg_drop;
   c.diffusion.timesteps = FLAGS_diffusion_steps;
   c.diffusion.beta_start = FLAGS_diffusion_beta_start;
   c.diffusion.beta_end = FLAGS_diffusion_beta_end;
@@ -259,6 +265,8 @@ experiments::SampleConfig make_sample_config() {
   c.smld_step = FLAGS_smld_step;
   c.instaflow_variant = FLAGS_instaflow_variant;
   c.oracle_ode_steps = FLAGS_oracle_ode_steps;
+  c.label = FLAGS_label;
+  c.cfg_scale = FLAGS_cfg_scale;
   c.checkpoint = FLAGS_checkpoint;
   c.sampler = FLAGS_sampler;
   c.steps = FLAGS_steps;

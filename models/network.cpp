@@ -39,6 +39,8 @@ const std::map<std::string, Factory>& registry() {
          o.res_blocks = c.res_blocks;
          o.attn_res = c.attn_res;
          o.dropout = c.dropout;
+         UD_CHECK_INPUT(c.num_classes >= 0, "num_classes must be >= 0, got ", c.num_classes);
+         o.num_classes = c.num_classes;
          return std::make_shared<UnetImpl>(o);
        }},
   };
@@ -46,6 +48,12 @@ const std::map<std::string, Factory>& registry() {
 }
 
 }  // namespace
+
+torch::Tensor Network::forward_cond(const torch::Tensor& x, const torch::Tensor& t,
+                                    const torch::Tensor& labels) {
+  UD_CHECK_INPUT(!labels.defined(), "this network is unconditional: it takes no class labels");
+  return forward(x, t);
+}
 
 std::vector<std::string> network_names() {
   std::vector<std::string> names;

@@ -15,6 +15,12 @@ namespace unidiff::models {
 class Network : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t) = 0;
+  /// Class-conditional call: labels int64 [B] in 0..K-1, or K for "no class" (the null label of
+  /// classifier-free guidance). Unconditional networks accept only undefined labels.
+  virtual torch::Tensor forward_cond(const torch::Tensor& x, const torch::Tensor& t,
+                                     const torch::Tensor& labels);
+  /// K, the classes a conditional network knows (0: unconditional).
+  virtual int64_t num_classes() const { return 0; }
 };
 
 /// What the network is: enough to rebuild it. Stored with the weights.
@@ -30,6 +36,7 @@ struct NetworkConfig {
   int64_t res_blocks = 2;                      ///< residual blocks per level
   std::vector<int64_t> attn_res{16};           ///< resolutions with self-attention
   double dropout = 0.1;                        ///< residual-block dropout
+  int64_t num_classes = 0;                     ///< unet: class-conditional over K classes (0: no)
 };
 
 /// Architecture names the registry knows, sorted.

@@ -69,6 +69,7 @@ UnetImpl::UnetImpl(const UnetOptions& o) : options(o) {
   };
   temb_ = register_module("temb", nn::Sequential(nn::Linear(ch, td), nn::SiLU(), nn::Linear(td, td)));
   cin_ = register_module("cin", conv(o.in_channels, ch, 3));
+  if (o.num_classes > 0) cemb_ = register_module("cemb", nn::Embedding(o.num_classes + 1, td));
   down_ = register_module("down", nn::ModuleList());
   std::vector<int64_t> chans{ch};
   int64_t c = ch, r = o.resolution;
@@ -139,7 +140,21 @@ UnetImpl::UnetImpl(const UnetOptions& o) : options(o) {
 }
 
 torch::Tensor UnetImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
-  const torch::Tensor te = temb_->forward(ddpm_timestep_embedding(t, options.channels));
+  return forward_cond(x, t, {});
+}
+
+torch::Tensor UnetImpl::forward_cond(const torch::Tensor& x, const torch::Tensor& t,
+                                     const torch::Tensor& labels) {
+  torch::Tensor te = temb_->forward(ddpm_timestep_embedding(t, options.channels));
+  if (cemb_) {
+    const torch::Tensor y = labels.defined()
+                                ? labels.to(x.device(), torch::kInt64)
+                                : torch::full({x.size(0)}, options.num_classes,
+                                              torch::TensorOptions().dtype(torch::kInt64).device(x.device()));
+    te = te + cemb_(y);
+  } else {
+    UD_CHECK_INPUT(!labels.defined(), "this unet is unconditional (--model_classes=0): it takes no labels");
+  }
   torch::Tensor h = cin_(x);
   std::vector<torch::Tensor> hs{h};
   for (Stage& s : down_stages_) {

@@ -11,6 +11,7 @@
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
@@ -28,6 +29,8 @@ struct UnetOptions {
   int64_t res_blocks = 2;                   ///< residual blocks per level (down; up has one more)
   std::vector<int64_t> attn_res = {16};     ///< resolutions with self-attention
   double dropout = 0.1;                     ///< in every residual block (train mode only)
+  int64_t num_classes = 0;                  ///< K > 0: a class embedding of K + 1 rows (row K:
+                                            ///< no class) added to the time embedding
 };
 
 /// Residual block: x + c2(drop(silu(n2(c1(silu(n1(x))) + t(silu(temb)))))), 1x1 skip if widths differ.
@@ -61,6 +64,10 @@ class UnetImpl : public Network {
   explicit UnetImpl(const UnetOptions& options);
   /// x: [B, C, H, W]; t: [B] (the DDPM step, or the objective's model time). Returns [B, C, H, W].
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t) override;
+  /// labels int64 [B] in 0..K (K: no class); undefined labels mean "no class" for every sample.
+  torch::Tensor forward_cond(const torch::Tensor& x, const torch::Tensor& t,
+                             const torch::Tensor& labels) override;
+  int64_t num_classes() const override { return options.num_classes; }
 
   UnetOptions options;
 
@@ -74,6 +81,7 @@ class UnetImpl : public Network {
   };
   torch::nn::Sequential temb_{nullptr}, out_{nullptr};
   torch::nn::Conv2d cin_{nullptr};
+  torch::nn::Embedding cemb_{nullptr};
   torch::nn::ModuleList down_, mid_, up_;
   std::vector<Stage> down_stages_, up_stages_;
   ResBlock mid1_{nullptr}, mid2_{nullptr};

@@ -57,6 +57,31 @@ TEST(Unet, ForwardMatchesThePyTorchReferenceOnItsWeights) {
       << "max difference " << (y - want).abs().max().item<float>();
 }
 
+TEST(Unet, ClassConditioningAddsOneEmbeddingRowPerClassPlusTheNullClass) {
+  NetworkConfig c;
+  c.arch = "unet";
+  c.data_shape = {1, 8, 8};
+  c.channels = 32;
+  c.channel_mult = {1, 2};
+  c.res_blocks = 1;
+  c.attn_res = {4};
+  const auto plain = make_network(c);
+  c.num_classes = 5;
+  torch::manual_seed(1);
+  auto cond = make_network(c);
+  cond->eval();
+  EXPECT_EQ(count(*cond) - count(*plain), (5 + 1) * 4 * 32);  // K + 1 rows of the time width
+  EXPECT_EQ(cond->num_classes(), 5);
+  const torch::Tensor x = torch::randn({3, 1, 8, 8}), t = torch::tensor({10.0f, 500.0f, 990.0f});
+  torch::NoGradGuard no_grad;
+  const auto y0 = cond->forward_cond(x, t, torch::full({3}, 0, torch::kInt64));
+  const auto y1 = cond->forward_cond(x, t, torch::full({3}, 1, torch::kInt64));
+  EXPECT_GT((y0 - y1).abs().max().item<float>(), 0.0f);  // the label reaches the output
+  // No labels = the null class K for every sample.
+  EXPECT_TRUE(torch::equal(cond->forward(x, t), cond->forward_cond(x, t, torch::full({3}, 5, torch::kInt64))));
+  EXPECT_ANY_THROW(plain->forward_cond(x, t, torch::zeros({3}, torch::kInt64)));
+}
+
 TEST(Unet, RefusesShapesItCannotTake) {
   NetworkConfig c;
   c.arch = "unet";
