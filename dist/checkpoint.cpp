@@ -207,7 +207,8 @@ CheckpointReader::CheckpointReader(const sfs::path& dir) : dir_(dir) {
   const sfs::path manifest = dir / "manifest.h5";
   UD_CHECK_INPUT(sfs::exists(manifest), "checkpoint '", dir.string(),
                  "' is incomplete: it has no manifest.h5 (the save was interrupted)");
-  const h5::File f = h5::File::open_read(manifest);
+  manifest_ = std::make_shared<h5::File>(h5::File::open_read(manifest));
+  const h5::File& f = *manifest_;
   const auto format = h5::read_attr_string(f, "/", "format");
   UD_CHECK_INPUT(format && *format == kCheckpointFormat, "'", manifest.string(),
                  "' is not a unidiff checkpoint manifest (format ", format.value_or("missing"), ")");
@@ -248,15 +249,14 @@ CheckpointReader::CheckpointReader(const sfs::path& dir) : dir_(dir) {
   }
 }
 
-std::optional<sfs::path> CheckpointReader::find_latest(const sfs::path& run_dir) {
+std::optional<CheckpointReader> CheckpointReader::find_latest(const sfs::path& run_dir) {
   const sfs::path pointer = checkpoints_dir(run_dir) / "latest";
   std::string named;
   if (sfs::exists(pointer)) {
     std::ifstream in(pointer);
     std::getline(in, named);
     try {
-      CheckpointReader check(checkpoints_dir(run_dir) / named);
-      return check.dir();
+      return CheckpointReader(checkpoints_dir(run_dir) / named);
     } catch (const InputError& e) {
       log::warn("checkpoint", detail::str_cat("'latest' names ", named, " but it is unusable (",
                                               e.what(), "); looking for an older one"));
@@ -265,11 +265,11 @@ std::optional<sfs::path> CheckpointReader::find_latest(const sfs::path& run_dir)
   for (const auto& d : step_dirs_newest_first(run_dir)) {
     if (d.filename() == named) continue;
     try {
-      CheckpointReader check(d);
+      CheckpointReader found(d);
       if (!named.empty() || sfs::exists(pointer)) {
         log::warn("checkpoint", "using " + d.string() + ", the newest complete checkpoint");
       }
-      return check.dir();
+      return found;
     } catch (const InputError& e) {
       log::warn("checkpoint", detail::str_cat("skipping ", d.string(), ": ", e.what()));
     }
@@ -315,25 +315,22 @@ std::vector<std::string> CheckpointReader::names() const {
 }
 
 std::optional<int64_t> CheckpointReader::attr_int(const std::string& key) const {
-  const h5::File f = h5::File::open_read(dir_ / "manifest.h5");
-  return f.has("/attrs") ? h5::read_attr_int(f, "/attrs", key) : std::nullopt;
+  return manifest_->has("/attrs") ? h5::read_attr_int(*manifest_, "/attrs", key) : std::nullopt;
 }
 
 std::optional<double> CheckpointReader::attr_double(const std::string& key) const {
-  const h5::File f = h5::File::open_read(dir_ / "manifest.h5");
-  return f.has("/attrs") ? h5::read_attr_double(f, "/attrs", key) : std::nullopt;
+  return manifest_->has("/attrs") ? h5::read_attr_double(*manifest_, "/attrs", key) : std::nullopt;
 }
 
 std::optional<std::string> CheckpointReader::attr_string(const std::string& key) const {
-  const h5::File f = h5::File::open_read(dir_ / "manifest.h5");
-  return f.has("/attrs") ? h5::read_attr_string(f, "/attrs", key) : std::nullopt;
+  return manifest_->has("/attrs") ? h5::read_attr_string(*manifest_, "/attrs", key) : std::nullopt;
 }
 
 std::string CheckpointReader::describe() const {
   std::ostringstream out;
   out << "checkpoint " << dir_.string() << "\n  step " << step_ << ", written by " << world_size_
       << " rank(s)\n";
-  const h5::File f = h5::File::open_read(dir_ / "manifest.h5");
+  const h5::File& f = *manifest_;
   if (f.has("/attrs")) {
     for (const char* key : {"config_hash", "unidiff_version", "method"}) {
       if (const auto v = h5::read_attr_string(f, "/attrs", key)) out << "  " << key << " " << *v << "\n";

@@ -18,10 +18,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "core/h5.h"
 #include "dist/communicator.h"
 
 namespace unidiff::dist {
@@ -72,9 +74,9 @@ class CheckpointReader {
   /// CRC-32. A missing, truncated or corrupted file throws InputError naming it.
   explicit CheckpointReader(const std::filesystem::path& dir);
 
-  /// The checkpoint to resume from in `run_dir`: `latest` if it verifies, else the newest
-  /// complete step-* directory (saying so in a warning), else nullopt.
-  static std::optional<std::filesystem::path> find_latest(const std::filesystem::path& run_dir);
+  /// The checkpoint to resume from in `run_dir`, opened and verified: `latest` if it verifies,
+  /// else the newest complete step-* directory (saying so in a warning), else nullopt.
+  static std::optional<CheckpointReader> find_latest(const std::filesystem::path& run_dir);
 
   const std::filesystem::path& dir() const { return dir_; }
   int64_t step() const { return step_; }
@@ -97,6 +99,7 @@ class CheckpointReader {
     std::vector<std::array<int64_t, 3>> pieces;  // (rank, start, count)
   };
   std::filesystem::path dir_;
+  std::shared_ptr<h5::File> manifest_;  // open once: attributes are read from it on demand
   int64_t step_ = 0;
   int world_size_ = 0;
   std::map<std::string, Entry> tensors_;

@@ -48,7 +48,6 @@ Reducer::Reducer(std::vector<torch::Tensor> params, const Communicator& comm, Re
     UD_ASSERT(p.is_leaf() && p.requires_grad(), "reducer parameters must be trainable leaves");
   }
   // Buckets in reverse registration order: backward produces the last layers' gradients first.
-  bucket_of_.assign(params_.size(), -1);
   slots_.assign(params_.size(), {});
   std::vector<std::vector<size_t>> members(1);
   int64_t bytes = 0;
@@ -80,7 +79,6 @@ Reducer::Reducer(std::vector<torch::Tensor> params, const Communicator& comm, Re
       p.set_data(pv);
       p.mutable_grad() = bucket.grads.slice(0, offset, offset + count).view(p.sizes());
       grad_ptr_[k] = p.grad().data_ptr();
-      bucket_of_[k] = static_cast<int>(buckets_.size());
       slots_[k] = {static_cast<int>(buckets_.size()), offset};
       offset += count;
     }
@@ -128,9 +126,9 @@ void Reducer::mark_ready(size_t k) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!sync_ || marked_[k]) return;
   marked_[k] = 1;
-  Bucket& b = buckets_[static_cast<size_t>(bucket_of_[k])];
-  if (--b.pending == 0) {
-    ready_[static_cast<size_t>(bucket_of_[k])] = 1;
+  const auto bucket = static_cast<size_t>(slots_[k].bucket);
+  if (--buckets_[bucket].pending == 0) {
+    ready_[bucket] = 1;
     if (background_) launch_ready_locked();
   }
 }

@@ -115,7 +115,6 @@ class Reducer {
   bool background_ = false;
   int64_t numel_ = 0;
   std::vector<Bucket> buckets_;
-  std::vector<int> bucket_of_;
   std::vector<Slot> slots_;
   std::vector<const void*> grad_ptr_;  // where each .grad must live (its bucket view)
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;

@@ -134,14 +134,13 @@ CheckpointPolicy::Decision CheckpointPolicy::after_step(int64_t steps_done, bool
 std::optional<dist::CheckpointReader> open_resume(const TrainConfig& config,
                                                   const std::map<std::string, std::string>& settings) {
   if (config.overwrite) return std::nullopt;
-  const auto path = checkpoint_to_resume(config.ckpt.resume, config.run_dir);
-  if (!path) return std::nullopt;
-  std::optional<dist::CheckpointReader> ckpt(std::in_place, *path);
+  std::optional<dist::CheckpointReader> ckpt = checkpoint_to_resume(config.ckpt.resume, config.run_dir);
+  if (!ckpt) return std::nullopt;
   const auto changed = changed_settings(*ckpt, settings);
   if (!changed.empty()) {
     std::string list;
     for (const auto& c : changed) list += "\n  " + c;
-    UD_CHECK_INPUT(config.ckpt.allow_config_change, "the run in '", path->string(),
+    UD_CHECK_INPUT(config.ckpt.allow_config_change, "the run in '", ckpt->dir().string(),
                    "' was made with other settings:", list,
                    "\npass --resume=never (and another --run_dir) to start afresh, or "
                    "--allow_config_change to resume anyway");
@@ -150,8 +149,8 @@ std::optional<dist::CheckpointReader> open_resume(const TrainConfig& config,
   return ckpt;
 }
 
-std::optional<std::filesystem::path> checkpoint_to_resume(const std::string& resume,
-                                                          const std::filesystem::path& run_dir) {
+std::optional<dist::CheckpointReader> checkpoint_to_resume(const std::string& resume,
+                                                           const std::filesystem::path& run_dir) {
   namespace sfs = std::filesystem;
   if (resume == "never") return std::nullopt;
   if (resume == "auto") return dist::CheckpointReader::find_latest(run_dir);
@@ -159,8 +158,7 @@ std::optional<std::filesystem::path> checkpoint_to_resume(const std::string& res
   UD_CHECK_INPUT(sfs::exists(p), "--resume '", resume, "' does not exist (valid: auto, never, ",
                  "a checkpoint directory or a run directory)");
   if (sfs::exists(p / "manifest.h5") || p.filename().string().rfind("step-", 0) == 0) {
-    dist::CheckpointReader check(p);  // verifies; InputError naming the damaged file
-    return p;
+    return dist::CheckpointReader(p);  // verifies; InputError naming the damaged file
   }
   const auto found = dist::CheckpointReader::find_latest(p);
   UD_CHECK_INPUT(found.has_value(), "--resume '", resume, "' holds no complete checkpoint");

@@ -55,10 +55,10 @@ class CheckpointPolicy {
 std::optional<dist::CheckpointReader> open_resume(const TrainConfig& config,
                                                   const std::map<std::string, std::string>& settings);
 
-/// The checkpoint `--resume` selects in `run_dir`: never -> none; auto -> the newest complete one
-/// there (none if there is none); a path -> that checkpoint directory, or the newest complete one
-/// in that run directory (InputError if there is none or it is damaged).
-std::optional<std::filesystem::path> checkpoint_to_resume(const std::string& resume,
-                                                          const std::filesystem::path& run_dir);
+/// The checkpoint `--resume` selects in `run_dir`, opened and verified: never -> none; auto -> the
+/// newest complete one there (none if there is none); a path -> that checkpoint directory, or the
+/// newest complete one in that run directory (InputError if there is none or it is damaged).
+std::optional<dist::CheckpointReader> checkpoint_to_resume(const std::string& resume,
+                                                           const std::filesystem::path& run_dir);
 
 }  // namespace unidiff::experiments

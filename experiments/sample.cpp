@@ -321,9 +321,7 @@ torch::Tensor run_sample(const SampleConfig& c) {
   m.module->eval();
   // The samplers take eps; x0- and v-prediction networks are converted (parameterization.h).
   const objectives::Prediction prediction = objectives::parse_prediction(m.diffusion.prediction);
-  objectives::Schedule unified = objectives::Schedule::ddpm_schedule(
-      objectives::parse_beta_schedule(m.diffusion.schedule), m.diffusion.timesteps);
-  unified.ddpm = schedule;
+  const objectives::Schedule unified = objectives::Schedule::from_ddpm(schedule);
   check_guidance(c, *m.module);
   torch::Tensor labels;  // of the current chunk
   auto eps_fn = [&](const torch::Tensor& x, const torch::Tensor& t) {

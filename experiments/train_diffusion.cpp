@@ -90,9 +90,6 @@ TrainResult train_diffusion(const TrainConfig& config) {
            : objectives::DdpmSchedule::make(objectives::parse_beta_schedule(config.diffusion.schedule),
                                             config.diffusion.timesteps, config.diffusion.beta_start,
                                             config.diffusion.beta_end);
-  // The unified schedule over the same tables, for the x0 / v targets (parameterization.h).
-  objectives::Schedule unified = objectives::Schedule::ddpm_schedule(schedule.kind, schedule.num_steps);
-  unified.ddpm = schedule;
   const objectives::Prediction prediction = objectives::parse_prediction(config.diffusion.prediction);
   data::ShardedSampler sampler(dataset.size(), config.data.global_batch, world, rank, config.seed);
 
@@ -183,6 +180,8 @@ TrainResult train_diffusion(const TrainConfig& config) {
   const auto start = std::chrono::steady_clock::now();
   auto window_start = start;
   CheckpointPolicy policy(config.ckpt, *comm);
+  // The tables on the device, so the step's gathers never go through the host.
+  const objectives::DdpmSchedule tables = schedule.to(device);
   for (int64_t step = first_step; step < config.steps; ++step) {
     const data::Batch batch = loader.next();
     const auto s = static_cast<uint64_t>(step);
@@ -207,14 +206,16 @@ TrainResult train_diffusion(const TrainConfig& config) {
     } else {
       const torch::Tensor t = rng::randint({seed, rng::Purpose::kTimestep}, s, batch.index,
                                            schedule.num_steps, device);
-      x_t = objectives::q_sample(schedule, x0, t, eps);
+      x_t = objectives::q_sample(tables, x0, t, eps);
       t_in = t.to(torch::kFloat32);
       // L_simple in the network's own parameterisation: target eps, x0 or v = alpha eps - sigma x0
       // (FORMULAS.md sections 2-3).
-      target = prediction == objectives::Prediction::kEps
-                   ? eps
-                   : objectives::to_prediction(prediction, {x0, eps}, x_t, t.to(torch::kFloat64), unified)
-                         .to(torch::kFloat32);
+      if (prediction == objectives::Prediction::kEps) {
+        target = eps;
+      } else {
+        const torch::Tensor abar = tables.alpha_bar_at(t, x0);
+        target = objectives::vp_target(prediction, {x0, eps}, abar.sqrt(), (1 - abar).sqrt());
+      }
     }
     // Class labels, each replaced by "no class" (K) with probability cfg_drop (keyed per sample):
     // the one network learns the conditional and the unconditional model for guidance.

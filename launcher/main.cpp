@@ -180,8 +180,7 @@ int dispatch(int argc, char** argv) {
   if (name == "ckpt info") {
     const std::string path = unidiff::launcher::checkpoint_flag();
     UD_CHECK_INPUT(!path.empty(), "--checkpoint is required (a checkpoint or run directory)");
-    const auto dir = unidiff::experiments::checkpoint_to_resume(path, path);
-    std::cout << unidiff::dist::CheckpointReader(*dir).describe();
+    std::cout << unidiff::experiments::checkpoint_to_resume(path, path)->describe();
     return kExitOk;
   }
   if (name == "data toy") return run_data_toy();

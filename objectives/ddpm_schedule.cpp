@@ -75,9 +75,17 @@ DdpmSchedule::Step DdpmSchedule::step(int64_t t, int64_t prev) const {
 torch::Tensor DdpmSchedule::alpha_bar_at(const torch::Tensor& t, const torch::Tensor& like) const {
   std::vector<int64_t> shape(static_cast<size_t>(like.dim()), 1);
   shape[0] = t.size(0);
-  return alpha_bars.index_select(0, t.to(torch::kCPU, torch::kInt64))
+  return alpha_bars.index_select(0, t.to(alpha_bars.device(), torch::kInt64))
       .to(like.device(), torch::kFloat32)
       .view(shape);
+}
+
+DdpmSchedule DdpmSchedule::to(torch::Device device) const {
+  DdpmSchedule s = *this;
+  s.betas = betas.to(device);
+  s.alphas = alphas.to(device);
+  s.alpha_bars = alpha_bars.to(device);
+  return s;
 }
 
 torch::Tensor q_sample(const DdpmSchedule& schedule, const torch::Tensor& x0,

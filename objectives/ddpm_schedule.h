@@ -47,8 +47,11 @@ struct DdpmSchedule {
   };
   Step step(int64_t t, int64_t prev) const;
 
-  /// abar at code indices t (int64 [B]), as float32 [B, 1, ...] broadcastable to `like`.
+  /// abar at code indices t (int64 [B]), as float32 [B, 1, ...] broadcastable to `like`. The
+  /// gather runs where the tables are: tables moved to t's device (to()) need no host round trip.
   torch::Tensor alpha_bar_at(const torch::Tensor& t, const torch::Tensor& like) const;
+  /// The same schedule with its tables on `device` (for the training step's gathers).
+  DdpmSchedule to(torch::Device device) const;
 };
 
 /// Forward marginal (FORMULAS (6)): x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps.

@@ -125,15 +125,27 @@ Denoised from_prediction(Prediction p, const torch::Tensor& out, const torch::Te
   return d;
 }
 
+torch::Tensor vp_target(Prediction p, const Denoised& d, const torch::Tensor& alpha,
+                        const torch::Tensor& sigma) {
+  switch (p) {
+    case Prediction::kEps: return d.eps;
+    case Prediction::kX0: return d.x0;
+    case Prediction::kV: return alpha * d.eps - sigma * d.x0;
+    default: break;
+  }
+  UD_ASSERT(false, "vp_target takes eps, x0 or v, not ", to_string(p));
+  return {};
+}
+
 torch::Tensor to_prediction(Prediction p, const Denoised& d, const torch::Tensor& x,
                             const torch::Tensor& t, const Schedule& sch) {
   const Local c = local(t, sch, x);
   switch (p) {
-    case Prediction::kEps: return d.eps;
-    case Prediction::kX0: return d.x0;
+    case Prediction::kEps:
+    case Prediction::kX0: return vp_target(p, d, c.a, c.s);
     case Prediction::kV:
       require_vp(p, sch);
-      return c.a * d.eps - c.s * d.x0;
+      return vp_target(p, d, c.a, c.s);
     case Prediction::kScore: return -d.eps / c.s;
     case Prediction::kVelocity: return c.da * d.x0 + c.ds * d.eps;
     case Prediction::kRfVelocity: return d.eps - d.x0;

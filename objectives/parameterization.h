@@ -45,6 +45,12 @@ Denoised from_prediction(Prediction p, const torch::Tensor& out, const torch::Te
 /// The prediction of kind p that (x0, eps) corresponds to at x_t, t.
 torch::Tensor to_prediction(Prediction p, const Denoised& d, const torch::Tensor& x_t,
                             const torch::Tensor& t, const Schedule& schedule);
+/// The eps, x0 or v prediction of (x0, eps) given VP coefficients alpha, sigma already shaped
+/// against the data and on its device: to_prediction's formulas for those kinds, without a
+/// schedule lookup (no host round trip in a training step). Other kinds are a programming error.
+torch::Tensor vp_target(Prediction p, const Denoised& d, const torch::Tensor& alpha,
+                        const torch::Tensor& sigma);
+
 /// Converts a raw output between kinds.
 torch::Tensor convert(Prediction from, Prediction to, const torch::Tensor& out,
                       const torch::Tensor& x_t, const torch::Tensor& t, const Schedule& schedule);

@@ -8,13 +8,17 @@
 namespace unidiff::objectives {
 
 Schedule Schedule::ddpm_schedule(BetaSchedule kind, int64_t num_steps) {
+  const bool scaled = kind == BetaSchedule::kScaledLinear;
+  return from_ddpm(DdpmSchedule::make(kind, num_steps, scaled ? 0.00085 : 1e-4, scaled ? 0.012 : 0.02));
+}
+
+Schedule Schedule::from_ddpm(const DdpmSchedule& tables) {
   Schedule s;
   s.family = ScheduleFamily::kDdpm;
-  s.name = "ddpm-" + to_string(kind);
-  const bool scaled = kind == BetaSchedule::kScaledLinear;
-  s.ddpm = DdpmSchedule::make(kind, num_steps, scaled ? 0.00085 : 1e-4, scaled ? 0.012 : 0.02);
+  s.name = "ddpm-" + to_string(tables.kind);
+  s.ddpm = tables;
   s.t_min = 0;
-  s.t_max = static_cast<double>(num_steps - 1);
+  s.t_max = static_cast<double>(tables.num_steps - 1);
   return s;
 }
 

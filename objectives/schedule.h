@@ -38,6 +38,8 @@ struct Schedule {
   double rho = 7;            ///< Karras step exponent (ve)
 
   static Schedule ddpm_schedule(BetaSchedule kind, int64_t num_steps = 1000);
+  /// The ddpm family over given tables (custom beta_start / beta_end included).
+  static Schedule from_ddpm(const DdpmSchedule& tables);
   static Schedule ve(double sigma_min = 0.002, double sigma_max = 80);
   static Schedule rf();
   static Schedule trigflow(double sigma_d = 0.5);

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <vector>
 
 #include "core/h5.h"
 #include "models/network.h"
@@ -16,6 +17,18 @@ int64_t count(const torch::nn::Module& m) {
   int64_t n = 0;
   for (const auto& p : m.parameters()) n += p.numel();
   return n;
+}
+
+/// A small unet: base width 32, two levels (1, 2), one block per level, attention at `attn`.
+NetworkConfig small_unet(std::vector<int64_t> data_shape, int64_t attn) {
+  NetworkConfig c;
+  c.arch = "unet";
+  c.data_shape = std::move(data_shape);
+  c.channels = 32;
+  c.channel_mult = {1, 2};
+  c.res_blocks = 1;
+  c.attn_res = {attn};
+  return c;
 }
 
 TEST(Unet, DdpmCifar10ConfigurationHas35746307Parameters) {
@@ -33,14 +46,8 @@ TEST(Unet, ForwardMatchesThePyTorchReferenceOnItsWeights) {
   const char* p = std::getenv("UNIDIFF_UNET_REFERENCE");
   if (!p) GTEST_SKIP() << "UNIDIFF_UNET_REFERENCE not set (ctest sets it)";
   const h5::File f = h5::File::open_read(p);
-  NetworkConfig c;
-  c.arch = "unet";
-  c.data_shape = {3, 16, 16};
-  c.channels = 32;
-  c.channel_mult = {1, 2};
-  c.res_blocks = 1;
-  c.attn_res = {8};
-  auto net = make_network(c);
+  // The configuration unet_reference.py builds: UNet(ch=32, mult=(1, 2), nres=1, attn_res=(8,), res=16).
+  auto net = make_network(small_unet({3, 16, 16}, 8));
   net->eval();
   torch::NoGradGuard no_grad;
   int64_t loaded = 0;
@@ -58,13 +65,7 @@ TEST(Unet, ForwardMatchesThePyTorchReferenceOnItsWeights) {
 }
 
 TEST(Unet, ClassConditioningAddsOneEmbeddingRowPerClassPlusTheNullClass) {
-  NetworkConfig c;
-  c.arch = "unet";
-  c.data_shape = {1, 8, 8};
-  c.channels = 32;
-  c.channel_mult = {1, 2};
-  c.res_blocks = 1;
-  c.attn_res = {4};
+  NetworkConfig c = small_unet({1, 8, 8}, 4);
   const auto plain = make_network(c);
   c.num_classes = 5;
   torch::manual_seed(1);
