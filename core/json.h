@@ -23,14 +23,15 @@ class JsonLine {
   JsonLine& add(std::string_view key, std::string_view value) { return raw(key, quote(value)); }
   JsonLine& add(std::string_view key, const char* value) { return add(key, std::string_view(value)); }
   JsonLine& add(std::string_view key, bool value) { return raw(key, value ? "true" : "false"); }
-  std::string str() const { return "{" + body_ + "}"; }
-
- private:
+  /// A value already in JSON (an array, an object), written as is.
   JsonLine& raw(std::string_view key, const std::string& value) {
     if (!body_.empty()) body_ += ", ";
     body_ += quote(key) + ": " + value;
     return *this;
   }
+  std::string str() const { return "{" + body_ + "}"; }
+
+ private:
   static std::string quote(std::string_view s) {
     std::string out = "\"";
     for (char c : s) {

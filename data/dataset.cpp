@@ -334,7 +334,8 @@ Batch TensorDataset::get_raw(const torch::Tensor& indices) const {
 
 void write_dataset(const std::filesystem::path& path, const torch::Tensor& data,
                    const torch::Tensor& labels, int64_t num_classes, const std::string& source,
-                   const std::vector<std::string>& class_names) {
+                   const std::vector<std::string>& class_names,
+                   const std::map<std::string, std::string>& attrs) {
   UD_ASSERT(data.scalar_type() == torch::kFloat32 || data.scalar_type() == torch::kUInt8,
             "dataset data must be float32 or uint8");
   const std::filesystem::path parent = path.parent_path();
@@ -353,6 +354,7 @@ void write_dataset(const std::filesystem::path& path, const torch::Tensor& data,
       }
     }
     if (!source.empty()) h5::write_attr(f, "/", "source", source);
+    for (const auto& [k, v] : attrs) h5::write_attr(f, "/", k, v);
   });
 }
 

@@ -11,6 +11,7 @@
 #include <torch/types.h>
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -71,11 +72,13 @@ class TensorDataset {
 };
 
 /// Writes a dataset file in the layout above (float32 data or uint8 images), atomically.
-/// `class_names` (optional) become the attribute `class_names` of /labels, one name per line.
+/// `class_names` (optional) become the attribute `class_names` of /labels, one name per line;
+/// `attrs` (optional) string attributes of `/` (e.g. how samples were drawn).
 void write_dataset(const std::filesystem::path& path, const torch::Tensor& data,
                    const torch::Tensor& labels = {}, int64_t num_classes = 0,
                    const std::string& source = "",
-                   const std::vector<std::string>& class_names = {});
+                   const std::vector<std::string>& class_names = {},
+                   const std::map<std::string, std::string>& attrs = {});
 
 /// Writes the dataset as `shards` files of near-equal size (in order), each atomically:
 /// shards = 1 writes `path`; otherwise `<stem>-00000-of-0000K.h5` beside it. Returns the paths;

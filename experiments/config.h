@@ -4,21 +4,46 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
+#include <vector>
 
 #include "models/network.h"
 
 namespace unidiff::experiments {
 
+/// "Use the objective's own default" for a real-valued setting.
+inline constexpr double kObjectiveDefault = std::numeric_limits<double>::quiet_NaN();
+
 struct DiffusionConfig {
+  /// The pre-training objective (experiments/objective.h): ddpm, rf, ncsn, trigflow, ict, scm;
+  /// empty = ddpm, or rf when schedule is rf.
+  std::string objective;
   std::string schedule = "linear";  ///< DDPM beta schedule (linear, cosine, scaled-linear) or rf
-  std::string rf_time = "uniform";  ///< rf: training times uniform or logit-normal (SD3) in (0, 1)
+  std::string rf_time = "uniform";  ///< rf: training times uniform, logit-normal (SD3) in (0, 1),
+                                    ///< or one (t = 1: one-step distillation on reflow pairs)
   int64_t timesteps = 1000;         ///< T, the number of discrete diffusion steps
   double beta_start = 1e-4;         ///< first beta of the linear schedules
   double beta_end = 0.02;           ///< last beta of the linear schedules
   std::string prediction = "eps";   ///< eps, x0 or v (DDPM schedules); rf-velocity (rf)
   bool class_conditional = false;   ///< condition on the dataset's /labels (unet)
   double cfg_drop = 0.1;            ///< probability a label is replaced by "no class" in training
+  // Continuous-time objectives (ncsn, ict: VE with sigma = t; trigflow, scm: TrigFlow).
+  double sigma_min = 0.002;         ///< ncsn, ict: smallest noise level (the data end)
+  double sigma_max = 80;            ///< ncsn, ict: largest noise level; trigflow, scm: sampling
+                                    ///< starts at t = atan(sigma_max / sigma_d)
+  double sigma_d = 0.5;             ///< data standard deviation of the preconditioning
+  double p_mean = kObjectiveDefault;///< ict: log-normal proposal of ln sigma (iCT: -1.1); trigflow,
+                                    ///< scm: of tau (sCM: -1.0); NaN = the objective's default
+  double p_std = kObjectiveDefault; ///< the proposal's std (iCT: 2.0; sCM: 1.4); NaN = default
+  int64_t ct_s0 = 10;               ///< ict: initial discretisation intervals
+  int64_t ct_s1 = 1280;             ///< ict: final discretisation intervals
+  double huber_c = 0;               ///< ict: pseudo-Huber constant (0 = 0.00054 sqrt(d))
+  int64_t tangent_warmup = -1;      ///< scm: steps of the tangent warm-up (-1 = a tenth of the run)
+  std::string jvp = "forward-ad";   ///< scm: forward-ad or finite-difference
+  bool reflow = false;              ///< rf: train on reflow pairs, the noise end of each pair
+                                    ///< regenerated from its key instead of fresh noise
+  uint32_t reflow_seed = 0;         ///< rf with reflow: the pairs' noise key (from the pairs file)
 };
 
 struct OptimConfig {
@@ -79,6 +104,10 @@ struct TrainConfig {
   DistConfig dist;
   CheckpointConfig ckpt;
   std::string method = "ddpm";   ///< ddpm (pre-training) or progressive (distillation)
+  std::string init_from;         ///< start from these weights (a model file or run directory, EMA)
+  int64_t eval_every = 0;        ///< evaluate the EMA weights every this many steps (0: off)
+  std::string eval_reference;    ///< what samples are compared with (empty: the training data)
+  std::string eval_classifier;   ///< images: the classifier of the FD (unidiff eval train-classifier)
   DistillConfig distill;
 };
 
@@ -91,9 +120,10 @@ struct SampleConfig {
   std::string instaflow_variant = "ddim"; ///< posterior (Alg 6), simple (Alg 7) or ddim (Alg 8)
   int64_t oracle_ode_steps = 64; ///< Heun steps of the mixture's numerical consistency function
   std::string checkpoint;      ///< a run directory or a model file
-  std::string sampler = "ddpm";///< ddpm or ddim
+  std::string sampler;         ///< empty = the model's default (objective.h); see sampler_names
   int64_t steps = 0;           ///< sampling steps (0 = the model's T)
   std::string spacing = "leading"; ///< timestep spacing on a subsequence: leading or trailing
+  std::vector<double> cm_times;  ///< cm: the multistep times, decreasing (empty: the schedule's grid)
   double eta = 0.0;            ///< DDIM stochasticity
   int64_t num = 2000;          ///< samples to draw
   int64_t batch = 4096;        ///< samples per network call
@@ -111,6 +141,7 @@ struct EvalConfig {
   int64_t projections = 256;   ///< sliced-Wasserstein directions
   int64_t max_samples = 5000;  ///< each set is cut to its first N samples for MMD
   uint32_t seed = 0;           ///< key of the projection directions
+  std::string classifier;      ///< images: the classifier file (FD, class histogram, accuracy)
 };
 
 }  // namespace unidiff::experiments

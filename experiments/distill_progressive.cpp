@@ -26,6 +26,7 @@
 #include "experiments/model_group.h"
 #include "experiments/model_io.h"
 #include "experiments/run_util.h"
+#include "models/keyed_dropout.h"
 #include "objectives/distill/progressive.h"
 #include "objectives/parameterization.h"
 #include "objectives/schedule.h"
@@ -221,6 +222,7 @@ DistillResult distill_progressive(const TrainConfig& config) {
       const torch::Tensor eps = rng::normal({config.seed, rng::Purpose::kNoise}, s, batch.index,
                                             base.network.data_shape, device);
       student.begin_step();
+      const models::DropoutKeyScope dropout_key({config.seed, s, batch.index});  // keyed masks
       const o::PdLoss out = o::progressive_distillation_loss(
           teacher_x0, student_x0, schedule, batch.x, eps, k.to(torch::kFloat64) / static_cast<double>(n), n);
       out.loss.backward();

@@ -53,6 +53,42 @@ double mmd2_rbf(const torch::Tensor& x, const torch::Tensor& y, double bandwidth
   return kxx + kyy - 2 * kxy;
 }
 
+namespace {
+
+/// Symmetric PSD square root by eigen-decomposition (negative round-off eigenvalues clamped).
+torch::Tensor sqrt_psd(const torch::Tensor& s) {
+  const auto [w, v] = torch::linalg_eigh(s);
+  return v.matmul(torch::diag(w.clamp_min(0).sqrt())).matmul(v.t());
+}
+
+}  // namespace
+
+double frechet_distance(const torch::Tensor& mu1_in, const torch::Tensor& s1_in, const torch::Tensor& mu2_in,
+                        const torch::Tensor& s2_in) {
+  const torch::Tensor mu1 = mu1_in.to(torch::kCPU, torch::kFloat64), mu2 = mu2_in.to(torch::kCPU, torch::kFloat64);
+  const torch::Tensor s1 = s1_in.to(torch::kCPU, torch::kFloat64), s2 = s2_in.to(torch::kCPU, torch::kFloat64);
+  UD_CHECK_INPUT(mu1.sizes() == mu2.sizes() && s1.sizes() == s2.sizes() && s1.dim() == 2 &&
+                     s1.size(0) == mu1.size(0) && s1.size(1) == mu1.size(0),
+                 "Frechet distance of Gaussians of different dimensions");
+  const torch::Tensor r1 = sqrt_psd(s1);
+  torch::Tensor m = r1.matmul(s2).matmul(r1);
+  m = (m + m.t()) / 2;
+  const double tr_root = torch::linalg_eigvalsh(m).clamp_min(0).sqrt().sum().item<double>();
+  return (mu1 - mu2).pow(2).sum().item<double>() + s1.trace().item<double>() + s2.trace().item<double>() -
+         2 * tr_root;
+}
+
+double frechet_distance(const torch::Tensor& x, const torch::Tensor& y) {
+  const torch::Tensor a = flat64(x), b = flat64(y);
+  UD_CHECK_INPUT(a.size(0) >= 2 && b.size(0) >= 2 && a.size(1) == b.size(1),
+                 "Frechet distance needs two feature sets of the same width with at least 2 rows each");
+  auto cov = [](const torch::Tensor& f) {
+    const torch::Tensor c = f - f.mean(0, true);
+    return c.t().matmul(c) / static_cast<double>(f.size(0) - 1);
+  };
+  return frechet_distance(a.mean(0), cov(a), b.mean(0), cov(b));
+}
+
 double median_distance(const torch::Tensor& x) {
   const torch::Tensor a = flat64(x).slice(0, 0, 2000);
   const int64_t n = a.size(0);

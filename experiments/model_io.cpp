@@ -43,11 +43,18 @@ void save_model(const std::filesystem::path& path, const models::NetworkConfig& 
     h5::write_attr(f, "/", "attn_res", join_shape(network.attn_res));
     h5::write_attr(f, "/", "dropout", network.dropout);
     h5::write_attr(f, "/", "num_classes", network.num_classes);
+    h5::write_attr(f, "/", "depth", network.depth);
+    h5::write_attr(f, "/", "heads", network.heads);
+    h5::write_attr(f, "/", "patch", network.patch);
     h5::write_attr(f, "/", "schedule", diffusion.schedule);
     h5::write_attr(f, "/", "timesteps", diffusion.timesteps);
     h5::write_attr(f, "/", "beta_start", diffusion.beta_start);
     h5::write_attr(f, "/", "beta_end", diffusion.beta_end);
     h5::write_attr(f, "/", "prediction", diffusion.prediction);
+    h5::write_attr(f, "/", "objective", diffusion.objective);
+    h5::write_attr(f, "/", "sigma_min", diffusion.sigma_min);
+    h5::write_attr(f, "/", "sigma_max", diffusion.sigma_max);
+    h5::write_attr(f, "/", "sigma_d", diffusion.sigma_d);
     h5::write_attr(f, "/", "ema_decay", ema.decay());
     for (const auto& p : module.named_parameters()) {
       h5::write_tensor(f, "/params/" + p.key(), p.value().detach().to(torch::kCPU));
@@ -95,11 +102,19 @@ LoadedModel load_model(const std::filesystem::path& given, bool use_ema) {
   if (const auto v = h5::read_attr_string(f, "/", "attn_res")) m.network.attn_res = parse_shape(*v);
   m.network.dropout = h5::read_attr_double(f, "/", "dropout").value_or(m.network.dropout);
   m.network.num_classes = h5::read_attr_int(f, "/", "num_classes").value_or(0);
+  m.network.depth = h5::read_attr_int(f, "/", "depth").value_or(m.network.depth);
+  m.network.heads = h5::read_attr_int(f, "/", "heads").value_or(m.network.heads);
+  m.network.patch = h5::read_attr_int(f, "/", "patch").value_or(m.network.patch);
   m.diffusion.schedule = need_str("schedule");
   m.diffusion.timesteps = need_int("timesteps");
   m.diffusion.beta_start = need_double("beta_start");
   m.diffusion.beta_end = need_double("beta_end");
   m.diffusion.prediction = need_str("prediction");
+  // Files written before the objective registry: ddpm, or rf on the rf schedule.
+  m.diffusion.objective = h5::read_attr_string(f, "/", "objective").value_or("");
+  m.diffusion.sigma_min = h5::read_attr_double(f, "/", "sigma_min").value_or(m.diffusion.sigma_min);
+  m.diffusion.sigma_max = h5::read_attr_double(f, "/", "sigma_max").value_or(m.diffusion.sigma_max);
+  m.diffusion.sigma_d = h5::read_attr_double(f, "/", "sigma_d").value_or(m.diffusion.sigma_d);
   m.module = models::make_network(m.network);
   const std::string group = use_ema ? "/ema/" : "/params/";
   torch::NoGradGuard no_grad;

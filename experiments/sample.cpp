@@ -9,6 +9,7 @@
 #include "data/dataset.h"
 #include "dist/world.h"
 #include "experiments/model_io.h"
+#include "experiments/objective.h"
 #include "objectives/ddpm_schedule.h"
 #include "models/gmm.h"
 #include "models/network.h"
@@ -183,6 +184,7 @@ torch::Tensor run_oracle_sample(const SampleConfig& c) {
 torch::Tensor sample_gmm_oracle(const SampleConfig& c, const models::GaussianMixture& gmm,
                                 int64_t begin, int64_t end) {
   const objectives::Schedule sch = objectives::Schedule::parse(c.schedule);
+  UD_CHECK_INPUT(!c.sampler.empty(), "--model=gmm needs a --sampler");
   check_oracle_sampler(c.sampler, sch);
   if (sch.family == objectives::ScheduleFamily::kDdpm) {
     UD_CHECK_INPUT(c.steps <= sch.ddpm.num_steps, "--steps ", c.steps, " exceeds T = ",
@@ -221,50 +223,87 @@ void check_guidance(const SampleConfig& c, const models::Network& net) {
                  net.num_classes() - 1, ")");
 }
 
-/// A rectified-flow model (network input 1000 t, output u = eps - x0): the ODE dx/dt = u from
-/// t = 1 (x_T ~ N(0, I), keyed per sample) to 0 with Euler (x <- x - u dt) or Heun, --steps
-/// uniform steps (default 50).
-torch::Tensor sample_flow(const SampleConfig& c, LoadedModel& m) {
-  UD_CHECK_INPUT(c.sampler == "euler" || c.sampler == "heun", "unknown --sampler '", c.sampler,
-                 "' for a rectified-flow model (valid: euler, heun)");
-  const int64_t steps = c.steps > 0 ? c.steps : 50;
-  const torch::Device device = dist::select_device();
-  dist::configure_threads();
+/// A model of a continuous-time objective (rf, ncsn, trigflow, ict, scm; objective.h): its
+/// denoiser or consistency function under the samplers it takes. x_T = sigma(t_max) N(0, I),
+/// keyed per sample at stream step 0 (reflow pairs regenerate it from that key); sampler step i
+/// draws its noise at stream step i + 1.
+torch::Tensor sample_continuous(const SampleConfig& c, LoadedModel& m, const DiffusionConfig& diffusion,
+                                torch::Device device) {
   m.module->to(device);
   m.module->eval();
   check_guidance(c, *m.module);
-  const objectives::Schedule rf = objectives::Schedule::rf();
   torch::Tensor labels;  // of the current chunk
-  const objectives::DenoiseFn denoise = [&](const torch::Tensor& x, double t) {
-    const torch::Tensor u = guided_output(*m.module, x, torch::full({x.size(0)}, 1000.0 * t, x.options()),
-                                          labels, c.cfg_scale);
-    return objectives::from_prediction(objectives::Prediction::kRfVelocity, u, x,
-                                       torch::tensor(t, torch::kFloat64), rf)
-        .x0;
-  };
-  log::info("sample", detail::str_cat(c.num, " samples with ", c.sampler, ", ", steps,
-                                      " steps of the rectified-flow ODE, ",
-                                      c.use_ema ? "EMA" : "raw", " weights of step ", m.step));
+  const ModelFunctions fns = model_functions(diffusion, [&](const torch::Tensor& x, const torch::Tensor& t) {
+    return guided_output(*m.module, x, t, labels, c.cfg_scale);
+  });
+  const std::string sampler = c.sampler.empty() ? fns.samplers.front() : c.sampler;
+  std::string valid;
+  for (const auto& n : fns.samplers) valid += (valid.empty() ? "" : ", ") + n;
+  UD_CHECK_INPUT(std::find(fns.samplers.begin(), fns.samplers.end(), sampler) != fns.samplers.end(),
+                 "unknown --sampler '", sampler, "' for a ", diffusion.objective, " model (valid: ", valid, ")");
+  const objectives::Schedule& sch = fns.schedule;
+  const bool consistency = static_cast<bool>(fns.consistency);
+  // Defaults: 50 ODE steps or noise levels; one consistency step.
+  const int64_t steps = !c.cm_times.empty() ? static_cast<int64_t>(c.cm_times.size())
+                                            : c.steps > 0 ? c.steps : (consistency ? 1 : 50);
+  UD_CHECK_INPUT(c.cm_times.empty() || consistency, "--cm_times is for consistency models (ict, scm)");
+  for (size_t i = 0; i < c.cm_times.size(); ++i) {
+    UD_CHECK_INPUT(c.cm_times[i] > sch.t_min && c.cm_times[i] <= sch.t_max &&
+                       (i == 0 || c.cm_times[i] < c.cm_times[i - 1]),
+                   "--cm_times must decrease within (", sch.t_min, ", ", sch.t_max, "] (the model's times)");
+  }
+  log::info("sample", detail::str_cat(c.num, " samples of a ", diffusion.objective, " model with ", sampler,
+                                      ", ", steps, " steps, ", c.use_ema ? "EMA" : "raw",
+                                      " weights of step ", m.step));
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> chunks;
   for (int64_t begin = 0; begin < c.num; begin += c.batch) {
     const int64_t end = std::min(c.num, begin + c.batch);
-    const torch::Tensor x_T = rng::normal({c.seed, rng::Purpose::kSampling}, 0,
-                                          rng::arange_indices(begin, end), m.network.data_shape, device);
+    const torch::Tensor idx = rng::arange_indices(begin, end);
+    const rng::Stream stream{c.seed, rng::Purpose::kSampling};
+    const torch::Tensor x_T = sch.sigma(sch.t_max) * rng::normal(stream, 0, idx, m.network.data_shape, device);
+    const objectives::NoiseFn noise = [&](int64_t i) {
+      return rng::normal(stream, static_cast<uint64_t>(i + 1), idx, m.network.data_shape, device);
+    };
     labels = sample_labels(c, *m.module, begin, end, device);
-    chunks.push_back(objectives::sample_ode(denoise, rf, x_T, steps,
-                                            c.sampler == "heun" ? objectives::OdeMethod::kHeun
-                                                                : objectives::OdeMethod::kEuler)
-                         .to(torch::kCPU, torch::kFloat32));
+    torch::Tensor x;
+    if (sampler == "euler" || sampler == "heun") {
+      x = objectives::sample_ode(fns.denoise, sch, x_T, steps,
+                                 sampler == "heun" ? objectives::OdeMethod::kHeun : objectives::OdeMethod::kEuler);
+    } else if (sampler == "ddim") {
+      x = objectives::sample_ddim_any(fns.denoise, sch, x_T, steps, c.eta, noise);
+    } else if (sampler == "smld") {
+      const double eps_step = c.smld_step * sch.t_min * sch.t_min;  // a_i / sigma_i^2 = smld_step
+      x = objectives::sample_smld(fns.denoise, sch, x_T, steps, c.smld_inner, eps_step, noise);
+    } else {
+      // Multistep consistency sampling (Algorithm 4) at --cm_times, or the first `steps` times of
+      // the schedule's grid.
+      std::vector<double> times = c.cm_times;
+      if (times.empty()) {
+        times = sch.time_grid(steps);
+        times.pop_back();  // t_min is where the consistency function lands
+      }
+      x = objectives::sample_multistep(fns.consistency, sch, x_T, times, noise);
+    }
+    chunks.push_back(x.to(torch::kCPU, torch::kFloat32));
   }
   return torch::cat(chunks);
 }
 
-void write_samples(const SampleConfig& c, const torch::Tensor& samples, const torch::Tensor& reference) {
+/// `attrs`: how the samples were drawn (sampling_seed, sampling_objective), for reflow; a
+/// conditional model's samples carry the labels they were generated for (evaluation checks them).
+void write_samples(const SampleConfig& c, const torch::Tensor& samples, const torch::Tensor& reference,
+                   const std::map<std::string, std::string>& attrs = {}, const models::Network* net = nullptr) {
   const int64_t bad = (~torch::isfinite(samples)).sum().item<int64_t>();
   if (bad > 0) log::warn("sample", detail::str_cat(bad, " non-finite values in the samples"));
   if (c.out.empty()) return;
-  data::write_dataset(c.out, samples, {}, 0, "unidiff sample " + c.sampler);
+  torch::Tensor labels;
+  int64_t k = 0;
+  if (net != nullptr && net->num_classes() > 0) {
+    labels = sample_labels(c, *net, 0, samples.size(0), torch::kCPU);
+    k = net->num_classes();
+  }
+  data::write_dataset(c.out, samples, labels, k, "unidiff sample " + c.sampler, {}, attrs);
   log::info("sample", "samples written to " + c.out);
   if (samples.dim() == 2 && samples.size(1) == 2) {
     const fs::path png = fs::path(c.out).replace_extension(".png");
@@ -300,14 +339,23 @@ torch::Tensor run_sample(const SampleConfig& c) {
   }
   UD_CHECK_INPUT(!c.checkpoint.empty(), "--checkpoint is required (a run directory or model file)");
   LoadedModel m = load_model(c.checkpoint, c.use_ema);
-  if (m.diffusion.schedule == "rf") {
-    torch::Tensor samples = sample_flow(c, m);
-    write_samples(c, samples, reference);
-    return samples;
-  }
-  UD_CHECK_INPUT(std::find(sampler_names().begin(), sampler_names().end(), c.sampler) !=
+  const torch::Device device = dist::select_device();
+  dist::configure_threads();
+  torch::Tensor samples = draw_samples(c, m, device);
+  const std::map<std::string, std::string> attrs = {{"sampling_seed", std::to_string(c.seed)},
+                                                    {"sampling_objective", resolve_diffusion(m.diffusion).objective}};
+  write_samples(c, samples, reference, attrs, m.module.get());
+  return samples;
+}
+
+torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device device) {
+  UD_CHECK_INPUT(c.num > 0 && c.batch > 0, "the number of samples and the batch must be positive");
+  const DiffusionConfig diffusion = resolve_diffusion(m.diffusion);
+  if (diffusion.objective != "ddpm") return sample_continuous(c, m, diffusion, device);
+  const std::string sampler = c.sampler.empty() ? "ddpm" : c.sampler;
+  UD_CHECK_INPUT(std::find(sampler_names().begin(), sampler_names().end(), sampler) !=
                      sampler_names().end(),
-                 "unknown --sampler '", c.sampler, "' for a DDPM model (valid: ddpm, ddim)");
+                 "unknown --sampler '", sampler, "' for a DDPM model (valid: ddpm, ddim)");
   const objectives::Spacing spacing = objectives::parse_spacing(c.spacing);
   const objectives::DdpmSchedule schedule = objectives::DdpmSchedule::make(
       objectives::parse_beta_schedule(m.diffusion.schedule), m.diffusion.timesteps,
@@ -315,8 +363,6 @@ torch::Tensor run_sample(const SampleConfig& c) {
   const int64_t steps = c.steps > 0 ? c.steps : schedule.num_steps;
   UD_CHECK_INPUT(steps <= schedule.num_steps, "--steps ", steps, " exceeds the model's T = ",
                  schedule.num_steps);
-  const torch::Device device = dist::select_device();
-  dist::configure_threads();
   m.module->to(device);
   m.module->eval();
   // The samplers take eps; x0- and v-prediction networks are converted (parameterization.h).
@@ -330,7 +376,7 @@ torch::Tensor run_sample(const SampleConfig& c) {
     return objectives::from_prediction(prediction, out, x, t.to(torch::kCPU, torch::kFloat64), unified)
         .eps.to(out.dtype());
   };
-  log::info("sample", detail::str_cat(c.num, " samples with ", c.sampler, ", ", steps, " of T = ",
+  log::info("sample", detail::str_cat(c.num, " samples with ", sampler, ", ", steps, " of T = ",
                                       schedule.num_steps, " steps (", c.spacing, "), ",
                                       c.use_ema ? "EMA" : "raw", " weights of step ", m.step));
   std::vector<torch::Tensor> chunks;
@@ -347,7 +393,7 @@ torch::Tensor run_sample(const SampleConfig& c) {
     objectives::DdpmSamplerOptions opts;
     opts.steps = steps;
     opts.spacing = spacing;
-    torch::Tensor x = c.sampler == "ddpm"
+    torch::Tensor x = sampler == "ddpm"
                           ? objectives::sample_ddpm(eps_fn, schedule, x_T, opts, noise)
                           : objectives::sample_ddim(eps_fn, schedule, x_T, opts, c.eta, noise);
     chunks.push_back(x.to(torch::kCPU));
@@ -355,9 +401,7 @@ torch::Tensor run_sample(const SampleConfig& c) {
       log::info("sample", detail::str_cat(end, "/", c.num, " samples"));
     }
   }
-  torch::Tensor samples = torch::cat(chunks);
-  write_samples(c, samples, reference);
-  return samples;
+  return torch::cat(chunks);
 }
 
 }  // namespace unidiff::experiments

@@ -5,6 +5,7 @@
 #include <torch/types.h>
 
 #include "experiments/config.h"
+#include "experiments/model_io.h"
 #include "models/gmm.h"
 
 namespace unidiff::experiments {
@@ -18,5 +19,10 @@ torch::Tensor sample_gmm_oracle(const SampleConfig& c, const models::GaussianMix
 /// Returns the samples [num, ...] (CPU float32) after writing them to config.out (if set).
 /// Sample i uses noise keyed by (seed, i): the same samples whatever --batch is.
 torch::Tensor run_sample(const SampleConfig& config);
+
+/// The samples [num, ...] (CPU float32) of a model in memory with config's sampler, steps, seed,
+/// labels and guidance, its module moved to `device` and put in eval mode. What run_sample and
+/// the evaluation during training both draw.
+torch::Tensor draw_samples(const SampleConfig& config, LoadedModel& model, torch::Device device);
 
 }  // namespace unidiff::experiments

@@ -14,6 +14,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/fs.h"
+#include "core/h5.h"
 #include "core/rng.h"
 #include "core/version.h"
 #include "data/dataset.h"
@@ -25,10 +26,15 @@
 #include "dist/checkpoint.h"
 #include "dist/signals.h"
 #include "experiments/checkpointing.h"
+#include "experiments/classifier.h"
+#include "experiments/metrics.h"
+#include "experiments/sample.h"
 #include "experiments/model_group.h"
 #include "experiments/model_io.h"
+#include "experiments/objective.h"
 #include "experiments/run_util.h"
 #include "models/ema.h"
+#include "models/keyed_dropout.h"
 #include "objectives/ddpm_schedule.h"
 #include "objectives/losses.h"
 #include "objectives/parameterization.h"
@@ -43,20 +49,115 @@ void validate(const TrainConfig& c) {
   UD_CHECK_INPUT(!c.run_dir.empty(), "--run_dir is required");
   UD_CHECK_INPUT(c.steps > 0, "--train_steps must be positive, got ", c.steps);
   UD_CHECK_INPUT(c.log_every > 0, "--log_every must be positive, got ", c.log_every);
-  if (c.diffusion.schedule == "rf") {
-    UD_CHECK_INPUT(c.diffusion.prediction == "rf-velocity", "--diffusion_schedule=rf trains ",
-                   "--prediction=rf-velocity (u = eps - x0), got '", c.diffusion.prediction, "'");
-    UD_CHECK_INPUT(c.diffusion.rf_time == "uniform" || c.diffusion.rf_time == "logit-normal",
-                   "--rf_time '", c.diffusion.rf_time, "' is unknown (valid: uniform, logit-normal)");
-  } else {
-    UD_CHECK_INPUT(c.diffusion.prediction == "eps" || c.diffusion.prediction == "x0" ||
-                       c.diffusion.prediction == "v",
-                   "--prediction '", c.diffusion.prediction,
-                   "' is not supported on a DDPM schedule (valid: eps, x0, v; rf-velocity needs ",
-                   "--diffusion_schedule=rf)");
-  }
   validate_optim(c.optim);
 }
+
+/// Reflow pairs are a samples file of a rectified flow (`unidiff sample`): its `sampling_seed`
+/// attribute keys the noise end of every pair.
+uint32_t reflow_noise_seed(const std::string& data_path) {
+  UD_CHECK_INPUT(std::filesystem::is_regular_file(data_path), "--reflow needs one samples file from ",
+                 "'unidiff sample' as --data, got '", data_path, "'");
+  const h5::File f = h5::File::open_read(data_path);
+  const auto seed = h5::read_attr_string(f, "/", "sampling_seed");
+  const auto model = h5::read_attr_string(f, "/", "sampling_objective");
+  UD_CHECK_INPUT(seed.has_value() && model.has_value(), "'", data_path,
+                 "' is not a samples file written by 'unidiff sample' (no sampling_seed / ",
+                 "sampling_objective attributes): --reflow cannot regenerate its noise");
+  UD_CHECK_INPUT(*model == "rf", "'", data_path, "' holds samples of a ", *model,
+                 " model; reflow pairs come from a rectified flow (objective rf)");
+  return static_cast<uint32_t>(std::stoul(*seed));
+}
+
+/// --init_from: copies a trained model's (EMA) weights into `model`; the architectures must match.
+void init_weights(const std::string& from, const models::NetworkConfig& net_cfg, models::Network& model) {
+  const LoadedModel init = load_model(from, /*use_ema=*/true);
+  UD_CHECK_INPUT(init.network.arch == net_cfg.arch && init.network.data_shape == net_cfg.data_shape &&
+                     init.network.num_classes == net_cfg.num_classes,
+                 "--init_from '", from, "' is a ", init.network.arch, " on samples of shape ",
+                 torch::IntArrayRef(init.network.data_shape), "; this run builds a ", net_cfg.arch,
+                 " on ", torch::IntArrayRef(net_cfg.data_shape));
+  torch::NoGradGuard no_grad;
+  const auto src = init.module->named_parameters();
+  for (auto& p : model.named_parameters()) {
+    const torch::Tensor* s = src.find(p.key());
+    UD_CHECK_INPUT(s != nullptr && s->sizes() == p.value().sizes(), "--init_from '", from,
+                   "': parameter ", p.key(), " is missing or shaped differently (other model settings?)");
+    p.value().copy_(*s);
+  }
+}
+
+/// Evaluation during training (--eval_every): rank 0 samples the EMA weights with the objective's
+/// default sampler and a fixed sampling key (so numbers compare across runs and steps) and
+/// measures the sliced Wasserstein distance to the reference (vectors) or the classifier's FD and
+/// class accuracy (images).
+class TrainingEval {
+ public:
+  TrainingEval(const TrainConfig& c, const models::NetworkConfig& net, const DiffusionConfig& diffusion,
+               const data::TensorDataset& train_data)
+      : net_(net), diffusion_(diffusion), num_(c.distill.eval_samples) {
+    const data::TensorDataset ref =
+        c.eval_reference.empty() ? train_data : data::TensorDataset::load(c.eval_reference);
+    UD_CHECK_INPUT(ref.sample_shape() == net.data_shape, "--eval_reference holds samples of shape ",
+                   torch::IntArrayRef(ref.sample_shape()), "; the model makes ", torch::IntArrayRef(net.data_shape));
+    UD_CHECK_INPUT(num_ >= 2, "--eval_every needs --eval_samples >= 2, got ", num_);
+    images_ = net.data_shape.size() == 3;
+    if (images_) {
+      UD_CHECK_INPUT(!c.eval_classifier.empty(), "--eval_every on images needs --eval_classifier (make one with ",
+                     "'unidiff eval train-classifier')");
+      classifier_ = load_classifier(c.eval_classifier);
+      reference_features_ = classify(classifier_.net, ref.all()).first;
+    } else {
+      reference_ = ref.all().slice(0, 0, 20000);
+    }
+  }
+
+  /// One JSON row for metrics.jsonl (also logged).
+  std::string run(int64_t step, const models::Ema& ema, torch::Device device) {
+    const auto start = std::chrono::steady_clock::now();
+    LoadedModel m{net_, diffusion_, models::make_network(net_), step};
+    ema.copy_to(*m.module);
+    SampleConfig sc;
+    sc.num = num_;
+    sc.batch = images_ ? 500 : 4096;
+    sc.seed = 0;
+    torch::Tensor samples;
+    {
+      torch::NoGradGuard no_grad;
+      samples = draw_samples(sc, m, device);
+    }
+    JsonLine row;
+    row.add("step", step).add("eval_samples", num_);
+    std::string what;
+    if (images_) {
+      const auto [features, predicted] = classify(classifier_.net, samples);
+      const double fd = frechet_distance(features, reference_features_);
+      row.add("eval_fd", fd);
+      what = detail::str_cat("FD ", fd);
+      if (net_.num_classes > 0) {
+        const torch::Tensor want = torch::arange(num_, torch::kInt64).remainder(net_.num_classes);
+        const double acc = (predicted == want).to(torch::kFloat64).mean().item<double>();
+        row.add("eval_class_accuracy", acc);
+        what += detail::str_cat(", class accuracy ", acc);
+      }
+    } else {
+      const double sw = sliced_wasserstein(samples, reference_, 256, 0);
+      row.add("eval_sliced_wasserstein", sw);
+      what = detail::str_cat("sliced Wasserstein ", sw);
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    row.add("eval_seconds", secs);
+    log::info("eval", detail::str_cat("step ", step, ": ", what, " (", num_, " EMA samples, ", format_duration(secs), ")"));
+    return row.str();
+  }
+
+ private:
+  models::NetworkConfig net_;
+  DiffusionConfig diffusion_;
+  int64_t num_;
+  bool images_ = false;
+  torch::Tensor reference_, reference_features_;
+  LoadedClassifier classifier_;
+};
 
 }  // namespace
 
@@ -80,37 +181,35 @@ TrainResult train_diffusion(const TrainConfig& config) {
                    "--cfg_drop must be in [0, 1), got ", config.diffusion.cfg_drop);
     net_cfg.num_classes = dataset.num_classes();
   }
+  DiffusionConfig diffusion = resolve_diffusion(config.diffusion);
+  if (diffusion.reflow) diffusion.reflow_seed = reflow_noise_seed(config.data.path);
   torch::manual_seed(config.seed);  // same initial weights on every rank (then broadcast anyway)
   auto model = models::make_network(net_cfg);
-  // Rectified flow / flow matching (FORMULAS.md section 3): x_t = (1 - t) x0 + t eps, t in (0, 1),
-  // target u = eps - x0 (the stored RF convention, data -> noise); the network sees 1000 t.
-  const bool flow = config.diffusion.schedule == "rf";
-  const objectives::DdpmSchedule schedule =
-      flow ? objectives::DdpmSchedule::make(objectives::BetaSchedule::kLinear, config.diffusion.timesteps)
-           : objectives::DdpmSchedule::make(objectives::parse_beta_schedule(config.diffusion.schedule),
-                                            config.diffusion.timesteps, config.diffusion.beta_start,
-                                            config.diffusion.beta_end);
-  const objectives::Prediction prediction = objectives::parse_prediction(config.diffusion.prediction);
+  if (!config.init_from.empty()) init_weights(config.init_from, net_cfg, *model);
+  const std::unique_ptr<PretrainObjective> objective = make_pretrain_objective(
+      diffusion, {config.seed, config.steps, net_cfg.data_shape, device});
+  std::optional<TrainingEval> evaluator;
+  if (config.eval_every > 0 && rank == 0) evaluator.emplace(config, net_cfg, diffusion, dataset);
   data::ShardedSampler sampler(dataset.size(), config.data.global_batch, world, rank, config.seed);
 
   // The settings a resume must not silently change.
   std::ostringstream shape;
   shape << torch::IntArrayRef(net_cfg.data_shape);
-  const std::map<std::string, std::string> settings = {
+  std::map<std::string, std::string> settings = {
       {"method", "ddpm"},
+      {"objective", diffusion.objective},
       {"model_arch", net_cfg.arch},
       {"model_hidden", std::to_string(net_cfg.hidden)},
       {"model_layers", std::to_string(net_cfg.layers)},
       {"model_time_dim", std::to_string(net_cfg.time_dim)},
+      {"model_depth_heads_patch", std::to_string(net_cfg.depth) + "/" + std::to_string(net_cfg.heads) + "/" +
+                                      std::to_string(net_cfg.patch)},
       {"data_shape", shape.str()},
       {"data_batch", std::to_string(config.data.global_batch)},
-      {"prediction", config.diffusion.prediction},
-      {"diffusion_schedule", config.diffusion.schedule},
-      {"diffusion_steps", std::to_string(config.diffusion.timesteps)},
-      {"rf_time", flow ? config.diffusion.rf_time : std::string("-")},
       {"num_classes", std::to_string(net_cfg.num_classes)},
       {"seed", std::to_string(config.seed)},
   };
+  settings.merge(objective->settings());
   const std::optional<dist::CheckpointReader> ckpt = open_resume(config, settings);
   const bool resuming = ckpt.has_value();
   if (ckpt) {
@@ -127,13 +226,9 @@ TrainResult train_diffusion(const TrainConfig& config) {
 
   int64_t num_params = 0;
   for (const auto& p : model->parameters()) num_params += p.numel();
-  log::info("train", detail::str_cat(flow ? "rectified flow (rf-velocity, " + config.diffusion.rf_time + " t"
-                                          : "DDPM (" + config.diffusion.prediction + "-prediction, " +
-                                                config.diffusion.schedule + ", T=" +
-                                                std::to_string(config.diffusion.timesteps),
-                                     ") on ", dataset.size(), " samples of shape ",
-                                     torch::IntArrayRef(net_cfg.data_shape), "; ", net_cfg.arch,
-                                     " with ", num_params, " parameters"));
+  log::info("train", detail::str_cat(objective->describe(), " on ", dataset.size(),
+                                     " samples of shape ", torch::IntArrayRef(net_cfg.data_shape), "; ",
+                                     net_cfg.arch, " with ", num_params, " parameters"));
   log::info("train", detail::str_cat(world, " rank(s) on ", device.str(), ", ", threads,
                                      " thread(s) each; global batch ", config.data.global_batch,
                                      " (", sampler.local_batch(), " per rank); ", config.steps,
@@ -180,43 +275,9 @@ TrainResult train_diffusion(const TrainConfig& config) {
   const auto start = std::chrono::steady_clock::now();
   auto window_start = start;
   CheckpointPolicy policy(config.ckpt, *comm);
-  // The tables on the device, so the step's gathers never go through the host.
-  const objectives::DdpmSchedule tables = schedule.to(device);
   for (int64_t step = first_step; step < config.steps; ++step) {
     const data::Batch batch = loader.next();
     const auto s = static_cast<uint64_t>(step);
-    // Drawn on the device (CUDA kernels there), equal bit for bit to the CPU's numbers.
-    const torch::Tensor eps =
-        rng::normal({seed, rng::Purpose::kNoise}, s, batch.index, net_cfg.data_shape, device);
-    const torch::Tensor& x0 = batch.x;
-    // (x_t, the network's time input, the target) of the objective.
-    torch::Tensor x_t, t_in, target;
-    if (flow) {
-      const torch::Tensor tf =
-          (config.diffusion.rf_time == "logit-normal"
-               ? torch::sigmoid(rng::normal({seed, rng::Purpose::kTimestep}, s, batch.index, {1}, device))
-               : rng::uniform({seed, rng::Purpose::kTimestep}, s, batch.index, {1}, device))
-              .view({-1});
-      std::vector<int64_t> bshape(static_cast<size_t>(x0.dim()), 1);
-      bshape[0] = x0.size(0);
-      const torch::Tensor tb = tf.view(bshape);
-      x_t = (1 - tb) * x0 + tb * eps;
-      t_in = tf * 1000.0;
-      target = eps - x0;
-    } else {
-      const torch::Tensor t = rng::randint({seed, rng::Purpose::kTimestep}, s, batch.index,
-                                           schedule.num_steps, device);
-      x_t = objectives::q_sample(tables, x0, t, eps);
-      t_in = t.to(torch::kFloat32);
-      // L_simple in the network's own parameterisation: target eps, x0 or v = alpha eps - sigma x0
-      // (FORMULAS.md sections 2-3).
-      if (prediction == objectives::Prediction::kEps) {
-        target = eps;
-      } else {
-        const torch::Tensor abar = tables.alpha_bar_at(t, x0);
-        target = objectives::vp_target(prediction, {x0, eps}, abar.sqrt(), (1 - abar).sqrt());
-      }
-    }
     // Class labels, each replaced by "no class" (K) with probability cfg_drop (keyed per sample):
     // the one network learns the conditional and the unconditional model for guidance.
     torch::Tensor labels;
@@ -228,8 +289,9 @@ TrainResult train_diffusion(const TrainConfig& config) {
                             batch.labels.to(device));
     }
     group.begin_step();
-    const objectives::LossOutput out =
-        objectives::eps_mse_loss(model->forward_cond(x_t, t_in, labels), target);
+    // Dropout masks keyed by (seed, step, layer, sample index), like every other draw.
+    const models::DropoutKeyScope dropout_key({seed, s, batch.index});
+    const objectives::LossOutput out = objective->loss(*model, {batch.x, batch.index, labels, step});
     out.loss.backward();
     const double lr = group.end_step(step);
     loss_sum += out.loss.detach();
@@ -270,6 +332,13 @@ TrainResult train_diffusion(const TrainConfig& config) {
       window = 0;
       window_start = now;
     }
+    if (config.eval_every > 0 && ((step + 1) % config.eval_every == 0 || last)) {
+      if (rank == 0) {
+        metrics << evaluator->run(step + 1, group.ema(), device) << "\n";
+        metrics.flush();
+      }
+      comm->barrier();
+    }
     const CheckpointPolicy::Decision d = policy.after_step(step + 1, last);
     if (d.save) save(step + 1, loader.position());
     if (d.stop) {
@@ -286,7 +355,7 @@ TrainResult train_diffusion(const TrainConfig& config) {
   }
   if (rank == 0) {
     const fs::path out = fs::path(config.run_dir) / "model.h5";
-    save_model(out, net_cfg, config.diffusion, *model, group.ema(), config.steps);
+    save_model(out, net_cfg, diffusion, *model, group.ema(), config.steps);
     const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     log::info("train", detail::str_cat("done in ", format_duration(total), "; weights and EMA in ",
                                        out.string()));

@@ -4,6 +4,7 @@
 
 #include <gflags/gflags.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <limits>
 #include <sstream>
@@ -36,7 +37,7 @@ DEFINE_string(data, "", "dataset: an HDF5 file, a comma list of shard files, or 
 DEFINE_int64(data_batch, 512, "global batch size over all ranks (divisible by the ranks)");
 DEFINE_validator(data_batch, &positive);
 DEFINE_bool(data_stream, false, "read batches from the HDF5 files (datasets larger than memory) instead of loading them whole");
-DEFINE_string(model_arch, "mlp", "network architecture (mlp)");
+DEFINE_string(model_arch, "mlp", "network architecture: mlp (vectors), unet, dit (width --model_hidden), dit-s, dit-b (images, latents)");
 DEFINE_int64(model_hidden, 256, "hidden width");
 DEFINE_validator(model_hidden, &positive);
 DEFINE_int64(model_layers, 3, "hidden layers");
@@ -48,12 +49,37 @@ DEFINE_string(model_mult, "1,2,2,2", "unet: width multiplier per level, comma-se
 DEFINE_int64(model_res_blocks, 2, "unet: residual blocks per level");
 DEFINE_string(model_attn_res, "16", "unet: resolutions with self-attention, comma-separated (empty: none)");
 DEFINE_double(model_dropout, 0.1, "unet: dropout in the residual blocks");
+DEFINE_int64(model_depth, 12, "dit: transformer blocks (dit-s and dit-b: 12)");
+DEFINE_validator(model_depth, &positive);
+DEFINE_int64(model_heads, 6, "dit: attention heads (dit-s: 6, dit-b: 12)");
+DEFINE_validator(model_heads, &positive);
+DEFINE_int64(model_patch, 2, "dit, dit-s, dit-b: patch side (2 or 4 for the standard sizes)");
+DEFINE_validator(model_patch, &positive);
 DEFINE_string(diffusion_schedule, "linear", "DDPM beta schedule (linear, cosine, scaled-linear), or rf for rectified flow / flow matching");
 DEFINE_bool(class_conditional, false, "condition the network on the dataset's /labels (unet), with label dropout for guidance");
 DEFINE_double(cfg_drop, 0.1, "class_conditional: probability a training label is replaced by 'no class'");
 DEFINE_int64(label, -1, "sample: the class of a conditional model's samples (-1: sample i gets class i mod K)");
 DEFINE_double(cfg_scale, 1.0, "sample: classifier-free guidance w, uncond + w (cond - uncond); 1 = no guidance");
-DEFINE_string(rf_time, "uniform", "rf: training times uniform or logit-normal in (0, 1)");
+DEFINE_string(rf_time, "uniform", "rf: training times uniform or logit-normal in (0, 1), or one (t = 1: one-step distillation on reflow pairs)");
+DEFINE_string(objective, "", "pre-training objective: ddpm, rf, ncsn, trigflow, ict, scm (empty: ddpm, or rf with --diffusion_schedule=rf)");
+DEFINE_double(sigma_min, 0.002, "ncsn, ict: smallest noise level sigma (the data end)");
+DEFINE_validator(sigma_min, &positive_double);
+DEFINE_double(sigma_max, 80, "ncsn, ict: largest noise level; trigflow, scm: sampling starts at t = atan(sigma_max / sigma_data)");
+DEFINE_validator(sigma_max, &positive_double);
+DEFINE_double(sigma_data, 0.5, "ncsn, trigflow, ict, scm: data standard deviation of the preconditioning");
+DEFINE_validator(sigma_data, &positive_double);
+DEFINE_double(p_mean, std::numeric_limits<double>::quiet_NaN(), "ict: mean of the log-normal proposal of sigma (default -1.1); trigflow, scm: of tau (default -1.0)");
+DEFINE_double(p_std, std::numeric_limits<double>::quiet_NaN(), "ict, trigflow, scm: std of that proposal (defaults 2.0 and 1.4)");
+DEFINE_int64(ct_s0, 10, "ict: discretisation intervals at the start of the curriculum");
+DEFINE_validator(ct_s0, &positive);
+DEFINE_int64(ct_s1, 1280, "ict: discretisation intervals at its end (doubling in between)");
+DEFINE_validator(ct_s1, &positive);
+DEFINE_double(huber_c, 0, "ict: pseudo-Huber constant (0 = 0.00054 sqrt(elements of a sample))");
+DEFINE_validator(huber_c, &non_negative_double);
+DEFINE_int64(tangent_warmup, -1, "scm: steps of the tangent warm-up (-1 = a tenth of --train_steps)");
+DEFINE_string(jvp, "forward-ad", "scm: how dF/dt is computed: forward-ad (dual tensors) or finite-difference (central)");
+DEFINE_bool(reflow, false, "rf: train on reflow pairs (--data = samples of a flow from 'unidiff sample'; the noise end of each pair is regenerated from its key)");
+DEFINE_string(init_from, "", "start from these weights (a model file or run directory; EMA weights); the architecture must match");
 DEFINE_int64(diffusion_steps, 1000, "T, the number of discrete diffusion steps");
 DEFINE_validator(diffusion_steps, &positive);
 DEFINE_double(diffusion_beta_start, 1e-4, "first beta of the linear schedules");
@@ -92,6 +118,10 @@ DEFINE_int64(pd_start_steps, 256, "progressive distillation: the teacher's sampl
 DEFINE_int64(pd_end_steps, 1, "progressive distillation: the last round's student steps (a power of two)");
 DEFINE_int64(pd_round_steps, 500, "progressive distillation: optimizer steps per round");
 DEFINE_int64(eval_samples, 2000, "samples behind each distance reported during training (0 = none)");
+DEFINE_int64(eval_every, 0, "train: sample the EMA weights every this many steps (and at the end) and log the distance to --eval_reference (0: off)");
+DEFINE_validator(eval_every, &non_negative);
+DEFINE_string(eval_reference, "", "train: the data evaluation compares with (empty: the training data)");
+DEFINE_string(eval_classifier, "", "train on images: the classifier file of the evaluation's FD ('unidiff eval train-classifier')");
 DEFINE_validator(train_steps, &positive);
 DEFINE_int64(log_every, 100, "steps between progress lines and metrics.jsonl rows");
 DEFINE_validator(log_every, &positive);
@@ -114,9 +144,15 @@ DEFINE_string(instaflow_variant, "ddim", "InstaFlow update: posterior (Alg 6), s
 DEFINE_int64(oracle_ode_steps, 64, "Heun steps of the mixture oracle's numerical consistency function");
 DEFINE_validator(oracle_ode_steps, &positive);
 DEFINE_string(checkpoint, "", "a run directory or a model file (model.h5)");
-DEFINE_string(sampler, "ddpm", "sampler: ddpm, ddim (trained models); with --model=gmm also ddpm-simple, instaflow, lcm, smld, cm, trigflow, euler, heun, fewstep");
+DEFINE_string(sampler, "", "sampler (empty: the model's default): ddpm, ddim (ddpm models); euler, heun (rf, ncsn, trigflow); smld (ncsn); cm (ict, scm); with --model=gmm also ddpm-simple, instaflow, lcm, trigflow, fewstep");
 DEFINE_int64(steps, 0, "sampling steps (0 = all of the model's T)");
 DEFINE_validator(steps, &non_negative);
+DEFINE_string(classifier, "", "eval: the classifier file for images (FD of its features, class histogram and accuracy); make one with 'unidiff eval train-classifier'");
+DEFINE_int64(classifier_epochs, 3, "eval train-classifier: passes over --data");
+DEFINE_validator(classifier_epochs, &positive);
+DEFINE_int64(classifier_batch, 128, "eval train-classifier: images per step");
+DEFINE_validator(classifier_batch, &positive);
+DEFINE_string(cm_times, "", "cm: the multistep times, comma-separated and decreasing (ict: sigmas, e.g. 80,0.8; scm: TrigFlow t); empty: the schedule's grid");
 DEFINE_string(spacing, "leading", "timestep spacing when steps < T: leading or trailing");
 DEFINE_double(eta, 0.0, "DDIM stochasticity (0 = deterministic, 1 = DDPM-like)");
 DEFINE_validator(eta, &non_negative_double);
@@ -166,6 +202,21 @@ std::vector<int64_t> parse_int_list(const char* flag, const std::string& text) {
   return out;
 }
 
+/// "a,b,c" as doubles (empty: none); anything else throws InputError naming the flag.
+std::vector<double> parse_double_list(const char* flag, const std::string& text) {
+  std::vector<double> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    char* end = nullptr;
+    const double v = std::strtod(item.c_str(), &end);
+    UD_CHECK_INPUT(!item.empty() && end != nullptr && *end == '\0' && std::isfinite(v), flag, " '", text,
+                   "' is not a comma-separated list of numbers");
+    out.push_back(v);
+  }
+  return out;
+}
+
 }  // namespace
 
 const std::vector<Command>& commands() {
@@ -175,8 +226,12 @@ const std::vector<Command>& commands() {
        {"data", "data_batch", "data_stream", "run_dir", "overwrite", "seed", "train_steps", "log_every",
         "resume", "save_every", "save_every_minutes", "keep_checkpoints", "allow_config_change",
         "train_stop_at", "method", "pd_teacher", "pd_start_steps", "pd_end_steps", "pd_round_steps", "eval_samples",
+        "eval_every", "eval_reference", "eval_classifier",
         "threads", "dist_bucket_mb", "dist_overlap", "optim_zero", "model_arch", "model_hidden", "model_layers", "model_time_dim",
         "model_channels", "model_mult", "model_res_blocks", "model_attn_res", "model_dropout",
+        "model_depth", "model_heads", "model_patch",
+        "objective", "sigma_min", "sigma_max", "sigma_data", "p_mean", "p_std", "ct_s0", "ct_s1",
+        "huber_c", "tangent_warmup", "jvp", "reflow", "init_from",
         "diffusion_schedule", "rf_time", "class_conditional", "cfg_drop", "diffusion_steps", "diffusion_beta_start", "diffusion_beta_end",
         "prediction", "optim_lr", "optim_beta1", "optim_beta2", "optim_weight_decay",
         "optim_warmup", "optim_decay", "optim_grad_clip", "ema_decay"}},
@@ -184,10 +239,13 @@ const std::vector<Command>& commands() {
        "draw samples from a trained model into an HDF5 file (and a PNG beside it)",
        {"model", "checkpoint", "gmm_file", "schedule", "sampler", "steps", "spacing", "eta", "num",
         "sample_batch", "seed", "use_ema", "out", "plot_reference", "smld_inner", "smld_step",
-        "instaflow_variant", "oracle_ode_steps", "label", "cfg_scale"}},
+        "instaflow_variant", "oracle_ode_steps", "label", "cfg_scale", "cm_times"}},
       {"eval",
        "distances between a samples file and a reference dataset, printed as one JSON line",
-       {"samples", "reference", "projections", "max_samples", "seed"}},
+       {"samples", "reference", "projections", "max_samples", "seed", "classifier"}},
+      {"eval train-classifier",
+       "train the evaluation classifier on labelled images (--data), report its accuracy on --reference",
+       {"data", "reference", "out", "classifier_epochs", "classifier_batch", "seed"}},
       {"ckpt info", "print a checkpoint's manifest: step, world size, groups and tensors",
        {"checkpoint"}},
       {"data gmm", "draw exact samples of a Gaussian mixture file (/weights, /means, /stds)",
@@ -237,6 +295,9 @@ experiments::TrainConfig make_train_config() {
   c.network.res_blocks = FLAGS_model_res_blocks;
   c.network.attn_res = parse_int_list("--model_attn_res", FLAGS_model_attn_res);
   c.network.dropout = FLAGS_model_dropout;
+  c.network.depth = FLAGS_model_depth;
+  c.network.heads = FLAGS_model_heads;
+  c.network.patch = FLAGS_model_patch;
   c.diffusion.schedule = FLAGS_diffusion_schedule;
   c.diffusion.rf_time = FLAGS_rf_time;
   c.diffusion.class_conditional = FLAGS_class_conditional;
@@ -245,6 +306,22 @@ experiments::TrainConfig make_train_config() {
   c.diffusion.beta_start = FLAGS_diffusion_beta_start;
   c.diffusion.beta_end = FLAGS_diffusion_beta_end;
   c.diffusion.prediction = FLAGS_prediction;
+  c.diffusion.objective = FLAGS_objective;
+  c.diffusion.sigma_min = FLAGS_sigma_min;
+  c.diffusion.sigma_max = FLAGS_sigma_max;
+  c.diffusion.sigma_d = FLAGS_sigma_data;
+  c.diffusion.p_mean = FLAGS_p_mean;
+  c.diffusion.p_std = FLAGS_p_std;
+  c.diffusion.ct_s0 = FLAGS_ct_s0;
+  c.diffusion.ct_s1 = FLAGS_ct_s1;
+  c.diffusion.huber_c = FLAGS_huber_c;
+  c.diffusion.tangent_warmup = FLAGS_tangent_warmup;
+  c.diffusion.jvp = FLAGS_jvp;
+  c.diffusion.reflow = FLAGS_reflow;
+  c.init_from = FLAGS_init_from;
+  c.eval_every = FLAGS_eval_every;
+  c.eval_reference = FLAGS_eval_reference;
+  c.eval_classifier = FLAGS_eval_classifier;
   c.optim.lr = FLAGS_optim_lr;
   c.optim.beta1 = FLAGS_optim_beta1;
   c.optim.beta2 = FLAGS_optim_beta2;
@@ -271,6 +348,7 @@ experiments::SampleConfig make_sample_config() {
   c.sampler = FLAGS_sampler;
   c.steps = FLAGS_steps;
   c.spacing = FLAGS_spacing;
+  c.cm_times = parse_double_list("--cm_times", FLAGS_cm_times);
   c.eta = FLAGS_eta;
   c.num = FLAGS_num;
   c.batch = FLAGS_sample_batch;
@@ -287,6 +365,18 @@ experiments::EvalConfig make_eval_config() {
   c.reference = FLAGS_reference;
   c.projections = FLAGS_projections;
   c.max_samples = FLAGS_max_samples;
+  c.seed = static_cast<uint32_t>(FLAGS_seed);
+  c.classifier = FLAGS_classifier;
+  return c;
+}
+
+experiments::ClassifierTrainConfig make_classifier_config() {
+  experiments::ClassifierTrainConfig c;
+  c.data = FLAGS_data;
+  c.test = FLAGS_reference;
+  c.out = FLAGS_out;
+  c.epochs = FLAGS_classifier_epochs;
+  c.batch = FLAGS_classifier_batch;
   c.seed = static_cast<uint32_t>(FLAGS_seed);
   return c;
 }

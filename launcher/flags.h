@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "experiments/classifier.h"
 #include "experiments/config.h"
 #include "launcher/cli.h"
 
@@ -15,6 +16,7 @@ const std::vector<Command>& commands();
 experiments::TrainConfig make_train_config();
 experiments::SampleConfig make_sample_config();
 experiments::EvalConfig make_eval_config();
+experiments::ClassifierTrainConfig make_classifier_config();
 
 struct ToyDataConfig {
   std::string dist;

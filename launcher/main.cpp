@@ -20,6 +20,7 @@
 #include "dist/signals.h"
 #include "experiments/checkpointing.h"
 #include "experiments/distill_progressive.h"
+#include "experiments/classifier.h"
 #include "experiments/eval.h"
 #include "experiments/sample.h"
 #include "experiments/train_diffusion.h"
@@ -128,7 +129,9 @@ int dispatch(int argc, char** argv) {
   }
   std::string name = args[0];
   size_t first_flag = 1;
-  if (name == "data" || name == "ckpt") {
+  // `eval` is a command of its own and the group of `eval train-classifier`.
+  const bool eval_group = name == "eval" && args.size() >= 2 && args[1].rfind("-", 0) != 0;
+  if (name == "data" || name == "ckpt" || eval_group) {
     // Commands with sub-commands: `data <converter>`, `ckpt <action>`.
     const std::string what = name == "data" ? "converter" : "action";
     const std::string valid = sub_commands(name);
@@ -143,7 +146,8 @@ int dispatch(int argc, char** argv) {
     const std::string sub = args[1];
     name = name + " " + sub;
     first_flag = 2;
-    UD_CHECK_INPUT(find_command(name) != nullptr, "unknown ", args[0] == "data" ? "data converter" : "ckpt action",
+    UD_CHECK_INPUT(find_command(name) != nullptr, "unknown ",
+                   args[0] == "data" ? "data converter" : args[0] == "eval" ? "eval action" : "ckpt action",
                    " '", sub, "' (valid: ", valid, ")");
   }
   const Command* command = find_command(name);
@@ -175,6 +179,10 @@ int dispatch(int argc, char** argv) {
   }
   if (name == "eval") {
     std::cout << unidiff::experiments::run_eval(unidiff::launcher::make_eval_config()) << std::endl;
+    return kExitOk;
+  }
+  if (name == "eval train-classifier") {
+    unidiff::experiments::train_classifier(unidiff::launcher::make_classifier_config());
     return kExitOk;
   }
   if (name == "ckpt info") {

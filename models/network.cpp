@@ -6,12 +6,30 @@
 
 #include "core/error.h"
 #include "models/mlp.h"
+#include "models/dit.h"
 #include "models/unet.h"
 
 namespace unidiff::models {
 namespace {
 
 using Factory = std::function<std::shared_ptr<Network>(const NetworkConfig&)>;
+
+/// DiT of the given width, depth and heads on the config's image shape, patch and classes.
+std::shared_ptr<Network> make_dit(const NetworkConfig& c, int64_t hidden, int64_t depth, int64_t heads) {
+  UD_CHECK_INPUT(c.data_shape.size() == 3 && c.data_shape[1] == c.data_shape[2],
+                 "arch '", c.arch, "' takes square images or latents [N, C, H, H]; the data has samples of shape ",
+                 torch::IntArrayRef(c.data_shape));
+  UD_CHECK_INPUT(c.num_classes >= 0, "num_classes must be >= 0, got ", c.num_classes);
+  DitOptions o;
+  o.in_channels = c.data_shape[0];
+  o.resolution = c.data_shape[1];
+  o.patch = c.patch;
+  o.hidden = hidden;
+  o.depth = depth;
+  o.heads = heads;
+  o.num_classes = c.num_classes;
+  return std::make_shared<DitImpl>(o);
+}
 
 const std::map<std::string, Factory>& registry() {
   static const std::map<std::string, Factory> r = {
@@ -43,6 +61,9 @@ const std::map<std::string, Factory>& registry() {
          o.num_classes = c.num_classes;
          return std::make_shared<UnetImpl>(o);
        }},
+      {"dit", [](const NetworkConfig& c) { return make_dit(c, c.hidden, c.depth, c.heads); }},
+      {"dit-s", [](const NetworkConfig& c) { return make_dit(c, 384, 12, 6); }},
+      {"dit-b", [](const NetworkConfig& c) { return make_dit(c, 768, 12, 12); }},
   };
   return r;
 }

@@ -36,7 +36,11 @@ struct NetworkConfig {
   int64_t res_blocks = 2;                      ///< residual blocks per level
   std::vector<int64_t> attn_res{16};           ///< resolutions with self-attention
   double dropout = 0.1;                        ///< residual-block dropout
-  int64_t num_classes = 0;                     ///< unet: class-conditional over K classes (0: no)
+  int64_t num_classes = 0;                     ///< unet, dit: class-conditional over K classes (0: no)
+  // dit (models/dit.h): width is `hidden`; dit-s and dit-b fix width, depth and heads
+  int64_t depth = 12;                          ///< transformer blocks
+  int64_t heads = 6;                           ///< attention heads
+  int64_t patch = 2;                           ///< patch side
 };
 
 /// Architecture names the registry knows, sorted.

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "models/embeddings.h"
+#include "models/keyed_dropout.h"
 
 namespace unidiff::models {
 namespace {
@@ -24,19 +25,19 @@ nn::GroupNorm group_norm(int64_t c) { return nn::GroupNorm(nn::GroupNormOptions(
 
 }  // namespace
 
-ResBlockImpl::ResBlockImpl(int64_t in, int64_t out, int64_t temb_dim, double dropout) {
+ResBlockImpl::ResBlockImpl(int64_t in, int64_t out, int64_t temb_dim, double dropout, int64_t layer)
+    : dropout_(dropout), layer_(layer) {
   n1_ = register_module("n1", group_norm(in));
   c1_ = register_module("c1", conv(in, out, 3));
   t_ = register_module("t", nn::Linear(temb_dim, out));
   n2_ = register_module("n2", group_norm(out));
-  d_ = register_module("d", nn::Dropout(dropout));
   c2_ = register_module("c2", conv(out, out, 3));
   if (in != out) skip_ = register_module("skip", conv(in, out, 1));
 }
 
 torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& temb) {
   torch::Tensor h = c1_(torch::silu(n1_(x))) + t_(torch::silu(temb)).unsqueeze(-1).unsqueeze(-1);
-  h = c2_(d_(torch::silu(n2_(h))));
+  h = c2_(keyed_dropout(torch::silu(n2_(h)), dropout_, is_training(), layer_));
   return (skip_ ? skip_(x) : x) + h;
 }
 
@@ -64,6 +65,7 @@ UnetImpl::UnetImpl(const UnetOptions& o) : options(o) {
   UD_CHECK_INPUT(o.resolution % (int64_t{1} << (levels - 1)) == 0, "the image size ", o.resolution,
                  " must be divisible by 2^", levels - 1, " for ", levels, " levels");
   const int64_t ch = o.channels, td = 4 * ch;
+  int64_t layers = 0;  // dropout layer numbers (keyed_dropout)
   const auto has_attn = [&](int64_t r) {
     return std::find(o.attn_res.begin(), o.attn_res.end(), r) != o.attn_res.end();
   };
@@ -77,7 +79,7 @@ UnetImpl::UnetImpl(const UnetOptions& o) : options(o) {
     for (int64_t k = 0; k < o.res_blocks; ++k) {
       nn::ModuleList blk;
       Stage s;
-      s.res = ResBlock(c, ch * o.mult[i], td, o.dropout);
+      s.res = ResBlock(c, ch * o.mult[i], td, o.dropout, layers++);
       blk->push_back(s.res);
       c = ch * o.mult[i];
       if (has_attn(r)) {
@@ -100,9 +102,9 @@ UnetImpl::UnetImpl(const UnetOptions& o) : options(o) {
     }
   }
   mid_ = register_module("mid", nn::ModuleList());
-  mid1_ = ResBlock(c, c, td, o.dropout);
+  mid1_ = ResBlock(c, c, td, o.dropout, layers++);
   mid_attn_ = AttnBlock(c);
-  mid2_ = ResBlock(c, c, td, o.dropout);
+  mid2_ = ResBlock(c, c, td, o.dropout, layers++);
   mid_->push_back(mid1_);
   mid_->push_back(mid_attn_);
   mid_->push_back(mid2_);
@@ -111,7 +113,7 @@ UnetImpl::UnetImpl(const UnetOptions& o) : options(o) {
     for (int64_t k = 0; k < o.res_blocks + 1; ++k) {
       nn::ModuleList blk;
       Stage s;
-      s.res = ResBlock(c + chans.back(), ch * o.mult[i], td, o.dropout);
+      s.res = ResBlock(c + chans.back(), ch * o.mult[i], td, o.dropout, layers++);
       chans.pop_back();
       blk->push_back(s.res);
       c = ch * o.mult[i];

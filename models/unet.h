@@ -34,16 +34,18 @@ struct UnetOptions {
 };
 
 /// Residual block: x + c2(drop(silu(n2(c1(silu(n1(x))) + t(silu(temb)))))), 1x1 skip if widths differ.
+/// The dropout is keyed (models/keyed_dropout.h); `layer` numbers the network's dropout layers.
 class ResBlockImpl : public torch::nn::Module {
  public:
-  ResBlockImpl(int64_t in, int64_t out, int64_t temb_dim, double dropout);
+  ResBlockImpl(int64_t in, int64_t out, int64_t temb_dim, double dropout, int64_t layer);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& temb);
 
  private:
   torch::nn::GroupNorm n1_{nullptr}, n2_{nullptr};
   torch::nn::Conv2d c1_{nullptr}, c2_{nullptr}, skip_{nullptr};
   torch::nn::Linear t_{nullptr};
-  torch::nn::Dropout d_{nullptr};
+  double dropout_;
+  int64_t layer_;
 };
 TORCH_MODULE(ResBlock);
 

@@ -51,6 +51,26 @@ torch::Tensor sample_ode(const DenoiseFn& denoise, const Schedule& sch, torch::T
   return x;
 }
 
+torch::Tensor sample_ddim_any(const DenoiseFn& denoise, const Schedule& sch, torch::Tensor x,
+                              int64_t steps, double eta, const NoiseFn& noise) {
+  torch::NoGradGuard no_grad;
+  UD_CHECK_INPUT(eta >= 0 && eta <= 1, "--eta must be in [0, 1], got ", eta);
+  const std::vector<double> ts = sch.time_grid(steps);
+  for (size_t i = 0; i + 1 < ts.size(); ++i) {
+    const double t = ts[i], s = ts[i + 1];
+    const double a_t = sch.alpha(t), s_t = sch.sigma(t), a_s = sch.alpha(s), s_s = sch.sigma(s);
+    const torch::Tensor x0 = denoise(x, t);
+    const torch::Tensor eps = (x - a_t * x0) / s_t;
+    // The forward process's posterior std between s and t, scaled by eta.
+    const double ratio = a_s > 0 ? (a_t * s_s) / (a_s * s_t) : 0.0;
+    const double c = eta * s_s * std::sqrt(std::max(0.0, 1 - ratio * ratio));
+    x = a_s * x0 + std::sqrt(std::max(0.0, s_s * s_s - c * c)) * eps;
+    if (c > 0) x = x + c * noise(static_cast<int64_t>(i)).to(x.device(), x.scalar_type());
+  }
+  if (sch.sigma(sch.t_min) > 0) x = denoise(x, sch.t_min);
+  return x;
+}
+
 torch::Tensor sample_smld(const DenoiseFn& denoise, const Schedule& sch, torch::Tensor x,
                           int64_t levels, int64_t inner, double step_eps, const NoiseFn& noise) {
   torch::NoGradGuard no_grad;

@@ -29,6 +29,15 @@ enum class OdeMethod { kEuler, kHeun };
 torch::Tensor sample_ode(const DenoiseFn& denoise, const Schedule& schedule, torch::Tensor x_T,
                          int64_t steps, OdeMethod method);
 
+/// DDIM (FORMULAS (14)) in the unified form, for any schedule: from t to s on
+/// schedule.time_grid(steps), x0 = denoise(x, t), eps = (x - alpha_t x0) / sigma_t, then
+/// x_s = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps + c z with c = eta sigma_s sqrt(1 - (alpha_t sigma_s /
+/// (alpha_s sigma_t))^2), the forward process's posterior std (eta = 1: ancestral sampling; on DDPM
+/// tables this is the discrete DDIM step). eta = 0 is deterministic (an exponential integrator of
+/// the probability-flow ODE). A final denoising returns E[x0 | x_{t_min}] when sigma(t_min) > 0.
+torch::Tensor sample_ddim_any(const DenoiseFn& denoise, const Schedule& schedule, torch::Tensor x_T,
+                              int64_t steps, double eta, const NoiseFn& noise);
+
 /// Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1) on the ve schedule: noise levels
 /// geometric from t_max to t_min (`levels` of them), `inner` steps each with step size
 /// a_i = step_eps * sigma_i^2 / sigma_L^2: x <- x + a_i / 2 * score + sqrt(a_i) z. Noise i counts

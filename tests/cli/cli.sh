@@ -103,6 +103,35 @@ expect 0 "samples written to $tmp/s.h5" -- \
   "$bin" sample --checkpoint="$tmp/ok" --sampler=ddim --steps=20 --num=100 --out="$tmp/s.h5"
 [ -s "$tmp/s.png" ] || fail "no PNG beside the samples"
 expect 2 "--reference is required" -- "$bin" eval --samples="$tmp/s.h5"
+# Objectives: unknown names and mismatched samplers are refused; every objective trains and samples
+# a few steps through the executable; reflow needs a flow's samples file; --init_from checks shapes.
+expect 2 "unknown --objective 'nope' \(valid: ddpm, rf, ncsn, trigflow, ict, scm\)" -- \
+  "$bin" train --flagfile="$tmp/small.flags" --objective=nope --run_dir="$tmp/bad-objective"
+[ ! -e "$tmp/bad-objective" ] || fail "a refused objective created its run directory"
+for obj in ncsn trigflow ict scm; do
+  expect 0 "step 3/3" -- "$bin" train --flagfile="$tmp/small.flags" --objective=$obj --train_steps=3 \
+    --run_dir="$tmp/$obj"
+done
+expect 0 "samples of a ncsn model with smld" -- "$bin" sample --checkpoint="$tmp/ncsn" --steps=3 --smld_inner=2 \
+  --num=50 --out="$tmp/ncsn.h5"
+expect 0 "samples of a scm model with cm, 2 steps" -- "$bin" sample --checkpoint="$tmp/scm" --steps=2 \
+  --num=50 --out="$tmp/scm.h5"
+expect 2 "unknown --sampler 'smld' for a ict model \(valid: cm\)" -- \
+  "$bin" sample --checkpoint="$tmp/ict" --sampler=smld --out="$tmp/x.h5"
+expect 2 "--reflow needs one samples file|holds samples of a ncsn model" -- \
+  "$bin" train --flagfile="$tmp/small.flags" --objective=rf --reflow --data="$tmp/ncsn.h5" --run_dir="$tmp/rf-bad"
+expect 2 "is not a samples file written by 'unidiff sample'" -- \
+  "$bin" train --flagfile="$tmp/small.flags" --objective=rf --reflow --run_dir="$tmp/rf-bad"
+expect 2 "--reflow trains a rectified flow" -- \
+  "$bin" train --flagfile="$tmp/small.flags" --reflow --run_dir="$tmp/rf-bad"
+expect 2 "--init_from '.*': parameter .* is missing or shaped differently" -- \
+  "$bin" train --flagfile="$tmp/small.flags" --model_hidden=8 --init_from="$tmp/ok" --run_dir="$tmp/init-bad"
+expect 0 "\[eval\] step 4: sliced Wasserstein" -- "$bin" train --flagfile="$tmp/small.flags" --objective=ncsn \
+  --train_steps=4 --eval_every=2 --eval_samples=50 --run_dir="$tmp/evals"
+[ "$(grep -c '"eval_sliced_wasserstein"' "$tmp/evals/metrics.jsonl")" = 2 ] || fail "expected 2 evaluation rows"
+expect 0 "step 2/2" -- "$bin" train --flagfile="$tmp/small.flags" --objective=scm --jvp=finite-difference \
+  --train_steps=2 --init_from="$tmp/scm" --run_dir="$tmp/scm-fd"
+
 expect 0 '"sliced_wasserstein": [0-9.e+-]+' -- "$bin" eval --samples="$tmp/s.h5" --reference="$tmp/moons.h5"
 
 # The mixture oracle: exact samples, sampling, and samplers refused on schedules they do not take.
@@ -151,6 +180,19 @@ expect 0 "step 3/3" -- "$bin" train --data="$tmp/img8.h5" "${unet[@]}" --data_ba
   --log_every=3 --run_dir="$tmp/uncond"
 expect 2 "need a class-conditional model" -- "$bin" sample --checkpoint="$tmp/uncond" --sampler=ddim \
   --steps=2 --num=2 --cfg_scale=3 --out="$tmp/x.h5"
+# A tiny class-conditional DiT through sCM (forward-mode JVP through the transformer), sampled in
+# two consistency steps with its labels recorded in the samples file.
+dit=(--model_arch=dit --model_hidden=32 --model_depth=2 --model_heads=2 --model_patch=2)
+expect 0 "step 2/2" -- "$bin" train --data="$tmp/img8.h5" "${dit[@]}" --class_conditional --objective=scm \
+  --data_batch=8 --train_steps=2 --log_every=2 --run_dir="$tmp/dit"
+expect 0 "samples of a scm model with cm, 2 steps" -- "$bin" sample --checkpoint="$tmp/dit" --steps=2 --num=8 \
+  --out="$tmp/dit.h5"
+"$py" -c "import h5py, sys; f = h5py.File(sys.argv[1]); assert list(f['labels'][:]) == [0, 1, 2, 3] * 2" "$tmp/dit.h5" \
+  || fail "the conditional samples do not carry their labels"
+expect 2 "--eval_every on images needs --eval_classifier" -- "$bin" train --data="$tmp/img8.h5" \
+  --model_arch=dit --model_hidden=32 --model_depth=1 --model_heads=2 --data_batch=8 --eval_every=1 --run_dir="$tmp/e"
+expect 2 "dit: resolution 8 is not a multiple of the patch 3" -- "$bin" train --data="$tmp/img8.h5" "${dit[@]}" \
+  --model_patch=3 --data_batch=8 --run_dir="$tmp/dit-bad"
 expect 2 "--class_conditional needs a dataset with /labels" -- "$bin" train --data="$tmp/gs.h5" \
   --class_conditional --run_dir="$tmp/nolabels"
 

@@ -46,4 +46,59 @@ assert x.shape == (10000, 1, 32, 32), x.shape
 assert (x[:, 0, 2:30, 2:30] == vi).all() and (x[:, 0, :2] == 0).all() and (y == vl).all()
 print("fashion-mnist: train", np.bincount(tl).tolist(), "test", np.bincount(vl).tolist())
 PY
+
+# The evaluation classifier: one epoch on the training set, then FD and class accuracy of real
+# test images (FD 0 against themselves, accuracy = the classifier's own), and FD of noise images
+# far above the FD between the test and training sets.
+"$bin" data fashion-mnist --split=test --out="$tmp/test28.h5"
+"$bin" eval train-classifier --data="$tmp/train.h5" --reference="$tmp/test28.h5" --classifier_epochs=1 \
+  --out="$tmp/clf.h5" 2>&1 | tail -n 2
+"$UNIDIFF_PYTHON" - "$tmp" <<'PY'
+import sys
+import h5py, numpy as np
+d = sys.argv[1]
+with h5py.File(f"{d}/train.h5") as f:
+    x = f["data"][:5000]
+with h5py.File(f"{d}/sub.h5", "w") as f:
+    f["data"] = x
+rng = np.random.default_rng(0)
+with h5py.File(f"{d}/noise.h5", "w") as f:
+    f["data"] = rng.integers(0, 256, size=(2000, 1, 28, 28), dtype=np.uint8)
+PY
+self=$("$bin" eval --samples="$tmp/test28.h5" --reference="$tmp/test28.h5" --classifier="$tmp/clf.h5")
+real=$("$bin" eval --samples="$tmp/sub.h5" --reference="$tmp/test28.h5" --classifier="$tmp/clf.h5")
+noise=$("$bin" eval --samples="$tmp/noise.h5" --reference="$tmp/test28.h5" --classifier="$tmp/clf.h5")
+echo "self:  $self"; echo "train: $real"; echo "noise: $noise"
+"$UNIDIFF_PYTHON" - "$self" "$real" "$noise" <<'PY'
+import json, sys
+s, r, n = (json.loads(a) for a in sys.argv[1:4])
+assert s["classifier_test_accuracy"] >= 0.85, s["classifier_test_accuracy"]
+assert abs(s["fd"]) < 1e-4, s["fd"]  # eigen round-off only
+assert abs(s["class_accuracy"] - s["classifier_test_accuracy"]) < 1e-9, s
+assert sum(s["class_histogram"]) == 10000 and len(s["class_histogram"]) == 10
+assert "class_accuracy" not in r and sum(r["class_histogram"]) == 5000
+assert n["fd"] > 10 * r["fd"], (n["fd"], r["fd"])
+print(f"classifier accuracy {s['classifier_test_accuracy']:.4f}; FD train-vs-test {r['fd']:.3f}, noise-vs-test {n['fd']:.3f}")
+PY
+set +e
+"$bin" eval --samples="$tmp/noise.h5" --reference="$tmp/test28.h5" 2>"$tmp/err"; rc=$?
+"$bin" eval --samples="$tmp/noise.h5" --reference="$tmp/test28.h5" --classifier="$tmp/train.h5" 2>"$tmp/err2"; rc2=$?
+set -e
+[ $rc -eq 2 ] && grep -q "evaluate them with --classifier=FILE" "$tmp/err"
+[ $rc2 -eq 2 ] && grep -q "is not a unidiff classifier" "$tmp/err2"
+# The Fashion-MNIST recipes start (2 steps each; the hour-long runs are the README's table), and
+# evaluation during training writes FD (and class accuracy for the conditional model) rows.
+for r in eps v; do
+  "$bin" train --flagfile="$UNIDIFF_SOURCE_DIR/experiments/recipes/fmnist_unet_$r.flags" --data="$tmp/train.h5" \
+    --train_steps=2 --log_every=1 --run_dir="$tmp/fm-$r" >/dev/null 2>&1
+  test -s "$tmp/fm-$r/model.h5"
+done
+for r in rf cfg; do
+  "$bin" train --flagfile="$UNIDIFF_SOURCE_DIR/experiments/recipes/fmnist_unet_$r.flags" --data="$tmp/train.h5" \
+    --objective=rf --train_steps=2 --log_every=1 --eval_every=2 --eval_samples=20 --eval_classifier="$tmp/clf.h5" \
+    --eval_reference="$tmp/test28.h5" --run_dir="$tmp/fm-$r" 2>&1 | grep "\[eval\]"
+done
+grep -q '"eval_fd"' "$tmp/fm-rf/metrics.jsonl"
+grep -q '"eval_class_accuracy"' "$tmp/fm-cfg/metrics.jsonl"
+if grep -q '"eval_class_accuracy"' "$tmp/fm-rf/metrics.jsonl"; then echo "unconditional run reports class accuracy"; exit 1; fi
 echo "fashion-mnist: all checks passed"

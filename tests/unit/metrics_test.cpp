@@ -56,3 +56,32 @@ TEST(Mmd, MedianDistanceOfAStandardGaussian) {
 
 }  // namespace
 }  // namespace unidiff::experiments
+
+namespace unidiff::experiments {
+namespace {
+
+TEST(FrechetDistance, GaussiansWithCommutingCovariancesHaveTheClosedForm) {
+  // S1 = R D1 R^T, S2 = R D2 R^T: FD = |mu1 - mu2|^2 + sum (sqrt d1 - sqrt d2)^2.
+  const torch::Tensor q = std::get<0>(torch::linalg_qr(torch::randn({6, 6}, torch::kFloat64)));
+  const torch::Tensor d1 = torch::tensor({0.5, 1.0, 2.0, 3.0, 0.1, 4.0}, torch::kFloat64);
+  const torch::Tensor d2 = torch::tensor({1.5, 0.2, 2.0, 1.0, 0.3, 9.0}, torch::kFloat64);
+  const torch::Tensor s1 = q.matmul(torch::diag(d1)).matmul(q.t()), s2 = q.matmul(torch::diag(d2)).matmul(q.t());
+  const torch::Tensor mu1 = torch::randn({6}, torch::kFloat64), mu2 = torch::randn({6}, torch::kFloat64);
+  const double want = (mu1 - mu2).pow(2).sum().item<double>() + (d1.sqrt() - d2.sqrt()).pow(2).sum().item<double>();
+  EXPECT_NEAR(frechet_distance(mu1, s1, mu2, s2), want, 1e-9 * want);
+  EXPECT_NEAR(frechet_distance(mu1, s1, mu1, s1), 0.0, 1e-9);
+  // Non-commuting: symmetric in its arguments, and 1-D Gaussians give (m1 - m2)^2 + (s1 - s2)^2.
+  const torch::Tensor a = torch::randn({6, 6}, torch::kFloat64), b = torch::randn({6, 6}, torch::kFloat64);
+  const torch::Tensor sa = a.matmul(a.t()), sb = b.matmul(b.t());
+  EXPECT_NEAR(frechet_distance(mu1, sa, mu2, sb), frechet_distance(mu2, sb, mu1, sa), 1e-8);
+  EXPECT_NEAR(frechet_distance(torch::tensor({1.0}, torch::kFloat64), torch::tensor({{4.0}}, torch::kFloat64),
+                               torch::tensor({3.0}, torch::kFloat64), torch::tensor({{9.0}}, torch::kFloat64)),
+              4.0 + 1.0, 1e-12);
+  // From samples: two draws of one Gaussian are close, a shifted one is |shift|^2 away.
+  const torch::Tensor x = torch::randn({20000, 3}, torch::kFloat64), y = torch::randn({20000, 3}, torch::kFloat64);
+  EXPECT_LT(frechet_distance(x, y), 0.01);
+  EXPECT_NEAR(frechet_distance(x, y + 2.0), 12.0, 0.15);
+}
+
+}  // namespace
+}  // namespace unidiff::experiments

@@ -7,7 +7,9 @@
 #include <filesystem>
 
 #include "core/fs.h"
+#include "core/h5.h"
 #include <string>
+#include <torch/nn/module.h>
 
 namespace unidiff::testing {
 
@@ -28,5 +30,20 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// Copies every parameter of `net` from `group`/<name> of a reference file written by a PyTorch
+/// script (state-dict names one to one); fails the test on a missing tensor or on reference
+/// tensors the network does not have.
+inline void load_reference_params(torch::nn::Module& net, const h5::File& f, const std::string& group) {
+  torch::NoGradGuard no_grad;
+  int64_t loaded = 0;
+  for (auto& param : net.named_parameters()) {
+    const std::string name = group + "/" + param.key();
+    ASSERT_TRUE(f.has(name)) << "the reference has no " << name;
+    param.value().copy_(h5::read_tensor(f, name));
+    ++loaded;
+  }
+  EXPECT_EQ(loaded, static_cast<int64_t>(h5::list_datasets(f, group).size()));
+}
 
 }  // namespace unidiff::testing

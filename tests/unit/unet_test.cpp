@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "core/h5.h"
+#include "test_util.h"
 #include "models/network.h"
+#include "models/keyed_dropout.h"
 #include "models/unet.h"
 
 namespace unidiff::models {
@@ -49,15 +51,9 @@ TEST(Unet, ForwardMatchesThePyTorchReferenceOnItsWeights) {
   // The configuration unet_reference.py builds: UNet(ch=32, mult=(1, 2), nres=1, attn_res=(8,), res=16).
   auto net = make_network(small_unet({3, 16, 16}, 8));
   net->eval();
+  testing::load_reference_params(*net, f, "/small/params");
+  if (::testing::Test::HasFatalFailure()) return;
   torch::NoGradGuard no_grad;
-  int64_t loaded = 0;
-  for (auto& param : net->named_parameters()) {
-    const std::string name = "/small/params/" + param.key();
-    ASSERT_TRUE(f.has(name)) << "the reference has no " << name;
-    param.value().copy_(h5::read_tensor(f, name));
-    ++loaded;
-  }
-  EXPECT_EQ(loaded, static_cast<int64_t>(h5::list_datasets(f, "/small/params").size()));
   const torch::Tensor y = net->forward(h5::read_tensor(f, "/small/x"), h5::read_tensor(f, "/small/t"));
   const torch::Tensor want = h5::read_tensor(f, "/small/y");
   EXPECT_TRUE(torch::allclose(y, want, 1e-4, 1e-5))
@@ -97,6 +93,49 @@ TEST(Unet, RefusesShapesItCannotTake) {
   c.channel_mult = {1, 2, 2};
   c.attn_res = {14};
   EXPECT_NO_THROW(make_network(c));
+}
+
+}  // namespace
+}  // namespace unidiff::models
+
+namespace unidiff::models {
+namespace {
+
+TEST(KeyedDropout, MasksAreAFunctionOfTheSampleNotTheBatch) {
+  // A UNet with dropout 0.5 in training mode: under a key, the output for a batch is the rows'
+  // outputs computed in any split (what makes a step world-size invariant and resumable), and
+  // another step draws other masks.
+  NetworkConfig c;
+  c.arch = "unet";
+  c.data_shape = {1, 8, 8};
+  c.channels = 32;
+  c.channel_mult = {1, 2};
+  c.res_blocks = 1;
+  c.attn_res = {};
+  c.dropout = 0.5;
+  torch::manual_seed(1);
+  auto net = make_network(c);
+  net->train();
+  const torch::Tensor x = torch::randn({4, 1, 8, 8}), t = torch::tensor({1.0, 50.0, 300.0, 900.0});
+  const torch::Tensor idx = torch::tensor({10, 11, 12, 13}, torch::kInt64);
+  torch::NoGradGuard no_grad;
+  auto run = [&](int64_t lo, int64_t hi, uint64_t step) {
+    const DropoutKeyScope key({7, step, idx.slice(0, lo, hi)});
+    return net->forward(x.slice(0, lo, hi), t.slice(0, lo, hi));
+  };
+  const torch::Tensor whole = run(0, 4, 3);
+  EXPECT_TRUE(torch::allclose(whole, torch::cat({run(0, 1, 3), run(1, 4, 3)}), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::equal(whole, run(0, 4, 3)));
+  EXPECT_FALSE(torch::allclose(whole, run(0, 4, 4), 1e-3, 1e-3));
+  // Dropout is active: the eval-mode output differs; half the elements of a mask are kept.
+  net->eval();
+  const torch::Tensor clean = net->forward(x, t);
+  EXPECT_FALSE(torch::allclose(whole, clean, 1e-3, 1e-3));
+  const DropoutKeyScope key({7, 3, torch::arange(4000, torch::kInt64)});
+  const torch::Tensor kept = keyed_dropout(torch::ones({4000, 10}), 0.5, true, 0);
+  EXPECT_NEAR((kept > 0).to(torch::kFloat64).mean().item<double>(), 0.5, 0.02);
+  EXPECT_EQ(kept.max().item<double>(), 2.0);
+  EXPECT_TRUE(torch::equal(keyed_dropout(torch::ones({3, 2}), 0.5, false, 0), torch::ones({3, 2})));
 }
 
 }  // namespace
