@@ -47,6 +47,8 @@ class TensorDataset {
   /// Shape of one sample, e.g. {2} or {1, 28, 28}.
   std::vector<int64_t> sample_shape() const;
   int64_t num_classes() const { return num_classes_; }
+  /// Every label, int64 [N] (undefined without /labels).
+  const torch::Tensor& labels() const { return labels_; }
   bool is_image() const { return is_image_; }
   /// Every sample (read in full when streaming).
   torch::Tensor all() const;

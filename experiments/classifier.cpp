@@ -14,6 +14,7 @@
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "dist/world.h"
+#include "experiments/model_io.h"
 
 namespace unidiff::experiments {
 namespace {
@@ -122,14 +123,7 @@ LoadedClassifier load_classifier(const std::filesystem::path& path) {
                                    .features(need("features")));
   out.test_accuracy = h5::read_attr_double(f, "/", "test_accuracy").value_or(0);
   out.trained_on = h5::read_attr_string(f, "/", "trained_on").value_or("");
-  torch::NoGradGuard no_grad;
-  for (auto& p : out.net->named_parameters()) {
-    const std::string name = "/params/" + p.key();
-    UD_CHECK_INPUT(f.has(name), "'", path.string(), "' lacks tensor ", name);
-    const torch::Tensor t = h5::read_tensor(f, name);
-    UD_CHECK_INPUT(t.sizes() == p.value().sizes(), "'", path.string(), "' tensor ", name, " has shape ", t.sizes());
-    p.value().copy_(t);
-  }
+  read_parameters(f, path, "/params", *out.net);
   out.net->eval();
   return out;
 }

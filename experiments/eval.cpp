@@ -42,7 +42,7 @@ std::string image_eval(const EvalConfig& c, const data::TensorDataset& samples, 
       .add("classifier", c.classifier)
       .add("classifier_test_accuracy", clf.test_accuracy)
       .raw("class_histogram", h);
-  const torch::Tensor labels = samples.get(torch::arange(samples.size(), torch::kInt64)).labels;
+  const torch::Tensor& labels = samples.labels();
   if (labels.defined()) {
     line.add("class_accuracy", (ps == labels).to(torch::kFloat64).mean().item<double>());
   }

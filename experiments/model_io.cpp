@@ -116,17 +116,21 @@ LoadedModel load_model(const std::filesystem::path& given, bool use_ema) {
   m.diffusion.sigma_max = h5::read_attr_double(f, "/", "sigma_max").value_or(m.diffusion.sigma_max);
   m.diffusion.sigma_d = h5::read_attr_double(f, "/", "sigma_d").value_or(m.diffusion.sigma_d);
   m.module = models::make_network(m.network);
-  const std::string group = use_ema ? "/ema/" : "/params/";
+  read_parameters(f, path, use_ema ? "/ema" : "/params", *m.module);
+  return m;
+}
+
+void read_parameters(const h5::File& f, const std::filesystem::path& path, const std::string& group,
+                     torch::nn::Module& module) {
   torch::NoGradGuard no_grad;
-  for (auto& p : m.module->named_parameters()) {
-    const std::string name = group + p.key();
+  for (auto& p : module.named_parameters()) {
+    const std::string name = group + "/" + p.key();
     UD_CHECK_INPUT(f.has(name), "'", path.string(), "' lacks tensor ", name);
     const torch::Tensor t = h5::read_tensor(f, name);
     UD_CHECK_INPUT(t.sizes() == p.value().sizes(), "'", path.string(), "' tensor ", name,
                    " has shape ", t.sizes(), ", the network expects ", p.value().sizes());
     p.value().copy_(t);
   }
-  return m;
 }
 
 }  // namespace unidiff::experiments

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "core/h5.h"
 #include "experiments/config.h"
 #include "models/ema.h"
 #include "models/network.h"
@@ -23,6 +24,11 @@ struct LoadedModel {
 void save_model(const std::filesystem::path& path, const models::NetworkConfig& network,
                 const DiffusionConfig& diffusion, const models::Network& module,
                 const models::Ema& ema, int64_t step);
+
+/// Copies every parameter of `module` from `group`/<name> of `file` (read from `path`, named in
+/// errors); a missing tensor or another shape throws InputError.
+void read_parameters(const h5::File& file, const std::filesystem::path& path, const std::string& group,
+                     torch::nn::Module& module);
 
 /// Loads `path` (a model file, or a run directory holding model.h5); `use_ema` picks the EMA
 /// weights. A missing, truncated or foreign file throws InputError.

@@ -14,12 +14,6 @@
 namespace unidiff::models {
 namespace {
 
-int64_t count(const torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
-
 NetworkConfig dit(const std::string& arch, int64_t patch) {
   NetworkConfig c;
   c.arch = arch;
@@ -37,7 +31,7 @@ TEST(Dit, StandardSizesHaveTheReferenceParameterCounts) {
     return depth * (18 * h * h + 15 * h) + (c * p * p * h + h) + (256 * h + h * h + 2 * h) + (k + 1) * h +
            (2 * h * h + 2 * h + h * p * p * c + p * p * c);
   };
-  const int64_t s2 = count(*make_network(dit("dit-s", 2))), b4 = count(*make_network(dit("dit-b", 4)));
+  const int64_t s2 = testing::count_parameters(*make_network(dit("dit-s", 2))), b4 = testing::count_parameters(*make_network(dit("dit-b", 4)));
   EXPECT_EQ(s2, formula(384, 12, 2));
   EXPECT_EQ(b4, formula(768, 12, 4));
   EXPECT_EQ(s2, 32858896);

@@ -31,6 +31,13 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+/// Number of parameter elements of a module.
+inline int64_t count_parameters(const torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
 /// Copies every parameter of `net` from `group`/<name> of a reference file written by a PyTorch
 /// script (state-dict names one to one); fails the test on a missing tensor or on reference
 /// tensors the network does not have.

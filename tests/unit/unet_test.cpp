@@ -15,12 +15,6 @@
 namespace unidiff::models {
 namespace {
 
-int64_t count(const torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
-
 /// A small unet: base width 32, two levels (1, 2), one block per level, attention at `attn`.
 NetworkConfig small_unet(std::vector<int64_t> data_shape, int64_t attn) {
   NetworkConfig c;
@@ -38,9 +32,9 @@ TEST(Unet, DdpmCifar10ConfigurationHas35746307Parameters) {
   c.arch = "unet";
   c.data_shape = {3, 32, 32};  // defaults: ch 128, mult 1,2,2,2, 2 blocks, attention at 16
   const auto net = make_network(c);
-  EXPECT_EQ(count(*net), 35746307);
+  EXPECT_EQ(testing::count_parameters(*net), 35746307);
   if (const char* p = std::getenv("UNIDIFF_UNET_REFERENCE")) {
-    EXPECT_EQ(count(*net), *h5::read_attr_int(h5::File::open_read(p), "/", "full_params"));
+    EXPECT_EQ(testing::count_parameters(*net), *h5::read_attr_int(h5::File::open_read(p), "/", "full_params"));
   }
 }
 
@@ -67,7 +61,7 @@ TEST(Unet, ClassConditioningAddsOneEmbeddingRowPerClassPlusTheNullClass) {
   torch::manual_seed(1);
   auto cond = make_network(c);
   cond->eval();
-  EXPECT_EQ(count(*cond) - count(*plain), (5 + 1) * 4 * 32);  // K + 1 rows of the time width
+  EXPECT_EQ(testing::count_parameters(*cond) - testing::count_parameters(*plain), (5 + 1) * 4 * 32);  // K + 1 rows of the time width
   EXPECT_EQ(cond->num_classes(), 5);
   const torch::Tensor x = torch::randn({3, 1, 8, 8}), t = torch::tensor({10.0f, 500.0f, 990.0f});
   torch::NoGradGuard no_grad;
