@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # On the GPU host (see README): configure and build unidiff against the host's torch with CUDA,
-# check the binary's libraries, run the tests, time the toy recipe on cuda:0 vs --threads CPU, and
-# print a short table last. Needs the Debian packages for glog, gflags and libpng in .deps/
-# (git-ignored; `apt-get download` them on the development machine, see bench/README.md).
+# check the binary's libraries, run the tests, time the toy recipe on cuda:0 vs --threads CPU, time
+# the UNet training step against the PyTorch peer (bench/unet_step.sh), and print short tables
+# last. Needs the Debian packages for glog, gflags and libpng in .deps/ and the peer script in
+# .peer/ (both git-ignored; `apt-get download` them on the development machine, see bench/README.md).
 #   bash bench/gpu_check.sh        (writes logs under $OUT, or /tmp/unidiff-gpu)
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,5 +69,9 @@ for dev in gpu cpu; do
 done
 "$bin" sample --checkpoint=/tmp/ud-run-gpu --num=2000 --out=/tmp/ud-s.h5 >/dev/null 2>&1
 row "eval of GPU-trained model" "$("$bin" eval --samples=/tmp/ud-s.h5 --reference=/tmp/ud-moons.h5 | sed 's/.*"sliced_wasserstein": \([0-9.e-]*\).*/SW \1/')"
+# The UNet training step against the plain-PyTorch peer (bench/unet_step.sh; the peer script in .peer/).
+OUT=$out bash "$repo/bench/unet_step.sh" "$build" >"$out/unet_step.md" 2>"$out/unet_step.err"
+echo
+cat "$out/unet_step.md"
 echo
 cat "$out/table.md"

@@ -1,6 +1,9 @@
 // dist/flat_adamw.h.
 #include "dist/flat_adamw.h"
 
+#include <ATen/ops/_foreach_add.h>
+#include <ATen/ops/_fused_adamw.h>
+
 #include <cmath>
 
 #include "core/error.h"
@@ -31,18 +34,29 @@ torch::Tensor FlatAdamW::clip_grad_norm(double max_norm) {
 void FlatAdamW::step(double lr) {
   torch::NoGradGuard no_grad;
   ++steps_;
-  const double bc1 = 1.0 - std::pow(config_.beta1, static_cast<double>(steps_));
-  const double bc2 = 1.0 - std::pow(config_.beta2, static_cast<double>(steps_));
-  for (int b = 0; b < reducer_.num_buckets(); ++b) {
-    torch::Tensor p = reducer_.param_shard(b);
-    const torch::Tensor g = reducer_.grad_shard(b);
-    p.mul_(1.0 - lr * config_.weight_decay);
-    exp_avg_[b].mul_(config_.beta1).add_(g, 1.0 - config_.beta1);
-    exp_avg_sq_[b].mul_(config_.beta2).addcmul_(g, g, 1.0 - config_.beta2);
-    const torch::Tensor denom = (exp_avg_sq_[b].sqrt() / std::sqrt(bc2)).add_(config_.eps);
-    p.addcdiv_(exp_avg_[b], denom, -lr / bc1);
+  // One fused kernel over every bucket (LibTorch's _fused_adamw_, CPU and CUDA): the update above,
+  // the step count read from a tensor per bucket, which we advance on the device.
+  if (step_count_.empty()) {
+    for (int b = 0; b < reducer_.num_buckets(); ++b) {
+      step_count_.push_back(torch::full({}, static_cast<double>(steps_ - 1),
+                                        reducer_.param_shard(b).options().dtype(torch::kFloat32)));
+    }
   }
+  std::vector<torch::Tensor> params, grads;
+  for (int b = 0; b < reducer_.num_buckets(); ++b) {
+    params.push_back(reducer_.param_shard(b));
+    grads.push_back(reducer_.grad_shard(b));
+  }
+  at::_foreach_add_(step_count_, 1);
+  at::_fused_adamw_(params, grads, exp_avg_, exp_avg_sq_, /*max_exp_avg_sqs=*/{}, step_count_, lr,
+                       config_.beta1, config_.beta2, config_.weight_decay, config_.eps, /*amsgrad=*/false,
+                       /*maximize=*/false);
   reducer_.all_gather_params();
+}
+
+void FlatAdamW::set_steps(int64_t steps) {
+  steps_ = steps;
+  step_count_.clear();  // rebuilt from steps_ by the next step()
 }
 
 }  // namespace unidiff::dist

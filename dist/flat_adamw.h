@@ -1,5 +1,6 @@
 // AdamW over a reducer's flat buckets, with the update of torch::optim::AdamW (decoupled weight
-// decay, bias-corrected moments, eps added to the corrected root). Without ZeRO-1 every rank
+// decay, bias-corrected moments, eps added to the corrected root), computed by LibTorch's fused
+// AdamW kernel: one kernel for all buckets instead of several per bucket. Without ZeRO-1 every rank
 // updates whole buckets; with it (Reducer::sharded()) each rank keeps the moments of, and updates,
 // only its slice of each bucket, then the reducer all-gathers the parameters: optimizer memory per
 // rank falls by the world size. Gradient clipping uses the global norm (a sum over shards when
@@ -34,7 +35,7 @@ class FlatAdamW {
   void step(double lr);
 
   int64_t steps() const { return steps_; }
-  void set_steps(int64_t steps) { steps_ = steps; }
+  void set_steps(int64_t steps);
   /// Moments of bucket b (this rank's shard, Reducer::shard_range), for checkpoints.
   const std::vector<torch::Tensor>& exp_avg() const { return exp_avg_; }
   const std::vector<torch::Tensor>& exp_avg_sq() const { return exp_avg_sq_; }
@@ -46,6 +47,7 @@ class FlatAdamW {
   AdamWConfig config_;
   int64_t steps_ = 0;
   std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
+  std::vector<torch::Tensor> step_count_;  ///< steps_ as a float32 tensor per bucket (the fused kernel's)
 };
 
 }  // namespace unidiff::dist

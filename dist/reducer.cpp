@@ -74,10 +74,17 @@ Reducer::Reducer(std::vector<torch::Tensor> params, const Communicator& comm, Re
     for (size_t k : m) {
       auto& p = params_[k];
       const int64_t count = p.numel();
-      torch::Tensor pv = bucket.params.slice(0, offset, offset + count).view(p.sizes());
+      // Each parameter keeps its own memory layout (contiguous, or channels-last for
+      // convolution weights) inside its slice; its gradient gets the same strides.
+      UD_ASSERT(p.is_non_overlapping_and_dense(), "reducer parameter ", k, " is not dense in memory");
+      const auto in_slice = [&](const torch::Tensor& flat) {
+        const torch::Tensor slice = flat.slice(0, offset, offset + count);
+        return slice.as_strided(p.sizes(), p.strides(), slice.storage_offset());
+      };
+      torch::Tensor pv = in_slice(bucket.params);
       pv.copy_(p);
       p.set_data(pv);
-      p.mutable_grad() = bucket.grads.slice(0, offset, offset + count).view(p.sizes());
+      p.mutable_grad() = in_slice(bucket.grads);
       grad_ptr_[k] = p.grad().data_ptr();
       slots_[k] = {static_cast<int>(buckets_.size()), offset};
       offset += count;

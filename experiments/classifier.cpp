@@ -54,7 +54,7 @@ double train_classifier(const ClassifierTrainConfig& c) {
                  "--reference holds ", torch::IntArrayRef(test.sample_shape()), " images of ", test.num_classes(),
                  " classes; --data ", torch::IntArrayRef(train.sample_shape()), " of ", train.num_classes());
   const auto shape = train.sample_shape();
-  dist::configure_threads();
+  dist::configure_threads(c.threads);
   torch::manual_seed(c.seed);
   models::Classifier net(models::ClassifierOptions(shape[0], shape[1], train.num_classes()));
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(c.lr));

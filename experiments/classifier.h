@@ -19,10 +19,11 @@ struct ClassifierTrainConfig {
   std::string data;        ///< labelled training images (HDF5 /data uint8 [N, C, H, W], /labels)
   std::string test;        ///< labelled test images: accuracy after every epoch
   std::string out;         ///< the classifier file to write
-  int64_t epochs = 3;      ///< passes over the training set
+  int64_t epochs = 5;      ///< passes over the training set
   int64_t batch = 128;     ///< images per step
   double lr = 1e-3;        ///< Adam learning rate (cosine-decayed to 0 over the run)
   uint32_t seed = 0;       ///< initialisation and data order
+  int threads = 0;         ///< intra-op threads (0 = the cores this process may use)
 };
 
 /// Trains, writes `out` atomically, returns the final test accuracy.

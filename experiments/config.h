@@ -96,6 +96,8 @@ struct TrainConfig {
   uint32_t seed = 0;             ///< the key of every random draw
   int64_t log_every = 100;       ///< steps between progress lines and metrics.jsonl rows
   int threads = 0;               ///< intra-op threads per rank (0 = cores / ranks on the host)
+  std::string precision = "fp32";///< fp32, or bf16: forward and loss under bfloat16 autocast (models/precision.h)
+  bool channels_last = false;    ///< images: convolution weights and inputs in channels-last layout
   std::string resolved_flags;    ///< the resolved command line, written to run_dir/config.flags
   DataConfig data;
   models::NetworkConfig network;
@@ -131,8 +133,11 @@ struct SampleConfig {
   bool use_ema = true;         ///< sample with the EMA weights
   int64_t label = -1;          ///< class of a conditional model's samples (-1: sample i gets i mod K)
   double cfg_scale = 1.0;      ///< classifier-free guidance w: uncond + w (cond - uncond); 1 = none
+  std::string clip_x0 = "auto"; ///< clamp each denoised estimate x0_hat to [-1, 1]: on, off, or auto
+                               ///< (on for images, whose data lie in [-1, 1]; off for vectors)
   std::string out;             ///< output HDF5 file; a PNG goes beside it
   std::string plot_reference;  ///< optional dataset drawn in grey under the samples
+  int threads = 0;             ///< intra-op threads (0 = the cores this process may use)
 };
 
 struct EvalConfig {
@@ -142,6 +147,7 @@ struct EvalConfig {
   int64_t max_samples = 5000;  ///< each set is cut to its first N samples for MMD
   uint32_t seed = 0;           ///< key of the projection directions
   std::string classifier;      ///< images: the classifier file (FD, class histogram, accuracy)
+  int threads = 0;             ///< intra-op threads (0 = the cores this process may use)
 };
 
 }  // namespace unidiff::experiments

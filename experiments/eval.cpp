@@ -14,7 +14,7 @@ namespace {
 /// Images: FD of the classifier's features, the predicted class histogram of the samples, and
 /// the fraction classified as the label they were generated for (when the samples carry labels).
 std::string image_eval(const EvalConfig& c, const data::TensorDataset& samples, const data::TensorDataset& reference) {
-  dist::configure_threads();
+  dist::configure_threads(c.threads);
   LoadedClassifier clf = load_classifier(c.classifier);
   const auto& o = clf.net->options;
   const auto shape = samples.sample_shape();

@@ -223,6 +223,14 @@ void check_guidance(const SampleConfig& c, const models::Network& net) {
                  net.num_classes() - 1, ")");
 }
 
+/// --clip_x0 resolved for samples of `data_shape`: images (data in [-1, 1]) clip by default.
+bool clip_x0(const SampleConfig& c, const std::vector<int64_t>& data_shape) {
+  UD_CHECK_INPUT(c.clip_x0 == "auto" || c.clip_x0 == "on" || c.clip_x0 == "off",
+                 "--clip_x0 must be auto, on or off, got '", c.clip_x0, "'");
+  if (c.clip_x0 == "auto") return data_shape.size() == 3;
+  return c.clip_x0 == "on";
+}
+
 /// A model of a continuous-time objective (rf, ncsn, trigflow, ict, scm; objective.h): its
 /// denoiser or consistency function under the samplers it takes. x_T = sigma(t_max) N(0, I),
 /// keyed per sample at stream step 0 (reflow pairs regenerate it from that key); sampler step i
@@ -233,9 +241,18 @@ torch::Tensor sample_continuous(const SampleConfig& c, LoadedModel& m, const Dif
   m.module->eval();
   check_guidance(c, *m.module);
   torch::Tensor labels;  // of the current chunk
-  const ModelFunctions fns = model_functions(diffusion, [&](const torch::Tensor& x, const torch::Tensor& t) {
+  ModelFunctions fns = model_functions(diffusion, [&](const torch::Tensor& x, const torch::Tensor& t) {
     return guided_output(*m.module, x, t, labels, c.cfg_scale);
   });
+  if (clip_x0(c, m.network.data_shape)) {
+    // Every sampler below sees the clamped estimate (the consistency function's output too).
+    if (fns.denoise) {
+      fns.denoise = [d = fns.denoise](const torch::Tensor& x, double t) { return d(x, t).clamp(-1, 1); };
+    }
+    if (fns.consistency) {
+      fns.consistency = [f = fns.consistency](const torch::Tensor& x, double t) { return f(x, t).clamp(-1, 1); };
+    }
+  }
   const std::string sampler = c.sampler.empty() ? fns.samplers.front() : c.sampler;
   std::string valid;
   for (const auto& n : fns.samplers) valid += (valid.empty() ? "" : ", ") + n;
@@ -340,7 +357,7 @@ torch::Tensor run_sample(const SampleConfig& c) {
   UD_CHECK_INPUT(!c.checkpoint.empty(), "--checkpoint is required (a run directory or model file)");
   LoadedModel m = load_model(c.checkpoint, c.use_ema);
   const torch::Device device = dist::select_device();
-  dist::configure_threads();
+  dist::configure_threads(c.threads);
   torch::Tensor samples = draw_samples(c, m, device);
   const std::map<std::string, std::string> attrs = {{"sampling_seed", std::to_string(c.seed)},
                                                     {"sampling_objective", resolve_diffusion(m.diffusion).objective}};
@@ -357,6 +374,7 @@ torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device 
                      sampler_names().end(),
                  "unknown --sampler '", sampler, "' for a DDPM model (valid: ddpm, ddim)");
   const objectives::Spacing spacing = objectives::parse_spacing(c.spacing);
+  const bool clip = clip_x0(c, m.network.data_shape);
   const objectives::DdpmSchedule schedule = objectives::DdpmSchedule::make(
       objectives::parse_beta_schedule(m.diffusion.schedule), m.diffusion.timesteps,
       m.diffusion.beta_start, m.diffusion.beta_end);
@@ -393,6 +411,7 @@ torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device 
     objectives::DdpmSamplerOptions opts;
     opts.steps = steps;
     opts.spacing = spacing;
+    opts.clip_x0 = clip;
     torch::Tensor x = sampler == "ddpm"
                           ? objectives::sample_ddpm(eps_fn, schedule, x_T, opts, noise)
                           : objectives::sample_ddim(eps_fn, schedule, x_T, opts, c.eta, noise);

@@ -35,6 +35,7 @@
 #include "experiments/run_util.h"
 #include "models/ema.h"
 #include "models/keyed_dropout.h"
+#include "models/precision.h"
 #include "objectives/ddpm_schedule.h"
 #include "objectives/losses.h"
 #include "objectives/parameterization.h"
@@ -50,6 +51,7 @@ void validate(const TrainConfig& c) {
   UD_CHECK_INPUT(c.steps > 0, "--train_steps must be positive, got ", c.steps);
   UD_CHECK_INPUT(c.log_every > 0, "--log_every must be positive, got ", c.log_every);
   validate_optim(c.optim);
+  models::validate_precision(c.precision);
 }
 
 /// Reflow pairs are a samples file of a rectified flow (`unidiff sample`): its `sampling_seed`
@@ -232,10 +234,14 @@ TrainResult train_diffusion(const TrainConfig& config) {
   log::info("train", detail::str_cat(world, " rank(s) on ", device.str(), ", ", threads,
                                      " thread(s) each; global batch ", config.data.global_batch,
                                      " (", sampler.local_batch(), " per rank); ", config.steps,
-                                     " steps"));
+                                     " steps; ", config.precision,
+                                     config.channels_last ? ", channels-last" : ""));
 
   // Rank 0's initial weights are the truth for every rank (the group broadcasts them).
   model->to(device);
+  // Before the group: its reducer keeps each parameter's layout in the flat buckets.
+  const bool channels_last = config.channels_last && net_cfg.data_shape.size() == 3;
+  models::set_channels_last(*model, channels_last);
   ModelGroup group("model", ModelGroup::Role::kTrained, model, *comm, config.optim, config.dist,
                    config.steps);
   int64_t first_step = 0;
@@ -291,7 +297,11 @@ TrainResult train_diffusion(const TrainConfig& config) {
     group.begin_step();
     // Dropout masks keyed by (seed, step, layer, sample index), like every other draw.
     const models::DropoutKeyScope dropout_key({seed, s, batch.index});
-    const objectives::LossOutput out = objective->loss(*model, {batch.x, batch.index, labels, step});
+    objectives::LossOutput out;
+    {
+      const models::AutocastScope autocast(device.type(), config.precision);
+      out = objective->loss(*model, {models::to_layout(batch.x, channels_last), batch.index, labels, step});
+    }
     out.loss.backward();
     const double lr = group.end_step(step);
     loss_sum += out.loss.detach();

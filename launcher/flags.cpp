@@ -59,6 +59,7 @@ DEFINE_string(diffusion_schedule, "linear", "DDPM beta schedule (linear, cosine,
 DEFINE_bool(class_conditional, false, "condition the network on the dataset's /labels (unet), with label dropout for guidance");
 DEFINE_double(cfg_drop, 0.1, "class_conditional: probability a training label is replaced by 'no class'");
 DEFINE_int64(label, -1, "sample: the class of a conditional model's samples (-1: sample i gets class i mod K)");
+DEFINE_string(clip_x0, "auto", "sample: clamp every denoised estimate x0_hat to [-1, 1] inside the sampler: on, off, or auto (on for images, off for vectors)");
 DEFINE_double(cfg_scale, 1.0, "sample: classifier-free guidance w, uncond + w (cond - uncond); 1 = no guidance");
 DEFINE_string(rf_time, "uniform", "rf: training times uniform or logit-normal in (0, 1), or one (t = 1: one-step distillation on reflow pairs)");
 DEFINE_string(objective, "", "pre-training objective: ddpm, rf, ncsn, trigflow, ict, scm (empty: ddpm, or rf with --diffusion_schedule=rf)");
@@ -129,6 +130,8 @@ DEFINE_double(dist_bucket_mb, 25, "gradient bucket size in MiB (all-reduced as s
 DEFINE_validator(dist_bucket_mb, &positive_double);
 DEFINE_bool(dist_overlap, true, "overlap gradient all-reduce with backward (false: all buckets after backward)");
 DEFINE_bool(optim_zero, false, "ZeRO-1: shard the optimizer state over the ranks (reduce-scatter, all-gather)");
+DEFINE_string(precision, "fp32", "train: fp32, or bf16 (forward pass and loss under bfloat16 autocast; weights, gradients, optimizer and EMA stay float32)");
+DEFINE_bool(channels_last, false, "train: images in channels-last (NHWC) layout, with the convolution weights");
 DEFINE_int64(threads, 0, "intra-op threads per rank (0 = cores on the host / ranks on the host)");
 DEFINE_validator(threads, &non_negative);
 
@@ -148,7 +151,7 @@ DEFINE_string(sampler, "", "sampler (empty: the model's default): ddpm, ddim (dd
 DEFINE_int64(steps, 0, "sampling steps (0 = all of the model's T)");
 DEFINE_validator(steps, &non_negative);
 DEFINE_string(classifier, "", "eval: the classifier file for images (FD of its features, class histogram and accuracy); make one with 'unidiff eval train-classifier'");
-DEFINE_int64(classifier_epochs, 3, "eval train-classifier: passes over --data");
+DEFINE_int64(classifier_epochs, 5, "eval train-classifier: passes over --data");
 DEFINE_validator(classifier_epochs, &positive);
 DEFINE_int64(classifier_batch, 128, "eval train-classifier: images per step");
 DEFINE_validator(classifier_batch, &positive);
@@ -227,7 +230,7 @@ const std::vector<Command>& commands() {
         "resume", "save_every", "save_every_minutes", "keep_checkpoints", "allow_config_change",
         "train_stop_at", "method", "pd_teacher", "pd_start_steps", "pd_end_steps", "pd_round_steps", "eval_samples",
         "eval_every", "eval_reference", "eval_classifier",
-        "threads", "dist_bucket_mb", "dist_overlap", "optim_zero", "model_arch", "model_hidden", "model_layers", "model_time_dim",
+        "threads", "precision", "channels_last", "dist_bucket_mb", "dist_overlap", "optim_zero", "model_arch", "model_hidden", "model_layers", "model_time_dim",
         "model_channels", "model_mult", "model_res_blocks", "model_attn_res", "model_dropout",
         "model_depth", "model_heads", "model_patch",
         "objective", "sigma_min", "sigma_max", "sigma_data", "p_mean", "p_std", "ct_s0", "ct_s1",
@@ -239,13 +242,13 @@ const std::vector<Command>& commands() {
        "draw samples from a trained model into an HDF5 file (and a PNG beside it)",
        {"model", "checkpoint", "gmm_file", "schedule", "sampler", "steps", "spacing", "eta", "num",
         "sample_batch", "seed", "use_ema", "out", "plot_reference", "smld_inner", "smld_step",
-        "instaflow_variant", "oracle_ode_steps", "label", "cfg_scale", "cm_times"}},
+        "instaflow_variant", "oracle_ode_steps", "label", "cfg_scale", "cm_times", "clip_x0", "threads"}},
       {"eval",
        "distances between a samples file and a reference dataset, printed as one JSON line",
-       {"samples", "reference", "projections", "max_samples", "seed", "classifier"}},
+       {"samples", "reference", "projections", "max_samples", "seed", "classifier", "threads"}},
       {"eval train-classifier",
        "train the evaluation classifier on labelled images (--data), report its accuracy on --reference",
-       {"data", "reference", "out", "classifier_epochs", "classifier_batch", "seed"}},
+       {"data", "reference", "out", "classifier_epochs", "classifier_batch", "seed", "threads"}},
       {"ckpt info", "print a checkpoint's manifest: step, world size, groups and tensors",
        {"checkpoint"}},
       {"data gmm", "draw exact samples of a Gaussian mixture file (/weights, /means, /stds)",
@@ -268,6 +271,8 @@ experiments::TrainConfig make_train_config() {
   c.seed = static_cast<uint32_t>(FLAGS_seed);
   c.log_every = FLAGS_log_every;
   c.threads = static_cast<int>(FLAGS_threads);
+  c.precision = FLAGS_precision;
+  c.channels_last = FLAGS_channels_last;
   c.dist.bucket_mb = FLAGS_dist_bucket_mb;
   c.dist.overlap = FLAGS_dist_overlap;
   c.dist.zero = FLAGS_optim_zero;
@@ -344,6 +349,7 @@ experiments::SampleConfig make_sample_config() {
   c.oracle_ode_steps = FLAGS_oracle_ode_steps;
   c.label = FLAGS_label;
   c.cfg_scale = FLAGS_cfg_scale;
+  c.clip_x0 = FLAGS_clip_x0;
   c.checkpoint = FLAGS_checkpoint;
   c.sampler = FLAGS_sampler;
   c.steps = FLAGS_steps;
@@ -356,6 +362,7 @@ experiments::SampleConfig make_sample_config() {
   c.use_ema = FLAGS_use_ema;
   c.out = FLAGS_out;
   c.plot_reference = FLAGS_plot_reference;
+  c.threads = static_cast<int>(FLAGS_threads);
   return c;
 }
 
@@ -367,6 +374,7 @@ experiments::EvalConfig make_eval_config() {
   c.max_samples = FLAGS_max_samples;
   c.seed = static_cast<uint32_t>(FLAGS_seed);
   c.classifier = FLAGS_classifier;
+  c.threads = static_cast<int>(FLAGS_threads);
   return c;
 }
 
@@ -378,6 +386,7 @@ experiments::ClassifierTrainConfig make_classifier_config() {
   c.epochs = FLAGS_classifier_epochs;
   c.batch = FLAGS_classifier_batch;
   c.seed = static_cast<uint32_t>(FLAGS_seed);
+  c.threads = static_cast<int>(FLAGS_threads);
   return c;
 }
 

@@ -174,6 +174,12 @@ expect 0 "step 3/3" -- "$bin" train --data="$tmp/img8.h5" "${unet[@]}" --class_c
 expect 0 "image grid written" -- "$bin" sample --checkpoint="$tmp/cond" --sampler=ddim --steps=3 \
   --num=8 --label=3 --cfg_scale=2 --out="$tmp/cond.h5"
 [ -s "$tmp/cond.png" ] || fail "no image grid for the conditional samples"
+# Images clip every denoised estimate to [-1, 1] by default (--clip_x0=auto), so DDIM's last step
+# lands inside the data range; a bad value is refused.
+"$py" -c "import h5py, sys; d = h5py.File(sys.argv[1])['data'][:]; assert abs(d).max() <= 1.0, abs(d).max()" "$tmp/cond.h5" \
+  || fail "clipped image samples leave [-1, 1]"
+expect 2 "--clip_x0 must be auto, on or off, got 'maybe'" -- "$bin" sample --checkpoint="$tmp/cond" \
+  --clip_x0=maybe --out="$tmp/x.h5"
 expect 2 "--label 4 is not a class of the model \(0..3\)" -- "$bin" sample --checkpoint="$tmp/cond" \
   --sampler=ddim --steps=2 --num=2 --label=4 --out="$tmp/x.h5"
 expect 0 "step 3/3" -- "$bin" train --data="$tmp/img8.h5" "${unet[@]}" --data_batch=8 --train_steps=3 \
@@ -195,6 +201,20 @@ expect 2 "dit: resolution 8 is not a multiple of the patch 3" -- "$bin" train --
   --model_patch=3 --data_batch=8 --run_dir="$tmp/dit-bad"
 expect 2 "--class_conditional needs a dataset with /labels" -- "$bin" train --data="$tmp/gs.h5" \
   --class_conditional --run_dir="$tmp/nolabels"
+# Mixed precision and channels-last: a bf16, NHWC UNet run trains and samples (float32 weights in
+# the model file); a bad precision is refused before anything is written; distillation refuses both.
+expect 0 "step 3/3 .*" -- "$bin" train --data="$tmp/img8.h5" "${unet[@]}" --precision=bf16 --channels_last \
+  --data_batch=8 --train_steps=3 --log_every=3 --run_dir="$tmp/bf16"
+grep -q "1 rank(s) on cpu, .* bf16, channels-last" "$tmp/out" || fail "the bf16 run does not say so"
+expect 0 "samples written" -- "$bin" sample --checkpoint="$tmp/bf16" --sampler=ddim --steps=2 --num=4 \
+  --threads=1 --out="$tmp/bf16.h5"
+"$py" -c "import h5py, sys; f = h5py.File(sys.argv[1]); assert all(d.dtype == 'float32' for g in ('params', 'ema') for d in f[g].values())" \
+  "$tmp/bf16/model.h5" || fail "the bf16 run did not keep float32 weights"
+expect 2 "--precision must be fp32 or bf16, got 'fp16'" -- "$bin" train --data="$tmp/img8.h5" "${unet[@]}" \
+  --precision=fp16 --run_dir="$tmp/fp16"
+[ ! -e "$tmp/fp16" ] || fail "a refused precision created its run directory"
+expect 2 "apply to --method=ddpm" -- "$bin" train --method=progressive --pd_teacher="$tmp/uncond" \
+  --data="$tmp/img8.h5" --precision=bf16 --run_dir="$tmp/pd-bf16"
 
 if [ $failures -ne 0 ]; then echo "cli: $failures check(s) failed"; exit 1; fi
 echo "cli: all checks passed"

@@ -22,6 +22,8 @@
 #include "dist/world.h"
 #include "experiments/train_diffusion.h"
 #include "models/network.h"
+#include "models/precision.h"
+#include "../unit/test_util.h"
 
 namespace unidiff::dist {
 namespace {
@@ -233,6 +235,61 @@ TEST(Gradients, NcclPathMatchesTheMpiPathOnOneGpu) {
   const auto a = gpu->parameters(), b = cpu->parameters();
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_TRUE(torch::allclose(a[i].cpu(), b[i], 1e-4, 1e-5)) << "parameter " << i;
+  }
+}
+
+TEST(Gradients, ChannelsLastWeightsKeepTheirLayoutInTheBucketsAndTrainLikeContiguous) {
+  auto comm = make_world_communicator();
+  const auto unet = [](uint64_t seed) {
+    torch::manual_seed(seed);
+    return models::make_network(testing::small_unet_config({1, 8, 8}, 4, 0.0));
+  };
+  const auto batch = [](int64_t step) {
+    const torch::Tensor idx = rng::arange_indices(0, kGlobalBatch);
+    return std::pair{rng::normal({9, rng::Purpose::kNoise}, static_cast<uint64_t>(step), idx, {1, 8, 8}),
+                     rng::randint({9, rng::Purpose::kTimestep}, static_cast<uint64_t>(step), idx, 1000)
+                         .to(torch::kFloat32)};
+  };
+  // A large AdamW eps keeps the update proportional to the gradient: with the usual 1e-8, the
+  // near-zero gradients of a fresh UNet (zero-initialised output layers) turn rounding-level
+  // differences between the layouts into whole lr-sized steps.
+  constexpr double kLr = 1e-2, kEps = 1e-2;
+  // The reference: contiguous weights, one process, the whole batch, torch::optim::AdamW.
+  auto single = unet(21);
+  torch::optim::AdamW opt_single(single->parameters(), torch::optim::AdamWOptions(kLr).eps(kEps).weight_decay(0));
+  auto dp = unet(21);
+  models::set_channels_last(*dp, true);
+  Reducer reducer(dp->parameters(), *comm, {4096, true, false});
+  AdamWConfig ac;
+  ac.eps = kEps;
+  FlatAdamW opt(reducer, ac);
+  for (int64_t step = 0; step < 3; ++step) {
+    const auto [x, t] = batch(step);
+    opt_single.zero_grad();
+    (single->forward(x, t) - x).pow(2).mean().backward();
+    opt_single.step();
+    reducer.zero_grad();
+    const torch::Tensor xr = models::to_layout(my_rows(x, *comm), true);
+    (dp->forward(xr, my_rows(t, *comm)) - xr).pow(2).mean().backward();
+    reducer.finalize();
+    if (step == 0) {  // the averaged channels-last gradient is the global-batch gradient
+      const auto a = dp->parameters(), b = single->parameters();
+      for (size_t i = 0; i < a.size(); ++i) {
+        EXPECT_TRUE(torch::allclose(a[i].grad(), b[i].grad(), 1e-4, 1e-7))
+            << "gradient " << i << " max diff " << (a[i].grad() - b[i].grad()).abs().max().item<float>();
+      }
+    }
+    opt.step(kLr);
+  }
+  EXPECT_EQ(max_divergence(dp->parameters(), *comm), 0.0);
+  const auto a = dp->parameters(), b = single->parameters();
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].dim() == 4) {
+      EXPECT_TRUE(a[i].is_contiguous(at::MemoryFormat::ChannelsLast)) << "parameter " << i;
+      EXPECT_EQ(a[i].grad().strides(), a[i].strides()) << "parameter " << i;
+    }
+    EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-4, 1e-5))
+        << "parameter " << i << " max diff " << (a[i] - b[i]).abs().max().item<float>();
   }
 }
 

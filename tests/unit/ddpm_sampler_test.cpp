@@ -29,6 +29,36 @@ TEST(DdpmSampler, SingleStepsMatchThePyTorchReference) {
                               get("ddim_next"), 1e-12, 1e-12));
 }
 
+TEST(DdpmSampler, ClippedStepsUseTheClampedX0AndItsImpliedEps) {
+  // With clip_x0 the step is the unclipped step of x0_c = clamp(x0_hat, -1, 1) and of the eps
+  // that x0_c implies, eps_c = (x_t - sqrt(abar_t) x0_c) / sqrt(1 - abar_t) (Ho et al.'s
+  // clip_denoised), so that a step whose x0_hat is already inside [-1, 1] is unchanged.
+  const DdpmSchedule s = DdpmSchedule::make(BetaSchedule::kLinear, 1000);
+  const torch::Tensor idx = torch::arange(64, torch::kInt64);
+  const torch::Tensor x_t = rng::normal({1, rng::Purpose::kSampling}, 0, idx, {4}).to(torch::kFloat64);
+  const torch::Tensor eps = 0.3 * rng::normal({1, rng::Purpose::kSampling}, 1, idx, {4}).to(torch::kFloat64);
+  const torch::Tensor z = rng::normal({1, rng::Purpose::kSampling}, 2, idx, {4}).to(torch::kFloat64);
+  const int64_t t = 600, prev = 500;
+  const double ab = s.step(t, prev).abar_t;
+  const torch::Tensor x0 = (x_t - std::sqrt(1 - ab) * eps) / std::sqrt(ab);
+  ASSERT_GT((x0.abs() > 1).sum().item<int64_t>(), 10);  // the clamp bites on many entries
+  const torch::Tensor x0c = x0.clamp(-1, 1);
+  const torch::Tensor eps_c = (x_t - std::sqrt(ab) * x0c) / std::sqrt(1 - ab);
+  for (const double eta : {0.0, 0.5}) {
+    EXPECT_TRUE(torch::allclose(ddim_step(s, x_t, eps, t, prev, eta, z, true),
+                                ddim_step(s, x_t, eps_c, t, prev, eta, z, false), 1e-12, 1e-12));
+  }
+  EXPECT_TRUE(torch::allclose(ddpm_step(s, x_t, eps, t, prev, z, true), ddpm_step(s, x_t, eps_c, t, prev, z, false),
+                              1e-12, 1e-12));
+  // Inside [-1, 1] nothing changes; the last DDIM step (prev = -1) returns x0_c itself.
+  const torch::Tensor inside = std::sqrt(ab) * 0.5 * torch::tanh(x_t) + std::sqrt(1 - ab) * eps;
+  EXPECT_TRUE(torch::allclose(ddim_step(s, inside, eps, t, prev, 0.0, z, true),
+                              ddim_step(s, inside, eps, t, prev, 0.0, z, false), 1e-12, 1e-12));
+  const double ab0 = s.step(0, -1).abar_t;
+  const torch::Tensor x0_last = (x_t - std::sqrt(1 - ab0) * eps) / std::sqrt(ab0);
+  EXPECT_TRUE(torch::allclose(ddim_step(s, x_t, eps, 0, -1, 0.0, z, true), x0_last.clamp(-1, 1), 1e-12, 1e-12));
+}
+
 TEST(DdpmSampler, TimestepSpacings) {
   // Leading: 0, 100, ..., 900 (DDIM); trailing: 999, 899, ..., 99 (both in sampling order).
   EXPECT_EQ(timestep_subsequence(1000, 10, Spacing::kLeading),

@@ -11,6 +11,10 @@
 #include <string>
 #include <torch/nn/module.h>
 
+#include <vector>
+
+#include "models/network.h"
+
 namespace unidiff::testing {
 
 class TempDir {
@@ -30,6 +34,20 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// A small UNet for tests: base width 32, two levels (1, 2), one block per level, self-attention
+/// at resolution `attn` (none when 0), the given dropout.
+inline models::NetworkConfig small_unet_config(std::vector<int64_t> data_shape, int64_t attn, double dropout = 0.1) {
+  models::NetworkConfig c;
+  c.arch = "unet";
+  c.data_shape = std::move(data_shape);
+  c.channels = 32;
+  c.channel_mult = {1, 2};
+  c.res_blocks = 1;
+  c.attn_res = attn > 0 ? std::vector<int64_t>{attn} : std::vector<int64_t>{};
+  c.dropout = dropout;
+  return c;
+}
 
 /// Number of parameter elements of a module.
 inline int64_t count_parameters(const torch::nn::Module& m) {

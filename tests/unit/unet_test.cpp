@@ -15,17 +15,7 @@
 namespace unidiff::models {
 namespace {
 
-/// A small unet: base width 32, two levels (1, 2), one block per level, attention at `attn`.
-NetworkConfig small_unet(std::vector<int64_t> data_shape, int64_t attn) {
-  NetworkConfig c;
-  c.arch = "unet";
-  c.data_shape = std::move(data_shape);
-  c.channels = 32;
-  c.channel_mult = {1, 2};
-  c.res_blocks = 1;
-  c.attn_res = {attn};
-  return c;
-}
+using testing::small_unet_config;
 
 TEST(Unet, DdpmCifar10ConfigurationHas35746307Parameters) {
   NetworkConfig c;
@@ -43,7 +33,7 @@ TEST(Unet, ForwardMatchesThePyTorchReferenceOnItsWeights) {
   if (!p) GTEST_SKIP() << "UNIDIFF_UNET_REFERENCE not set (ctest sets it)";
   const h5::File f = h5::File::open_read(p);
   // The configuration unet_reference.py builds: UNet(ch=32, mult=(1, 2), nres=1, attn_res=(8,), res=16).
-  auto net = make_network(small_unet({3, 16, 16}, 8));
+  auto net = make_network(small_unet_config({3, 16, 16}, 8));
   net->eval();
   testing::load_reference_params(*net, f, "/small/params");
   if (::testing::Test::HasFatalFailure()) return;
@@ -55,7 +45,7 @@ TEST(Unet, ForwardMatchesThePyTorchReferenceOnItsWeights) {
 }
 
 TEST(Unet, ClassConditioningAddsOneEmbeddingRowPerClassPlusTheNullClass) {
-  NetworkConfig c = small_unet({1, 8, 8}, 4);
+  NetworkConfig c = small_unet_config({1, 8, 8}, 4);
   const auto plain = make_network(c);
   c.num_classes = 5;
   torch::manual_seed(1);
@@ -99,14 +89,7 @@ TEST(KeyedDropout, MasksAreAFunctionOfTheSampleNotTheBatch) {
   // A UNet with dropout 0.5 in training mode: under a key, the output for a batch is the rows'
   // outputs computed in any split (what makes a step world-size invariant and resumable), and
   // another step draws other masks.
-  NetworkConfig c;
-  c.arch = "unet";
-  c.data_shape = {1, 8, 8};
-  c.channels = 32;
-  c.channel_mult = {1, 2};
-  c.res_blocks = 1;
-  c.attn_res = {};
-  c.dropout = 0.5;
+  const NetworkConfig c = small_unet_config({1, 8, 8}, 0, 0.5);
   torch::manual_seed(1);
   auto net = make_network(c);
   net->train();

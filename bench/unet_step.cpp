@@ -1,0 +1,178 @@
+// The UNet training step, timed: unidiff's own step (the objective's loss, backward, the model
+// group's reducer, clipping, AdamW and EMA, exactly what `unidiff train` runs) on the DDPM
+// CIFAR-10 UNet (35,746,307 parameters) with batch 128 of 3x32x32, eps-prediction on the linear
+// schedule. After --warmup steps, --steps steps are timed with CUDA events on a GPU (a
+// synchronised steady clock on the CPU). Prints one RESULT line in the format of the plain-PyTorch
+// peer (bench/unet_step.sh runs both and prints the table).
+//   build/bench/unet_step_bench [--device=cuda|cpu] [--batch=128] [--steps=30] [--warmup=5]
+//       [--precision=bf16|fp32] [--channels_last] [--cudnn_benchmark] [--channels=128]
+// One step of the CIFAR-10 configuration at batch 128 is 4.78 TFLOP (forward and backward, counted
+// by PyTorch's FlopCounterMode on the peer); other batches scale it linearly, other widths are not
+// counted.
+#include <sys/resource.h>
+
+#include <ATen/Context.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "dist/communicator.h"
+#include "dist/world.h"
+#include "experiments/config.h"
+#include "experiments/model_group.h"
+#include "experiments/objective.h"
+#include "models/keyed_dropout.h"
+#include "models/network.h"
+#include "models/precision.h"
+
+#ifdef UNIDIFF_BENCH_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+namespace {
+
+namespace ud = unidiff;
+
+struct Options {
+  std::string device = "cuda";
+  int64_t batch = 128, steps = 30, warmup = 5, channels = 128;
+  std::string precision = "bf16";
+  bool channels_last = false, cudnn_benchmark = false;
+};
+
+bool flag(const char* arg, const char* name, std::string& value) {
+  const size_t n = std::strlen(name);
+  if (std::strncmp(arg, name, n) != 0 || arg[n] != '=') return false;
+  value = arg + n + 1;
+  return true;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string v;
+    if (flag(argv[i], "--device", v)) o.device = v;
+    else if (flag(argv[i], "--batch", v)) o.batch = std::stol(v);
+    else if (flag(argv[i], "--steps", v)) o.steps = std::stol(v);
+    else if (flag(argv[i], "--warmup", v)) o.warmup = std::stol(v);
+    else if (flag(argv[i], "--channels", v)) o.channels = std::stol(v);
+    else if (flag(argv[i], "--precision", v)) o.precision = v;
+    else if (!std::strcmp(argv[i], "--channels_last")) o.channels_last = true;
+    else if (!std::strcmp(argv[i], "--cudnn_benchmark")) o.cudnn_benchmark = true;
+    else UD_CHECK_INPUT(false, "unet_step_bench: unknown argument '", argv[i], "'");
+  }
+  UD_CHECK_INPUT(o.device == "cuda" || o.device == "cpu", "--device must be cuda or cpu, got ", o.device);
+  UD_CHECK_INPUT(o.batch > 0 && o.steps > 0 && o.warmup >= 0, "--batch and --steps must be positive");
+  ud::models::validate_precision(o.precision);
+  return o;
+}
+
+int run(const Options& o) {
+  const bool cuda = o.device == "cuda";
+  UD_CHECK_INPUT(!cuda || torch::cuda::is_available(), "--device=cuda but no CUDA device is visible");
+  const torch::Device device = cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  at::globalContext().setBenchmarkCuDNN(o.cudnn_benchmark);
+  auto comm = ud::dist::make_communicator(device);
+
+  ud::models::NetworkConfig net_cfg;
+  net_cfg.arch = "unet";
+  net_cfg.data_shape = {3, 32, 32};
+  net_cfg.channels = o.channels;  // the rest is the DDPM CIFAR-10 default: 1,2,2,2, 2 blocks, attention at 16
+  torch::manual_seed(0);
+  auto model = ud::models::make_network(net_cfg);
+  int64_t params = 0;
+  for (const auto& p : model->parameters()) params += p.numel();
+  model->to(device);
+  ud::models::set_channels_last(*model, o.channels_last);
+
+  ud::experiments::DiffusionConfig diffusion;  // DDPM, eps-prediction, linear, T = 1000
+  diffusion = ud::experiments::resolve_diffusion(diffusion);
+  const int64_t total = o.warmup + o.steps;
+  auto objective = ud::experiments::make_pretrain_objective(diffusion, {0, total, net_cfg.data_shape, device});
+  ud::experiments::OptimConfig optim;
+  optim.lr = 2e-4;
+  optim.warmup_steps = 0;
+  optim.decay = "constant";
+  optim.grad_clip = 0;  // as the peer (no clipping); the EMA is extra work the peer does not do
+  optim.ema_decay = 0.9999;
+  ud::experiments::ModelGroup group("model", ud::experiments::ModelGroup::Role::kTrained, model, *comm, optim, {},
+                                    total);
+  // One fixed batch on the device (the loader is benchmarked on its own: loader_bench).
+  const torch::Tensor x0 = ud::models::to_layout(
+      ud::rng::normal({7, ud::rng::Purpose::kNoise}, 0, torch::arange(o.batch), {3, 32, 32}, device),
+      o.channels_last);
+  const torch::Tensor index = torch::arange(o.batch, torch::TensorOptions().dtype(torch::kInt64).device(device));
+  torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device));
+  const auto step = [&](int64_t k) {
+    group.begin_step();
+    const ud::models::DropoutKeyScope dropout_key({0, static_cast<uint64_t>(k), index});
+    ud::objectives::LossOutput out;
+    {
+      const ud::models::AutocastScope autocast(device.type(), o.precision);
+      out = objective->loss(*model, {x0, index, {}, k});
+    }
+    out.loss.backward();
+    group.end_step(k);
+    loss_sum += out.loss.detach();
+  };
+  for (int64_t k = 0; k < o.warmup; ++k) step(k);
+  double seconds = 0;
+  int64_t peak_bytes = 0;
+  if (cuda) {
+#ifdef UNIDIFF_BENCH_CUDA
+    torch::cuda::synchronize();
+    c10::cuda::CUDACachingAllocator::resetPeakStats(0);
+    at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+    start.record();
+    for (int64_t k = o.warmup; k < total; ++k) step(k);
+    stop.record();
+    stop.synchronize();
+    seconds = start.elapsed_time(stop) / 1e3;
+    peak_bytes = c10::cuda::CUDACachingAllocator::getDeviceStats(0).allocated_bytes[0].peak;
+#else
+    UD_CHECK_INPUT(false, "this unet_step_bench was built without CUDA");
+#endif
+  } else {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t k = o.warmup; k < total; ++k) step(k);
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    peak_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
+  }
+  const double per_step = seconds / static_cast<double>(o.steps);
+  const bool counted = o.channels == 128;
+  const double flops = counted ? 4.78e12 * static_cast<double>(o.batch) / 128.0 : 0.0;
+  const double loss = loss_sum.item<double>() / static_cast<double>(total);
+  std::printf("RESULT unidiff device=%s precision=%s cl=%d cudnn_bench=%d params=%.2fM batch=%ld step_ms=%.2f "
+              "img_per_s=%.0f tflops=%.1f peak_mem_mb=%.0f%s loss=%.4f\n",
+              o.device.c_str(), o.precision.c_str(), o.channels_last ? 1 : 0, o.cudnn_benchmark ? 1 : 0,
+              static_cast<double>(params) / 1e6, o.batch, 1e3 * per_step, static_cast<double>(o.batch) / per_step,
+              counted ? flops / per_step / 1e12 : 0.0, static_cast<double>(peak_bytes) / (1 << 20),
+              cuda ? "" : " (peak RSS)", loss);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ud::dist::init(&argc, &argv);
+  int rc = 0;
+  try {
+    const Options o = parse(argc, argv);
+    if (o.device == "cpu") ud::dist::configure_threads();
+    rc = run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "unet_step_bench: %s\n", e.what());
+    rc = 2;
+  }
+  ud::dist::finalize();
+  return rc;
+}

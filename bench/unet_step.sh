@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The UNet training step, unidiff against the plain-PyTorch peer, in one invocation on one device:
+# the DDPM CIFAR-10 UNet, batch 128 of 3x32x32, eps-loss, AdamW. Prints a Markdown table last.
+#   bash bench/unet_step.sh [BUILD_DIR]            (on the GPU host, after bench/gpu_check.sh built it)
+#   UNIDIFF_BENCH_DEVICE=cpu bash bench/unet_step.sh build   (a small smoke run on a CPU machine)
+# The peer is peer_unet.py, found at $PEER_UNET (default .peer/peer_unet.py, git-ignored: copy it
+# there); it runs with the Python of $UNIDIFF_PYTHON (default python3), which must import torch.
+set -uo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${1:-$repo/build}
+bin=$build/bench/unet_step_bench
+peer=${PEER_UNET:-$repo/.peer/peer_unet.py}
+py=${UNIDIFF_PYTHON:-python3}
+device=${UNIDIFF_BENCH_DEVICE:-cuda}
+out=${OUT:-/tmp/unidiff-bench}
+mkdir -p "$out"
+[ -x "$bin" ] || { echo "unet_step.sh: $bin is missing: build the project first" >&2; exit 1; }
+if [ "$device" = cuda ]; then
+  common=(--batch=128 --steps=30); pcommon=(--batch 128 --steps 30)
+else  # a smoke run: the full network at batch 2
+  common=(--batch=2 --steps=2 --warmup=1); pcommon=(--batch 2 --steps 2 --device cpu)
+fi
+results=$out/unet_step_results.txt
+: >"$results"
+ours() {  # ours LABEL FLAGS...
+  local label=$1; shift
+  local line
+  line=$("$bin" --device="$device" "${common[@]}" "$@" 2>"$out/unidiff-$label.err" | grep '^RESULT') ||
+    line="FAILED (see unidiff-$label.err)"
+  echo "unidiff|$label|$line" >>"$results"
+}
+theirs() {  # theirs LABEL FLAGS...
+  local label=$1; shift
+  local line
+  if [ ! -f "$peer" ]; then line="peer script not found at $peer"
+  else
+    line=$("$py" "$peer" "${pcommon[@]}" "$@" 2>"$out/peer-$label.err" | grep '^RESULT') ||
+      line="FAILED (see peer-$label.err)"
+  fi
+  echo "peer|$label|$line" >>"$results"
+}
+if [ "$device" = cuda ]; then
+  ours "bf16" --precision=bf16
+  ours "bf16 cudnn.benchmark" --precision=bf16 --cudnn_benchmark
+  ours "bf16 cudnn.benchmark channels_last" --precision=bf16 --cudnn_benchmark --channels_last
+  ours "fp32" --precision=fp32
+  theirs "eager bf16" --bf16
+  theirs "eager bf16 cudnn.benchmark" --bf16 --cudnn_benchmark
+  theirs "CUDA graph bf16 cudnn.benchmark (best)" --bf16 --graph --cudnn_benchmark
+else
+  ours "fp32" --precision=fp32
+  ours "bf16" --precision=bf16
+  theirs "eager fp32"
+  theirs "eager bf16" --bf16
+fi
+"$py" - "$results" <<'PY'
+import re, sys
+rows = [l.rstrip("\n").split("|", 2) for l in open(sys.argv[1]) if l.strip()]
+def field(line, key):
+    m = re.search(rf"\b{key}=([^ ]+)", line)
+    return m.group(1) if m else "-"
+best_peer = max((float(field(r[2], "img_per_s")) for r in rows if r[0] == "peer" and "RESULT" in r[2]), default=0)
+print("| who | variant | ms/step | img/s | TFLOP/s | peak MB | vs best peer |")
+print("|---|---|---|---|---|---|---|")
+for who, label, line in rows:
+    if "RESULT" not in line:
+        print(f"| {who} | {label} | {line} | | | | |"); continue
+    ips = float(field(line, "img_per_s"))
+    ratio = f"{ips / best_peer:.2f}x" if best_peer else "-"
+    print(f"| {who} | {label} | {field(line, 'step_ms')} | {ips:.0f} | {field(line, 'tflops')} | "
+          f"{field(line, 'peak_mem_mb')} | {ratio} |")
+PY
