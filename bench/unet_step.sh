@@ -59,14 +59,16 @@ rows = [l.rstrip("\n").split("|", 2) for l in open(sys.argv[1]) if l.strip()]
 def field(line, key):
     m = re.search(rf"\b{key}=([^ ]+)", line)
     return m.group(1) if m else "-"
-best_peer = max((float(field(r[2], "img_per_s")) for r in rows if r[0] == "peer" and "RESULT" in r[2]), default=0)
+# Same batch everywhere: the ratio of img/s is the inverse ratio of ms/step (which keeps its digits).
+best_peer = min((float(field(r[2], "step_ms")) for r in rows if r[0] == "peer" and "RESULT" in r[2]), default=0)
 print("| who | variant | ms/step | img/s | TFLOP/s | peak MB | vs best peer |")
 print("|---|---|---|---|---|---|---|")
 for who, label, line in rows:
     if "RESULT" not in line:
         print(f"| {who} | {label} | {line} | | | | |"); continue
-    ips = float(field(line, "img_per_s"))
-    ratio = f"{ips / best_peer:.2f}x" if best_peer else "-"
-    print(f"| {who} | {label} | {field(line, 'step_ms')} | {ips:.0f} | {field(line, 'tflops')} | "
+    ms = float(field(line, "step_ms"))
+    ips = float(field(line, "batch")) * 1e3 / ms
+    ratio = f"{best_peer / ms:.2f}x" if best_peer else "-"
+    print(f"| {who} | {label} | {field(line, 'step_ms')} | {ips:.1f} | {field(line, 'tflops')} | "
           f"{field(line, 'peak_mem_mb')} | {ratio} |")
 PY
