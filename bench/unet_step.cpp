@@ -1,5 +1,5 @@
-// The UNet training step, timed: unidiff's own step (the objective's loss, backward, the model
-// group's reducer, clipping, AdamW and EMA, exactly what `unidiff train` runs) on the DDPM
+// The UNet training step, timed: unidiff's own step (experiments::pretrain_step, what `unidiff
+// train` runs: the objective's loss, backward, the model group's reducer, AdamW and EMA) on the DDPM
 // CIFAR-10 UNet (35,746,307 parameters) with batch 128 of 3x32x32, eps-prediction on the linear
 // schedule. After --warmup steps, --steps steps are timed with CUDA events on a GPU (a
 // synchronised steady clock on the CPU). Prints one RESULT line in the format of the plain-PyTorch
@@ -27,7 +27,7 @@
 #include "experiments/config.h"
 #include "experiments/model_group.h"
 #include "experiments/objective.h"
-#include "models/keyed_dropout.h"
+#include "experiments/train_diffusion.h"
 #include "models/network.h"
 #include "models/precision.h"
 
@@ -105,22 +105,12 @@ int run(const Options& o) {
   ud::experiments::ModelGroup group("model", ud::experiments::ModelGroup::Role::kTrained, model, *comm, optim, {},
                                     total);
   // One fixed batch on the device (the loader is benchmarked on its own: loader_bench).
-  const torch::Tensor x0 = ud::models::to_layout(
-      ud::rng::normal({7, ud::rng::Purpose::kNoise}, 0, torch::arange(o.batch), {3, 32, 32}, device),
-      o.channels_last);
+  const torch::Tensor x0 =
+      ud::rng::normal({7, ud::rng::Purpose::kNoise}, 0, torch::arange(o.batch), {3, 32, 32}, device);
   const torch::Tensor index = torch::arange(o.batch, torch::TensorOptions().dtype(torch::kInt64).device(device));
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device));
   const auto step = [&](int64_t k) {
-    group.begin_step();
-    const ud::models::DropoutKeyScope dropout_key({0, static_cast<uint64_t>(k), index});
-    ud::objectives::LossOutput out;
-    {
-      const ud::models::AutocastScope autocast(device.type(), o.precision);
-      out = objective->loss(*model, {x0, index, {}, k});
-    }
-    out.loss.backward();
-    group.end_step(k);
-    loss_sum += out.loss.detach();
+    loss_sum += ud::experiments::pretrain_step(group, *objective, {x0, index, {}, k}, 0, o.precision, o.channels_last).loss;
   };
   for (int64_t k = 0; k < o.warmup; ++k) step(k);
   double seconds = 0;

@@ -4,8 +4,6 @@
 #include <ATen/ops/_foreach_add.h>
 #include <ATen/ops/_fused_adamw.h>
 
-#include <cmath>
-
 #include "core/error.h"
 
 namespace unidiff::dist {
@@ -14,6 +12,7 @@ FlatAdamW::FlatAdamW(Reducer& reducer, AdamWConfig config) : reducer_(reducer), 
   for (int b = 0; b < reducer_.num_buckets(); ++b) {
     exp_avg_.push_back(torch::zeros_like(reducer_.param_shard(b)));
     exp_avg_sq_.push_back(torch::zeros_like(reducer_.param_shard(b)));
+    step_count_.push_back(torch::zeros({}, reducer_.param_shard(b).options().dtype(torch::kFloat32)));
   }
 }
 
@@ -34,14 +33,8 @@ torch::Tensor FlatAdamW::clip_grad_norm(double max_norm) {
 void FlatAdamW::step(double lr) {
   torch::NoGradGuard no_grad;
   ++steps_;
-  // One fused kernel over every bucket (LibTorch's _fused_adamw_, CPU and CUDA): the update above,
-  // the step count read from a tensor per bucket, which we advance on the device.
-  if (step_count_.empty()) {
-    for (int b = 0; b < reducer_.num_buckets(); ++b) {
-      step_count_.push_back(torch::full({}, static_cast<double>(steps_ - 1),
-                                        reducer_.param_shard(b).options().dtype(torch::kFloat32)));
-    }
-  }
+  // One fused kernel over every bucket (LibTorch's _fused_adamw_, CPU and CUDA), which reads the
+  // step count from a tensor per bucket; we advance those on the device.
   std::vector<torch::Tensor> params, grads;
   for (int b = 0; b < reducer_.num_buckets(); ++b) {
     params.push_back(reducer_.param_shard(b));
@@ -56,7 +49,8 @@ void FlatAdamW::step(double lr) {
 
 void FlatAdamW::set_steps(int64_t steps) {
   steps_ = steps;
-  step_count_.clear();  // rebuilt from steps_ by the next step()
+  torch::NoGradGuard no_grad;
+  for (auto& count : step_count_) count.fill_(static_cast<double>(steps));
 }
 
 }  // namespace unidiff::dist

@@ -47,7 +47,7 @@ class FlatAdamW {
   AdamWConfig config_;
   int64_t steps_ = 0;
   std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
-  std::vector<torch::Tensor> step_count_;  ///< steps_ as a float32 tensor per bucket (the fused kernel's)
+  std::vector<torch::Tensor> step_count_;  ///< steps_ as a float32 tensor per bucket (the fused kernel reads these)
 };
 
 }  // namespace unidiff::dist

@@ -163,6 +163,22 @@ class TrainingEval {
 
 }  // namespace
 
+StepOutcome pretrain_step(ModelGroup& group, PretrainObjective& objective, const StepData& data, uint32_t seed,
+                          const std::string& precision, bool channels_last) {
+  group.begin_step();
+  // Dropout masks keyed by (seed, step, layer, sample index), like every other draw.
+  const models::DropoutKeyScope dropout_key({seed, static_cast<uint64_t>(data.step), data.index});
+  objectives::LossOutput out;
+  {
+    const models::AutocastScope autocast(data.x0.device().type(), precision);
+    StepData in = data;
+    in.x0 = models::to_layout(data.x0, channels_last);
+    out = objective.loss(group.net(), in);
+  }
+  out.loss.backward();
+  return {out.loss.detach(), group.end_step(data.step)};
+}
+
 TrainResult train_diffusion(const TrainConfig& config) {
   validate(config);
   const torch::Device device = dist::select_device();
@@ -294,17 +310,10 @@ TrainResult train_diffusion(const TrainConfig& config) {
       labels = torch::where(drop, torch::full_like(batch.labels.to(device), net_cfg.num_classes),
                             batch.labels.to(device));
     }
-    group.begin_step();
-    // Dropout masks keyed by (seed, step, layer, sample index), like every other draw.
-    const models::DropoutKeyScope dropout_key({seed, s, batch.index});
-    objectives::LossOutput out;
-    {
-      const models::AutocastScope autocast(device.type(), config.precision);
-      out = objective->loss(*model, {models::to_layout(batch.x, channels_last), batch.index, labels, step});
-    }
-    out.loss.backward();
-    const double lr = group.end_step(step);
-    loss_sum += out.loss.detach();
+    const StepOutcome out =
+        pretrain_step(group, *objective, {batch.x, batch.index, labels, step}, seed, config.precision, channels_last);
+    const double lr = out.lr;
+    loss_sum += out.loss;
     ++window;
 
     const bool last = step + 1 == config.steps;

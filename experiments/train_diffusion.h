@@ -3,7 +3,13 @@
 // the model file in the run directory.
 #pragma once
 
+#include <torch/types.h>
+
+#include <string>
+
 #include "experiments/config.h"
+#include "experiments/model_group.h"
+#include "experiments/objective.h"
 
 namespace unidiff::experiments {
 
@@ -14,6 +20,20 @@ struct TrainResult {
   int64_t start_step = 0;        ///< the step the run resumed from (0: a fresh start)
   bool stopped = false;          ///< stopped early by a signal or --train_stop_at, checkpointed
 };
+
+/// What one pre-training step leaves: its loss (detached, on the device: reading it syncs) and the
+/// learning rate it used.
+struct StepOutcome {
+  torch::Tensor loss;
+  double lr = 0;
+};
+
+/// One optimizer step of pre-training, exactly as `unidiff train` runs it: zero the group's
+/// gradients; the objective's loss with dropout keyed by (seed, step, sample index), under
+/// `precision`'s autocast (models/precision.h) and with the images in channels-last layout when
+/// asked; backward; the group's reducer, clipping, AdamW and EMA. No host synchronisation.
+StepOutcome pretrain_step(ModelGroup& group, PretrainObjective& objective, const StepData& data, uint32_t seed,
+                          const std::string& precision, bool channels_last);
 
 /// Validates everything (data, shapes, flags) before writing anything; bad input throws
 /// InputError and leaves an existing run directory untouched. Resumes from the checkpoint that
