@@ -37,6 +37,7 @@ void save_model(const std::filesystem::path& path, const models::NetworkConfig& 
     h5::write_attr(f, "/", "hidden", network.hidden);
     h5::write_attr(f, "/", "layers", network.layers);
     h5::write_attr(f, "/", "time_dim", network.time_dim);
+    h5::write_attr(f, "/", "fourier", network.fourier);
     h5::write_attr(f, "/", "channels", network.channels);
     h5::write_attr(f, "/", "channel_mult", join_shape(network.channel_mult));
     h5::write_attr(f, "/", "res_blocks", network.res_blocks);
@@ -95,6 +96,7 @@ LoadedModel load_model(const std::filesystem::path& given, bool use_ema) {
   m.network.hidden = need_int("hidden");
   m.network.layers = need_int("layers");
   m.network.time_dim = need_int("time_dim");
+  m.network.fourier = h5::read_attr_int(f, "/", "fourier").value_or(0);  // older files: none
   // The unet's settings (files written before the unet existed lack them: defaults).
   m.network.channels = h5::read_attr_int(f, "/", "channels").value_or(m.network.channels);
   if (const auto v = h5::read_attr_string(f, "/", "channel_mult")) m.network.channel_mult = parse_shape(*v);

@@ -53,4 +53,13 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
+std::string format_rate(double steps_per_second) {
+  char buf[32];
+  if (steps_per_second >= 10) std::snprintf(buf, sizeof(buf), "%.0f steps/s", steps_per_second);
+  else if (steps_per_second >= 1) std::snprintf(buf, sizeof(buf), "%.1f steps/s", steps_per_second);
+  else if (steps_per_second > 0) std::snprintf(buf, sizeof(buf), "%.2f s/step", 1 / steps_per_second);
+  else std::snprintf(buf, sizeof(buf), "- steps/s");
+  return buf;
+}
+
 }  // namespace unidiff::experiments

@@ -24,4 +24,7 @@ void log_stop(int64_t step, int signal);
 /// "42s", "3m07s", "1h05m".
 std::string format_duration(double seconds);
 
+/// A step rate for progress lines: "135 steps/s", "2.4 steps/s", or for slow steps "2.31 s/step".
+std::string format_rate(double steps_per_second);
+
 }  // namespace unidiff::experiments

@@ -220,6 +220,7 @@ TrainResult train_diffusion(const TrainConfig& config) {
       {"model_hidden", std::to_string(net_cfg.hidden)},
       {"model_layers", std::to_string(net_cfg.layers)},
       {"model_time_dim", std::to_string(net_cfg.time_dim)},
+      {"model_fourier", std::to_string(net_cfg.fourier)},
       {"model_depth_heads_patch", std::to_string(net_cfg.depth) + "/" + std::to_string(net_cfg.heads) + "/" +
                                       std::to_string(net_cfg.patch)},
       {"data_shape", shape.str()},
@@ -331,8 +332,8 @@ TrainResult train_diffusion(const TrainConfig& config) {
                      step + 1, " (try a lower --optim_lr)");
       if (rank == 0) {
         char line[256];
-        std::snprintf(line, sizeof(line), "step %ld/%ld  loss %.5f  lr %.2e  %.0f steps/s  eta %s",
-                      step + 1, config.steps, loss, lr, rate,
+        std::snprintf(line, sizeof(line), "step %ld/%ld  loss %.5f  lr %.2e  %s  eta %s",
+                      step + 1, config.steps, loss, lr, format_rate(rate).c_str(),
                       format_duration(static_cast<double>(config.steps - step - 1) / rate).c_str());
         log::info("train", line);
         metrics << JsonLine()

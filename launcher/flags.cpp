@@ -44,6 +44,7 @@ DEFINE_int64(model_layers, 3, "hidden layers");
 DEFINE_validator(model_layers, &positive);
 DEFINE_int64(model_time_dim, 64, "size of the sinusoidal time embedding (even)");
 DEFINE_validator(model_time_dim, &positive);
+DEFINE_int64(model_fourier, 0, "mlp: K octaves of input Fourier features [x, sin(2^k pi x), cos(2^k pi x)], k < K (0: x alone)");
 DEFINE_int64(model_channels, 128, "unet: base width (a multiple of 32)");
 DEFINE_string(model_mult, "1,2,2,2", "unet: width multiplier per level, comma-separated");
 DEFINE_int64(model_res_blocks, 2, "unet: residual blocks per level");
@@ -230,7 +231,7 @@ const std::vector<Command>& commands() {
         "resume", "save_every", "save_every_minutes", "keep_checkpoints", "allow_config_change",
         "train_stop_at", "method", "pd_teacher", "pd_start_steps", "pd_end_steps", "pd_round_steps", "eval_samples",
         "eval_every", "eval_reference", "eval_classifier",
-        "threads", "precision", "channels_last", "dist_bucket_mb", "dist_overlap", "optim_zero", "model_arch", "model_hidden", "model_layers", "model_time_dim",
+        "threads", "precision", "channels_last", "dist_bucket_mb", "dist_overlap", "optim_zero", "model_arch", "model_hidden", "model_layers", "model_time_dim", "model_fourier",
         "model_channels", "model_mult", "model_res_blocks", "model_attn_res", "model_dropout",
         "model_depth", "model_heads", "model_patch",
         "objective", "sigma_min", "sigma_max", "sigma_data", "p_mean", "p_std", "ct_s0", "ct_s1",
@@ -295,6 +296,7 @@ experiments::TrainConfig make_train_config() {
   c.network.hidden = FLAGS_model_hidden;
   c.network.layers = FLAGS_model_layers;
   c.network.time_dim = FLAGS_model_time_dim;
+  c.network.fourier = FLAGS_model_fourier;
   c.network.channels = FLAGS_model_channels;
   c.network.channel_mult = parse_int_list("--model_mult", FLAGS_model_mult);
   c.network.res_blocks = FLAGS_model_res_blocks;

@@ -21,6 +21,10 @@ struct MlpOptions {
   TORCH_ARG(int64_t, layers) = 3;
   /// Size of the sinusoidal time embedding (even).
   TORCH_ARG(int64_t, time_dim) = 64;
+  /// Fourier features of the input (Tancik et al. 2020): K > 0 feeds [x, sin(2^k pi x),
+  /// cos(2^k pi x)] for k = 0..K-1 to the first layer instead of x, so the network can resolve
+  /// detail finer than its smooth SiLU layers would (thin 2-D manifolds). 0: x alone.
+  TORCH_ARG(int64_t, fourier) = 0;
 };
 
 class MlpImpl : public Network {
@@ -32,6 +36,9 @@ class MlpImpl : public Network {
   MlpOptions options;
 
  private:
+  /// The first layer's input: x, or x with its Fourier features.
+  torch::Tensor input_features(const torch::Tensor& x) const;
+
   torch::nn::Linear time_in_{nullptr}, time_hidden_{nullptr}, input_{nullptr}, output_{nullptr};
   torch::nn::ModuleList layers_, time_proj_;
 };

@@ -40,8 +40,10 @@ const std::map<std::string, Factory>& registry() {
          UD_CHECK_INPUT(c.hidden > 0 && c.layers > 0, "mlp needs hidden > 0 and layers > 0");
          UD_CHECK_INPUT(c.time_dim > 0 && c.time_dim % 2 == 0, "time_dim must be even and > 0, got ",
                         c.time_dim);
+         UD_CHECK_INPUT(c.fourier >= 0 && c.fourier <= 16, "the mlp's Fourier octaves must be in [0, 16], got ",
+                        c.fourier);
          return std::make_shared<MlpImpl>(
-             MlpOptions(c.data_shape[0]).hidden(c.hidden).layers(c.layers).time_dim(c.time_dim));
+             MlpOptions(c.data_shape[0]).hidden(c.hidden).layers(c.layers).time_dim(c.time_dim).fourier(c.fourier));
        }},
       {"unet",
        [](const NetworkConfig& c) -> std::shared_ptr<Network> {
@@ -89,6 +91,8 @@ std::shared_ptr<Network> make_network(const NetworkConfig& config) {
     for (const auto& k : network_names()) known += (known.empty() ? "" : ", ") + k;
     UD_FAIL_INPUT("unknown network architecture '", config.arch, "' (valid: ", known, ")");
   }
+  UD_CHECK_INPUT(config.fourier == 0 || config.arch == "mlp", "input Fourier features (--model_fourier) are ",
+                 "for the mlp, not for arch '", config.arch, "'");
   return it->second(config);
 }
 

@@ -30,6 +30,7 @@ struct NetworkConfig {
   int64_t hidden = 256;               ///< hidden width
   int64_t layers = 3;                 ///< hidden layers
   int64_t time_dim = 64;              ///< time embedding size (even)
+  int64_t fourier = 0;                ///< mlp: octaves of input Fourier features (0: none)
   // unet (models/unet.h)
   int64_t channels = 128;                      ///< base width
   std::vector<int64_t> channel_mult{1, 2, 2, 2};  ///< width multiplier per level

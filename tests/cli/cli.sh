@@ -131,6 +131,16 @@ expect 0 "\[eval\] step 4: sliced Wasserstein" -- "$bin" train --flagfile="$tmp/
 [ "$(grep -c '"eval_sliced_wasserstein"' "$tmp/evals/metrics.jsonl")" = 2 ] || fail "expected 2 evaluation rows"
 expect 0 "step 2/2" -- "$bin" train --flagfile="$tmp/small.flags" --objective=scm --jvp=finite-difference \
   --train_steps=2 --init_from="$tmp/scm" --run_dir="$tmp/scm-fd"
+# Input Fourier features: sCM's forward-mode JVP goes through them, the model file keeps them, and a
+# resume that drops them is refused as a changed setting.
+expect 0 "step 2/2" -- "$bin" train --flagfile="$tmp/small.flags" --objective=scm --model_fourier=3 \
+  --train_steps=2 --save_every=1 --run_dir="$tmp/scm-ff"
+expect 0 "samples of a scm model with cm, 2 steps" -- "$bin" sample --checkpoint="$tmp/scm-ff" --steps=2 \
+  --num=20 --out="$tmp/scm-ff.h5"
+"$py" -c 'import h5py, sys; sys.exit(0 if h5py.File(sys.argv[1])["/params/input.weight"].shape == (16, 14) else 1)' \
+  "$tmp/scm-ff/model.h5" || fail "the Fourier MLP's first layer is not 2 x (1 + 2 x 3) wide"
+expect 2 "model_fourier: 3 -> 0" -- "$bin" train --flagfile="$tmp/small.flags" --objective=scm \
+  --train_steps=3 --run_dir="$tmp/scm-ff"
 
 expect 0 '"sliced_wasserstein": [0-9.e+-]+' -- "$bin" eval --samples="$tmp/s.h5" --reference="$tmp/moons.h5"
 

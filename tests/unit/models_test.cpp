@@ -2,6 +2,9 @@
 // parameter count, and the EMA's closed form.
 #include <gtest/gtest.h>
 
+#include <map>
+#include <numbers>
+
 #include "core/error.h"
 #include "models/ema.h"
 #include "models/embeddings.h"
@@ -34,6 +37,57 @@ TEST(Mlp, ShapesAndParameterCount) {
   // time_in 8*16+16, time_hidden 16*16+16, input 2*16+16, 2 x (layer 16*16+16, time_proj 16*16+16),
   // output 16*2+2.
   EXPECT_EQ(n, (8 * 16 + 16) + (16 * 16 + 16) + (2 * 16 + 16) + 2 * 2 * (16 * 16 + 16) + (16 * 2 + 2));
+}
+
+TEST(Mlp, FourierFeaturesFeedTheFirstLayer) {
+  // With K = 2 octaves the first layer sees [x1, x2, sin(pi x1), sin(2 pi x1), sin(pi x2), sin(2 pi x2),
+  // cos(...) likewise]: the output equals an MLP without features whose first layer is given that
+  // vector by hand (same weights), and the first layer is 2 * (1 + 2 * 2) wide.
+  torch::manual_seed(3);
+  NetworkConfig c;
+  c.data_shape = {2};
+  c.hidden = 8;
+  c.layers = 1;
+  c.time_dim = 4;
+  c.fourier = 2;
+  auto net = make_network(c);
+  const torch::Tensor x = torch::randn({6, 2});
+  const torch::Tensor t = torch::arange(6).to(torch::kFloat32);
+  std::map<std::string, torch::Tensor> params;
+  for (const auto& p : net->named_parameters()) params[p.key()] = p.value();
+  ASSERT_EQ(params.at("input.weight").sizes(), torch::IntArrayRef({8, 10}));
+  // The same network on the hand-made features: fourier 0 and data_dim 10, weights copied.
+  NetworkConfig plain = c;
+  plain.fourier = 0;
+  plain.data_shape = {10};
+  auto ref = make_network(plain);
+  {
+    torch::NoGradGuard g;
+    for (auto& p : ref->named_parameters()) {
+      const torch::Tensor& src = params.at(p.key());
+      if (p.key().rfind("output", 0) == 0) p.value().zero_().narrow(0, 0, 2).copy_(src);
+      else p.value().copy_(src);
+    }
+  }
+  std::vector<torch::Tensor> cols{x.select(1, 0), x.select(1, 1)};
+  for (const char* fn : {"sin", "cos"}) {
+    for (int64_t d = 0; d < 2; ++d) {
+      for (int64_t k = 0; k < 2; ++k) {
+        const torch::Tensor a = x.select(1, d).to(torch::kFloat64) * (std::numbers::pi * (1 << k));
+        cols.push_back((std::string(fn) == "sin" ? torch::sin(a) : torch::cos(a)).to(torch::kFloat32));
+      }
+    }
+  }
+  const torch::Tensor features = torch::stack(cols, 1);
+  const torch::Tensor want = ref->forward(features, t).narrow(1, 0, 2);
+  EXPECT_TRUE(torch::allclose(net->forward(x, t), want, 1e-5, 1e-5));
+  // Only for the mlp, and a bounded number of octaves.
+  c.fourier = 17;
+  EXPECT_THROW(make_network(c), InputError);
+  c.fourier = 2;
+  c.arch = "unet";
+  c.data_shape = {1, 8, 8};
+  EXPECT_THROW(make_network(c), InputError);
 }
 
 TEST(Registry, RejectsUnknownArchitecturesAndShapes) {
