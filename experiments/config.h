@@ -98,6 +98,7 @@ struct TrainConfig {
   int threads = 0;               ///< intra-op threads per rank (0 = cores / ranks on the host)
   std::string precision = "fp32";///< fp32, or bf16: forward and loss under bfloat16 autocast (models/precision.h)
   bool channels_last = false;    ///< images: convolution weights and inputs in channels-last layout
+  bool cudnn_benchmark = false;  ///< CUDA: cuDNN autotuning (not bit-reproducible between runs)
   std::string resolved_flags;    ///< the resolved command line, written to run_dir/config.flags
   DataConfig data;
   models::NetworkConfig network;

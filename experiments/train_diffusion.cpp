@@ -1,5 +1,7 @@
 #include "experiments/train_diffusion.h"
 
+#include <ATen/Context.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -252,7 +254,12 @@ TrainResult train_diffusion(const TrainConfig& config) {
                                      " thread(s) each; global batch ", config.data.global_batch,
                                      " (", sampler.local_batch(), " per rank); ", config.steps,
                                      " steps; ", config.precision,
-                                     config.channels_last ? ", channels-last" : ""));
+                                     config.channels_last ? ", channels-last" : "",
+                                     config.cudnn_benchmark && device.is_cuda() ? ", cuDNN autotuning" : ""));
+  if (config.cudnn_benchmark && !device.is_cuda()) {
+    log::warn("train", "--cudnn_benchmark has no effect on " + device.str());
+  }
+  at::globalContext().setBenchmarkCuDNN(config.cudnn_benchmark && device.is_cuda());
 
   // Rank 0's initial weights are the truth for every rank (the group broadcasts them).
   model->to(device);

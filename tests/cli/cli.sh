@@ -214,8 +214,9 @@ expect 2 "--class_conditional needs a dataset with /labels" -- "$bin" train --da
 # Mixed precision and channels-last: a bf16, NHWC UNet run trains and samples (float32 weights in
 # the model file); a bad precision is refused before anything is written; distillation refuses both.
 expect 0 "step 3/3 .*" -- "$bin" train --data="$tmp/img8.h5" "${unet[@]}" --precision=bf16 --channels_last \
-  --data_batch=8 --train_steps=3 --log_every=3 --run_dir="$tmp/bf16"
+  --cudnn_benchmark --data_batch=8 --train_steps=3 --log_every=3 --run_dir="$tmp/bf16"
 grep -q "1 rank(s) on cpu, .* bf16, channels-last" "$tmp/out" || fail "the bf16 run does not say so"
+grep -q "cudnn_benchmark has no effect on cpu" "$tmp/out" || fail "--cudnn_benchmark on the CPU is not flagged"
 expect 0 "samples written" -- "$bin" sample --checkpoint="$tmp/bf16" --sampler=ddim --steps=2 --num=4 \
   --threads=1 --out="$tmp/bf16.h5"
 "$py" -c "import h5py, sys; f = h5py.File(sys.argv[1]); assert all(d.dtype == 'float32' for g in ('params', 'ema') for d in f[g].values())" \
