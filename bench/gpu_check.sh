@@ -69,6 +69,24 @@ for dev in gpu cpu; do
 done
 "$bin" sample --checkpoint=/tmp/ud-run-gpu --num=2000 --out=/tmp/ud-s.h5 >/dev/null 2>&1
 row "eval of GPU-trained model" "$("$bin" eval --samples=/tmp/ud-s.h5 --reference=/tmp/ud-moons.h5 | sed 's/.*"sliced_wasserstein": \([0-9.e-]*\).*/SW \1/')"
+# `unidiff train` itself on images (1,000 Fashion-MNIST test images brought in .deps/, see
+# bench/README.md): the Fashion-MNIST UNet recipe, fp32 and bf16 + channels-last + cuDNN autotuning,
+# then sampling from the bf16 run.
+if [ -f "$repo/.deps/fm-test-1000.h5" ]; then
+  for v in "fp32|" "bf16 nhwc cudnn|--precision=bf16 --channels_last --cudnn_benchmark"; do
+    IFS='|' read -r name flags <<<"$v"
+    tag=${name// /-}
+    # shellcheck disable=SC2086
+    "$bin" train --flagfile="$repo/experiments/recipes/fmnist_unet_eps.flags" --data="$repo/.deps/fm-test-1000.h5" \
+      --run_dir=/tmp/ud-fm-$tag --overwrite --train_steps=200 --log_every=100 $flags >"$out/fm-$tag.log" 2>&1
+    row "fmnist unet train ($name)" "$(grep 'step 200/200' "$out/fm-$tag.log" | sed 's/.*loss/loss/; s/  eta.*//')"
+  done
+  "$bin" sample --checkpoint=/tmp/ud-fm-bf16-nhwc-cudnn --sampler=ddim --steps=25 --num=256 \
+    --out="$out/fm-samples.h5" >"$out/fm-sample.log" 2>&1
+  row "fmnist unet sample (bf16 run)" "$(grep -E 'samples written|error' "$out/fm-sample.log" | head -1)"
+else
+  row "fmnist unet train" "SKIPPED (no .deps/fm-test-1000.h5)"
+fi
 # The UNet training step against the plain-PyTorch peer (bench/unet_step.sh; the peer script in .peer/).
 OUT=$out bash "$repo/bench/unet_step.sh" "$build" >"$out/unet_step.md" 2>"$out/unet_step.err"
 echo
