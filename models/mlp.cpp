@@ -16,6 +16,11 @@ MlpImpl::MlpImpl(const MlpOptions& opts) : options(opts) {
   time_in_ = register_module("time_in", torch::nn::Linear(opts.time_dim(), opts.hidden()));
   time_hidden_ = register_module("time_hidden", torch::nn::Linear(opts.hidden(), opts.hidden()));
   input_ = register_module("input", torch::nn::Linear(opts.data_dim() * (1 + 2 * opts.fourier()), opts.hidden()));
+  // The Fourier frequencies pi 2^k, k = 0..K-1, made once (a buffer, so they follow the module's device).
+  if (opts.fourier() > 0) {
+    freqs_ = register_buffer("fourier_freqs",
+                             std::numbers::pi * torch::pow(2.0, torch::arange(opts.fourier(), torch::kFloat32)));
+  }
   for (int64_t i = 0; i < opts.layers(); ++i) {
     layers_->push_back(torch::nn::Linear(opts.hidden(), opts.hidden()));
     time_proj_->push_back(torch::nn::Linear(opts.hidden(), opts.hidden()));
@@ -27,10 +32,8 @@ MlpImpl::MlpImpl(const MlpOptions& opts) : options(opts) {
 
 torch::Tensor MlpImpl::input_features(const torch::Tensor& x) const {
   if (options.fourier() == 0) return x;
-  // Frequencies pi 2^k, k = 0..K-1, the same for every coordinate: [B, D] -> [B, D (1 + 2K)].
-  const torch::Tensor freqs =
-      std::numbers::pi * torch::pow(2.0, torch::arange(options.fourier(), x.options()));
-  const torch::Tensor args = (x.unsqueeze(2) * freqs).flatten(1);
+  // The same frequencies for every coordinate: [B, D] -> [B, D (1 + 2K)].
+  const torch::Tensor args = (x.unsqueeze(2) * freqs_).flatten(1);
   return torch::cat({x, torch::sin(args), torch::cos(args)}, 1);
 }
 

@@ -41,6 +41,7 @@ class MlpImpl : public Network {
 
   torch::nn::Linear time_in_{nullptr}, time_hidden_{nullptr}, input_{nullptr}, output_{nullptr};
   torch::nn::ModuleList layers_, time_proj_;
+  torch::Tensor freqs_;  // buffer [K] when fourier > 0
 };
 TORCH_MODULE(Mlp);
 
