@@ -56,15 +56,18 @@ gtest_row() {  # gtest_row LABEL BINARY FILTER
 }
 gtest_row "keyed RNG: CUDA == CPU bits" "$build/tests/unit_tests" "Rng.CudaDrawsEqualCpuDrawsBitForBit"
 gtest_row "NCCL (1 rank) == MPI path" "$build/tests/dist_tests" "Gradients.NcclPathMatchesTheMpiPathOnOneGpu"
+gtest_row "CUDA graph step == eager step" "$build/tests/dist_tests" "CudaGraph.ReplayedStepsMatchEagerSteps"
+grep -E "^\[ graph" "$out/CudaGraph.ReplayedStepsMatchEagerSteps.log" >>"$out/graph_cases.txt" 2>/dev/null
 
 bin=$build/launcher/unidiff
 "$bin" data toy --dist=moons --num=20000 --out=/tmp/ud-moons.h5 >/dev/null 2>&1
-for dev in gpu cpu; do
+for dev in gpu gpu-graph cpu; do
   extra=()
   [ "$dev" = cpu ] && extra=(env CUDA_VISIBLE_DEVICES=)
+  [ "$dev" = gpu-graph ] && extra=(env)
   "${extra[@]}" "$bin" train --flagfile="$repo/experiments/recipes/toy2d_ddpm.flags" \
     --data=/tmp/ud-moons.h5 --run_dir=/tmp/ud-run-$dev --overwrite --train_steps=1000 \
-    --log_every=500 >"$out/train-$dev.log" 2>&1
+    --log_every=500 $([ "$dev" = gpu-graph ] && echo --cuda_graph) >"$out/train-$dev.log" 2>&1
   row "toy2d_ddpm train ($dev)" "$(grep -E 'on (cuda|cpu)' "$out/train-$dev.log" | head -1 | sed 's/.*rank(s) on //; s/;.*//'), $(grep 'step 1000/1000' "$out/train-$dev.log" | sed 's/.*loss/loss/')"
 done
 "$bin" sample --checkpoint=/tmp/ud-run-gpu --num=2000 --out=/tmp/ud-s.h5 >/dev/null 2>&1
@@ -73,7 +76,8 @@ row "eval of GPU-trained model" "$("$bin" eval --samples=/tmp/ud-s.h5 --referenc
 # bench/README.md): the Fashion-MNIST UNet recipe, fp32 and bf16 + channels-last + cuDNN autotuning,
 # then sampling from the bf16 run.
 if [ -f "$repo/.deps/fm-test-1000.h5" ]; then
-  for v in "fp32|" "bf16 nhwc cudnn|--precision=bf16 --channels_last --cudnn_benchmark"; do
+  for v in "fp32|" "bf16 nhwc cudnn|--precision=bf16 --channels_last --cudnn_benchmark" \
+           "bf16 cudnn graph|--precision=bf16 --cudnn_benchmark --cuda_graph"; do
     IFS='|' read -r name flags <<<"$v"
     tag=${name// /-}
     # shellcheck disable=SC2086
@@ -92,4 +96,5 @@ OUT=$out bash "$repo/bench/unet_step.sh" "$build" >"$out/unet_step.md" 2>"$out/u
 echo
 cat "$out/unet_step.md"
 echo
+cat "$out/graph_cases.txt" 2>/dev/null
 cat "$out/table.md"

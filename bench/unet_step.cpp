@@ -5,7 +5,9 @@
 // synchronised steady clock on the CPU). Prints one RESULT line in the format of the plain-PyTorch
 // peer (bench/unet_step.sh runs both and prints the table).
 //   build/bench/unet_step_bench [--device=cuda|cpu] [--batch=128] [--steps=30] [--warmup=5]
-//       [--precision=bf16|fp32] [--channels_last] [--cudnn_benchmark] [--channels=128]
+//       [--precision=bf16|fp32] [--channels_last] [--cudnn_benchmark] [--cuda_graph] [--channels=128]
+// --cuda_graph runs the step as `unidiff train --cuda_graph` does (experiments/graph_step.h): three
+// eager steps, one capture, replays; the warm-up then covers at least those four steps.
 // One step of the CIFAR-10 configuration at batch 128 is 4.78 TFLOP (forward and backward, counted
 // by PyTorch's FlopCounterMode on the peer); other batches scale it linearly, other widths are not
 // counted.
@@ -15,7 +17,9 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <memory>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -25,6 +29,7 @@
 #include "dist/communicator.h"
 #include "dist/world.h"
 #include "experiments/config.h"
+#include "experiments/graph_step.h"
 #include "experiments/model_group.h"
 #include "experiments/objective.h"
 #include "experiments/train_diffusion.h"
@@ -44,7 +49,7 @@ struct Options {
   std::string device = "cuda";
   int64_t batch = 128, steps = 30, warmup = 5, channels = 128;
   std::string precision = "bf16";
-  bool channels_last = false, cudnn_benchmark = false;
+  bool channels_last = false, cudnn_benchmark = false, cuda_graph = false;
 };
 
 bool flag(const char* arg, const char* name, std::string& value) {
@@ -66,11 +71,13 @@ Options parse(int argc, char** argv) {
     else if (flag(argv[i], "--precision", v)) o.precision = v;
     else if (!std::strcmp(argv[i], "--channels_last")) o.channels_last = true;
     else if (!std::strcmp(argv[i], "--cudnn_benchmark")) o.cudnn_benchmark = true;
+    else if (!std::strcmp(argv[i], "--cuda_graph")) o.cuda_graph = true;
     else UD_CHECK_INPUT(false, "unet_step_bench: unknown argument '", argv[i], "'");
   }
   UD_CHECK_INPUT(o.device == "cuda" || o.device == "cpu", "--device must be cuda or cpu, got ", o.device);
   UD_CHECK_INPUT(o.batch > 0 && o.steps > 0 && o.warmup >= 0, "--batch and --steps must be positive");
   ud::models::validate_precision(o.precision);
+  if (o.cuda_graph) o.warmup = std::max<int64_t>(o.warmup, 5);
   return o;
 }
 
@@ -109,8 +116,14 @@ int run(const Options& o) {
       ud::rng::normal({7, ud::rng::Purpose::kNoise}, 0, torch::arange(o.batch), {3, 32, 32}, device);
   const torch::Tensor index = torch::arange(o.batch, torch::TensorOptions().dtype(torch::kInt64).device(device));
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device));
+  std::unique_ptr<ud::experiments::GraphedPretrainStep> graphed;
+  if (o.cuda_graph) {
+    graphed = std::make_unique<ud::experiments::GraphedPretrainStep>(group, *objective, 0, o.precision, o.channels_last);
+  }
   const auto step = [&](int64_t k) {
-    loss_sum += ud::experiments::pretrain_step(group, *objective, {x0, index, {}, k}, 0, o.precision, o.channels_last).loss;
+    const ud::experiments::StepData data(x0, index, {}, k);
+    loss_sum += graphed ? graphed->run(data).loss
+                        : ud::experiments::pretrain_step(group, *objective, data, 0, o.precision, o.channels_last).loss;
   };
   for (int64_t k = 0; k < o.warmup; ++k) step(k);
   double seconds = 0;
@@ -141,9 +154,10 @@ int run(const Options& o) {
   const bool counted = o.channels == 128;
   const double flops = counted ? 4.78e12 * static_cast<double>(o.batch) / 128.0 : 0.0;
   const double loss = loss_sum.item<double>() / static_cast<double>(total);
-  std::printf("RESULT unidiff device=%s precision=%s cl=%d cudnn_bench=%d params=%.2fM batch=%ld step_ms=%.2f "
+  std::printf("RESULT unidiff device=%s precision=%s cl=%d cudnn_bench=%d graph=%d params=%.2fM batch=%ld step_ms=%.2f "
               "img_per_s=%.0f tflops=%.1f peak_mem_mb=%.0f%s loss=%.4f\n",
               o.device.c_str(), o.precision.c_str(), o.channels_last ? 1 : 0, o.cudnn_benchmark ? 1 : 0,
+              o.cuda_graph ? 1 : 0,
               static_cast<double>(params) / 1e6, o.batch, 1e3 * per_step, static_cast<double>(o.batch) / per_step,
               counted ? flops / per_step / 1e12 : 0.0, static_cast<double>(peak_bytes) / (1 << 20),
               cuda ? "" : " (peak RSS)", loss);

@@ -44,6 +44,9 @@ if [ "$device" = cuda ]; then
   ours "bf16 cudnn.benchmark" --precision=bf16 --cudnn_benchmark
   ours "bf16 cudnn.benchmark channels_last" --precision=bf16 --cudnn_benchmark --channels_last
   ours "fp32" --precision=fp32
+  ours "bf16 CUDA graph" --precision=bf16 --cuda_graph
+  ours "bf16 CUDA graph cudnn.benchmark" --precision=bf16 --cuda_graph --cudnn_benchmark
+  ours "bf16 CUDA graph cudnn.benchmark channels_last" --precision=bf16 --cuda_graph --cudnn_benchmark --channels_last
   theirs "eager bf16" --bf16
   theirs "eager bf16 cudnn.benchmark" --bf16 --cudnn_benchmark
   theirs "CUDA graph bf16 cudnn.benchmark (best)" --bf16 --graph --cudnn_benchmark

@@ -35,6 +35,15 @@ std::string to_string(Purpose purpose) {
   return "unknown";
 }
 
+uint32_t StepKey::word() const {
+  if (!counter.defined()) {
+    UD_ASSERT(host <= 0xFFFFFFFFull, "step ", host, " exceeds the 32-bit counter word");
+    return static_cast<uint32_t>(host);
+  }
+  UD_ASSERT(counter.dim() == 0 && counter.scalar_type() == torch::kInt64, "a step counter is a 0-dim int64 tensor");
+  return static_cast<uint32_t>((static_cast<uint64_t>(counter.item<int64_t>()) << shift) | low);
+}
+
 void fill_bits(Stream stream, uint64_t step, uint64_t index, uint32_t* out, int64_t count) {
   UD_ASSERT(step <= 0xFFFFFFFFull, "step ", step, " exceeds the 32-bit counter word");
   const PhiloxKey key{stream.seed, static_cast<uint32_t>(stream.purpose)};
@@ -120,15 +129,34 @@ torch::Tensor randint_cpu(Stream stream, uint64_t step, const torch::Tensor& ind
 }
 
 #ifdef UNIDIFF_WITH_CUDA_KERNELS
+/// The indices as int64 on `device`, without a trip through the host when they are there already.
+torch::Tensor device_indices(const torch::Tensor& indices, torch::Device device) {
+  UD_ASSERT(indices.dim() == 1, "indices must be [B]");
+  return indices.to(device, torch::kInt64).contiguous();
+}
+
 /// Indices on `device`, the output allocated there, and the current stream of that device.
 struct CudaLaunch {
   torch::Tensor idx;
   c10::cuda::CUDAGuard guard;
   void* stream;
-  CudaLaunch(const torch::Tensor& indices, torch::Device device)
-      : idx(indices.to(device, torch::kInt64).contiguous()),
+  cuda::StepWord step;
+  CudaLaunch(const torch::Tensor& indices, const StepKey& key, torch::Device device)
+      : idx(device_indices(indices, device)),
         guard(device),
-        stream(c10::cuda::getCurrentCUDAStream(device.index()).stream()) {}
+        stream(c10::cuda::getCurrentCUDAStream(device.index()).stream()) {
+    if (key.counter.defined()) {
+      UD_ASSERT(key.counter.device() == idx.device() && key.counter.dim() == 0 &&
+                    key.counter.scalar_type() == torch::kInt64,
+                "a step counter is a 0-dim int64 tensor on the draw's device, got ", key.counter.sizes(), " on ",
+                key.counter.device().str());
+      step.counter = key.counter.data_ptr<int64_t>();
+      step.shift = key.shift;
+      step.low = key.low;
+    } else {
+      step.host = key.word();
+    }
+  }
 };
 #endif
 
@@ -151,16 +179,16 @@ bool has_cuda_kernels() {
 #ifdef UNIDIFF_WITH_CUDA_KERNELS
 namespace {
 
-using CudaFloatKernel = void (*)(uint32_t, uint32_t, uint32_t, const int64_t*, int64_t, int64_t,
+using CudaFloatKernel = void (*)(uint32_t, uint32_t, cuda::StepWord, const int64_t*, int64_t, int64_t,
                                  float*, void*);
 
 /// float32 [B, *shape] drawn on `device` by one of the kernels of core/rng_cuda.h.
-torch::Tensor draw_on_cuda(CudaFloatKernel kernel, Stream stream, uint64_t step,
+torch::Tensor draw_on_cuda(CudaFloatKernel kernel, Stream stream, const StepKey& step,
                            const torch::Tensor& indices, at::IntArrayRef shape, torch::Device device) {
-  CudaLaunch l(check_indices(indices), device);
+  CudaLaunch l(indices, step, device);
   torch::Tensor out = torch::empty(out_shape(l.idx.size(0), shape),
                                    torch::dtype(torch::kFloat32).device(device));
-  kernel(stream.seed, static_cast<uint32_t>(stream.purpose), static_cast<uint32_t>(step),
+  kernel(stream.seed, static_cast<uint32_t>(stream.purpose), l.step,
          l.idx.data_ptr<int64_t>(), l.idx.size(0), numel_of(shape), out.data_ptr<float>(), l.stream);
   return out;
 }
@@ -168,39 +196,36 @@ torch::Tensor draw_on_cuda(CudaFloatKernel kernel, Stream stream, uint64_t step,
 }  // namespace
 #endif
 
-torch::Tensor normal(Stream stream, uint64_t step, const torch::Tensor& indices,
+torch::Tensor normal(Stream stream, const StepKey& step, const torch::Tensor& indices,
                      at::IntArrayRef shape, torch::Device device) {
-  UD_ASSERT(step <= 0xFFFFFFFFull, "step ", step, " exceeds the 32-bit counter word");
 #ifdef UNIDIFF_WITH_CUDA_KERNELS
   if (device.is_cuda()) return draw_on_cuda(cuda::launch_normal, stream, step, indices, shape, device);
 #endif
-  return normal_cpu(stream, step, indices, shape).to(device);
+  return normal_cpu(stream, step.word(), indices, shape).to(device);
 }
 
-torch::Tensor uniform(Stream stream, uint64_t step, const torch::Tensor& indices,
+torch::Tensor uniform(Stream stream, const StepKey& step, const torch::Tensor& indices,
                       at::IntArrayRef shape, torch::Device device) {
-  UD_ASSERT(step <= 0xFFFFFFFFull, "step ", step, " exceeds the 32-bit counter word");
 #ifdef UNIDIFF_WITH_CUDA_KERNELS
   if (device.is_cuda()) return draw_on_cuda(cuda::launch_uniform, stream, step, indices, shape, device);
 #endif
-  return uniform_cpu(stream, step, indices, shape).to(device);
+  return uniform_cpu(stream, step.word(), indices, shape).to(device);
 }
 
-torch::Tensor randint(Stream stream, uint64_t step, const torch::Tensor& indices, int64_t n,
+torch::Tensor randint(Stream stream, const StepKey& step, const torch::Tensor& indices, int64_t n,
                       torch::Device device) {
   UD_ASSERT(n > 0 && n <= 0xFFFFFFFFll, "randint range ", n);
-  UD_ASSERT(step <= 0xFFFFFFFFull, "step ", step, " exceeds the 32-bit counter word");
 #ifdef UNIDIFF_WITH_CUDA_KERNELS
   if (device.is_cuda()) {
-    CudaLaunch l(check_indices(indices), device);
+    CudaLaunch l(indices, step, device);
     torch::Tensor out = torch::empty({l.idx.size(0)}, torch::dtype(torch::kInt64).device(device));
-    cuda::launch_randint(stream.seed, static_cast<uint32_t>(stream.purpose), static_cast<uint32_t>(step),
+    cuda::launch_randint(stream.seed, static_cast<uint32_t>(stream.purpose), l.step,
                          l.idx.data_ptr<int64_t>(), l.idx.size(0), static_cast<uint64_t>(n),
                          out.data_ptr<int64_t>(), l.stream);
     return out;
   }
 #endif
-  return randint_cpu(stream, step, indices, n).to(device);
+  return randint_cpu(stream, step.word(), indices, n).to(device);
 }
 
 torch::Tensor permutation(Stream stream, uint64_t step, int64_t n) {

@@ -36,22 +36,41 @@ struct Stream {
   Purpose purpose = Purpose::kNoise;
 };
 
+/// The step word of a draw's Philox counter. Usually a number known on the host; for a step that
+/// a captured CUDA graph replays, a 0-dim int64 tensor on the draw's device that holds the step
+/// (the graph advances it without the host), so the same kernels draw each step's numbers. Either
+/// way the word is (step << shift) | low, truncated to 32 bits (dropout keeps its layer number in
+/// the low bits); a host step must fit the 32-bit word, a device one is not checked.
+struct StepKey {
+  StepKey(uint64_t step) : host(step) {}  // NOLINT: implicit, so a plain step number is a key
+  explicit StepKey(torch::Tensor counter, unsigned shift = 0, uint32_t low = 0)
+      : counter(std::move(counter)), shift(shift), low(low) {}
+  uint64_t host = 0;
+  torch::Tensor counter;  ///< int64 0-dim; when defined, `host` is unused
+  unsigned shift = 0;
+  uint32_t low = 0;
+  /// The 32-bit word, read on the host (a synchronisation for a CUDA counter).
+  uint32_t word() const;
+};
+
 /// `count` raw 32-bit words of sample `index` at `step`.
 void fill_bits(Stream stream, uint64_t step, uint64_t index, uint32_t* out, int64_t count);
 
 /// Standard normals: result[b] holds the numbers of sample indices[b] at `step`.
 /// indices: int64 [B]; returns float32 [B, *shape] on `device`. On a CUDA device a kernel draws
 /// them there (when the build has the kernels; else the CPU's are copied): equal bit for bit.
-torch::Tensor normal(Stream stream, uint64_t step, const torch::Tensor& indices,
+/// On CUDA nothing synchronises with the host: indices already on the device stay there, and a
+/// device step counter is read by the kernels.
+torch::Tensor normal(Stream stream, const StepKey& step, const torch::Tensor& indices,
                      at::IntArrayRef shape, torch::Device device = torch::kCPU);
 
 /// Uniforms in (0, 1), same addressing as `normal`. Returns float32 [B, *shape] on `device`.
-torch::Tensor uniform(Stream stream, uint64_t step, const torch::Tensor& indices,
+torch::Tensor uniform(Stream stream, const StepKey& step, const torch::Tensor& indices,
                       at::IntArrayRef shape, torch::Device device = torch::kCPU);
 
 /// Integers uniform in [0, n) (one per sample, by rejection-free multiply-shift; bias < n / 2^32).
 /// Returns int64 [B] on `device`.
-torch::Tensor randint(Stream stream, uint64_t step, const torch::Tensor& indices, int64_t n,
+torch::Tensor randint(Stream stream, const StepKey& step, const torch::Tensor& indices, int64_t n,
                       torch::Device device = torch::kCPU);
 
 /// Whether CUDA devices draw with unidiff's own kernels (else CPU numbers are copied over).

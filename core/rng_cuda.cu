@@ -12,6 +12,12 @@
 namespace unidiff::rng::cuda {
 namespace {
 
+__device__ inline uint32_t resolve(StepWord s) {
+  return s.counter == nullptr
+             ? s.host
+             : static_cast<uint32_t>((static_cast<uint64_t>(*s.counter) << s.shift) | s.low);
+}
+
 /// Word w of sample `index`'s stream at `step` (block w / 4, component w % 4), as fill_bits.
 __device__ inline uint32_t word(uint32_t seed, uint32_t purpose, uint32_t step, uint64_t index,
                                 int64_t w, uint32_t* second) {
@@ -23,11 +29,12 @@ __device__ inline uint32_t word(uint32_t seed, uint32_t purpose, uint32_t step, 
   return ctr[c];
 }
 
-__global__ void normal_kernel(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+__global__ void normal_kernel(uint32_t seed, uint32_t purpose, StepWord key, const int64_t* idx,
                               int64_t batch, int64_t per, float* out) {
   const int64_t pairs = (per + 1) / 2;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= batch * pairs) return;
+  const uint32_t step = resolve(key);
   const int64_t b = i / pairs, p = i % pairs;
   uint32_t bits2 = 0;
   const uint32_t bits1 = word(seed, purpose, step, static_cast<uint64_t>(idx[b]), 2 * p, &bits2);
@@ -37,18 +44,20 @@ __global__ void normal_kernel(uint32_t seed, uint32_t purpose, uint32_t step, co
   if (2 * p + 1 < per) out[b * per + 2 * p + 1] = z1;
 }
 
-__global__ void uniform_kernel(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+__global__ void uniform_kernel(uint32_t seed, uint32_t purpose, StepWord key, const int64_t* idx,
                                int64_t batch, int64_t per, float* out) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= batch * per) return;
+  const uint32_t step = resolve(key);
   const int64_t b = i / per, j = i % per;
   out[i] = bits_to_unit_float(word(seed, purpose, step, static_cast<uint64_t>(idx[b]), j, nullptr));
 }
 
-__global__ void randint_kernel(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+__global__ void randint_kernel(uint32_t seed, uint32_t purpose, StepWord key, const int64_t* idx,
                                int64_t batch, uint64_t n, int64_t* out) {
   const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (b >= batch) return;
+  const uint32_t step = resolve(key);
   out[b] = bits_to_below(word(seed, purpose, step, static_cast<uint64_t>(idx[b]), 0, nullptr), n);
 }
 
@@ -66,7 +75,7 @@ unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + kThreads - 1)
 
 }  // namespace
 
-void launch_normal(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+void launch_normal(uint32_t seed, uint32_t purpose, StepWord step, const int64_t* idx,
                    int64_t batch, int64_t per, float* out, void* stream) {
   const int64_t n = batch * ((per + 1) / 2);
   if (n == 0) return;
@@ -75,7 +84,7 @@ void launch_normal(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t
   check_launch("the keyed normal kernel");
 }
 
-void launch_uniform(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+void launch_uniform(uint32_t seed, uint32_t purpose, StepWord step, const int64_t* idx,
                     int64_t batch, int64_t per, float* out, void* stream) {
   const int64_t n = batch * per;
   if (n == 0) return;
@@ -84,7 +93,7 @@ void launch_uniform(uint32_t seed, uint32_t purpose, uint32_t step, const int64_
   check_launch("the keyed uniform kernel");
 }
 
-void launch_randint(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+void launch_randint(uint32_t seed, uint32_t purpose, StepWord step, const int64_t* idx,
                     int64_t batch, uint64_t n, int64_t* out, void* stream) {
   if (batch == 0) return;
   randint_kernel<<<blocks_for(batch), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(

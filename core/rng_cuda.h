@@ -8,14 +8,23 @@
 
 namespace unidiff::rng::cuda {
 
+/// The counter's step word: `host`, or (when `counter` is not null) (*counter << shift) | low read
+/// by the kernel from device memory (core/rng.h StepKey).
+struct StepWord {
+  uint32_t host = 0;
+  const int64_t* counter = nullptr;
+  uint32_t shift = 0;
+  uint32_t low = 0;
+};
+
 /// out[b * per + j]: standard normals of sample idx[b] (device pointers; `stream` a cudaStream_t).
-void launch_normal(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+void launch_normal(uint32_t seed, uint32_t purpose, StepWord step, const int64_t* idx,
                    int64_t batch, int64_t per, float* out, void* stream);
 /// out[b * per + j]: float32 uniforms in (0, 1).
-void launch_uniform(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+void launch_uniform(uint32_t seed, uint32_t purpose, StepWord step, const int64_t* idx,
                     int64_t batch, int64_t per, float* out, void* stream);
 /// out[b]: integers in [0, n).
-void launch_randint(uint32_t seed, uint32_t purpose, uint32_t step, const int64_t* idx,
+void launch_randint(uint32_t seed, uint32_t purpose, StepWord step, const int64_t* idx,
                     int64_t batch, uint64_t n, int64_t* out, void* stream);
 
 }  // namespace unidiff::rng::cuda

@@ -46,7 +46,11 @@ void Loader::read_loop() {
       const int64_t step = sampler_.position() / global_batch_;
       Batch b = dataset_.get_raw(sampler_.next());  // uint8 images stay uint8
       if (options_.hflip) b.x = keyed_hflip(b.x, b.index, options_.seed, step);
-      if (pin) b.x = b.x.pin_memory();
+      if (pin) {  // so the copies to the device need not wait for the host
+        b.x = b.x.pin_memory();
+        b.index = b.index.pin_memory();
+        if (b.labels.defined()) b.labels = b.labels.pin_memory();
+      }
       {
         std::lock_guard<std::mutex> lock(mutex_);
         queue_.push_back(std::move(b));

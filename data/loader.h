@@ -37,7 +37,8 @@ class Loader {
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
 
-  /// The next batch of this rank: x on the device, labels and index on the CPU. Rethrows an
+  /// The next batch of this rank: x on the device, labels and index on the CPU (pinned for a CUDA
+  /// device, so their copies there need not wait). Rethrows an
   /// exception raised by the reader thread.
   Batch next();
   /// Samples consumed (globally) by the batches returned so far: what a checkpoint saves.

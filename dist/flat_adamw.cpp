@@ -32,7 +32,14 @@ torch::Tensor FlatAdamW::clip_grad_norm(double max_norm) {
 
 void FlatAdamW::step(double lr) {
   torch::NoGradGuard no_grad;
-  ++steps_;
+  if (!lr_.defined()) lr_ = torch::zeros({}, reducer_.param_shard(0).options().dtype(torch::kFloat32));
+  lr_.fill_(lr);
+  count_step();
+  update(lr_);
+}
+
+void FlatAdamW::update(const torch::Tensor& lr) {
+  torch::NoGradGuard no_grad;
   // One fused kernel over every bucket (LibTorch's _fused_adamw_, CPU and CUDA), which reads the
   // step count from a tensor per bucket; we advance those on the device.
   std::vector<torch::Tensor> params, grads;
@@ -42,8 +49,8 @@ void FlatAdamW::step(double lr) {
   }
   at::_foreach_add_(step_count_, 1);
   at::_fused_adamw_(params, grads, exp_avg_, exp_avg_sq_, /*max_exp_avg_sqs=*/{}, step_count_, lr,
-                       config_.beta1, config_.beta2, config_.weight_decay, config_.eps, /*amsgrad=*/false,
-                       /*maximize=*/false);
+                    config_.beta1, config_.beta2, config_.weight_decay, config_.eps, /*amsgrad=*/false,
+                    /*maximize=*/false);
   reducer_.all_gather_params();
 }
 

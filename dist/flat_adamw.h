@@ -32,7 +32,14 @@ class FlatAdamW {
   /// tensor on the parameters' device; reading it syncs). Collective when sharded.
   torch::Tensor clip_grad_norm(double max_norm);
   /// One AdamW step with learning rate `lr` on this rank's shards; all-gathers when sharded.
+  /// count_step() then update() with `lr` in a device scalar.
   void step(double lr);
+  /// Host half of a step: counts it (steps()).
+  void count_step() { ++steps_; }
+  /// Device half: advances the per-bucket step tensors and runs the fused kernel with the
+  /// learning rate read from `lr` (float32 0-dim on the parameters' device): kernels only, so a
+  /// captured CUDA graph can replay it with a new rate written into the same tensor.
+  void update(const torch::Tensor& lr);
 
   int64_t steps() const { return steps_; }
   void set_steps(int64_t steps);
@@ -48,6 +55,7 @@ class FlatAdamW {
   int64_t steps_ = 0;
   std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
   std::vector<torch::Tensor> step_count_;  ///< steps_ as a float32 tensor per bucket (the fused kernel reads these)
+  torch::Tensor lr_;                       ///< step(double)'s learning rate on the device
 };
 
 }  // namespace unidiff::dist

@@ -99,6 +99,7 @@ struct TrainConfig {
   std::string precision = "fp32";///< fp32, or bf16: forward and loss under bfloat16 autocast (models/precision.h)
   bool channels_last = false;    ///< images: convolution weights and inputs in channels-last layout
   bool cudnn_benchmark = false;  ///< CUDA: cuDNN autotuning (not bit-reproducible between runs)
+  bool cuda_graph = false;       ///< CUDA, one rank: the whole step captured in a CUDA graph and replayed
   std::string resolved_flags;    ///< the resolved command line, written to run_dir/config.flags
   DataConfig data;
   models::NetworkConfig network;

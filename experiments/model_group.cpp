@@ -50,6 +50,7 @@ ModelGroup::ModelGroup(std::string name, Role role, std::shared_ptr<models::Netw
   ac.weight_decay = optim_.weight_decay;
   optimizer_ = std::make_unique<dist::FlatAdamW>(*reducer_, ac);
   ema_ = std::make_unique<models::Ema>(*network_, optim_.ema_decay);
+  lr_ = torch::zeros({}, reducer_->param_shard(0).options().dtype(torch::kFloat32));
 }
 
 void ModelGroup::begin_step() {
@@ -58,13 +59,27 @@ void ModelGroup::begin_step() {
 }
 
 double ModelGroup::end_step(int64_t step) {
+  const double lr = schedule(step);
+  update();
+  return lr;
+}
+
+double ModelGroup::schedule(int64_t step) {
+  UD_ASSERT(role_ == Role::kTrained, "group ", name_, " is frozen");
+  const double lr = learning_rate(optim_, step, total_steps_);
+  torch::NoGradGuard no_grad;
+  lr_.fill_(lr);
+  optimizer_->count_step();
+  ema_->schedule();
+  return lr;
+}
+
+void ModelGroup::update() {
   UD_ASSERT(role_ == Role::kTrained, "group ", name_, " is frozen");
   reducer_->finalize();
   if (optim_.grad_clip > 0) optimizer_->clip_grad_norm(optim_.grad_clip);
-  const double lr = learning_rate(optim_, step, total_steps_);
-  optimizer_->step(lr);
-  ema_->update(*network_);
-  return lr;
+  optimizer_->update(lr_);
+  ema_->apply(*network_);
 }
 
 ModelGroup& ModelGroups::add(std::unique_ptr<ModelGroup> group) {

@@ -41,9 +41,15 @@ class ModelGroup {
 
   /// Before the step's backward passes: zero the gradients.
   void begin_step();
-  /// After backward: wait for the gradient average, clip, AdamW with the step's learning rate,
-  /// EMA. Returns the learning rate used.
+  /// After backward: schedule(step), then update(). Returns the learning rate used.
   double end_step(int64_t step);
+  /// Host half of step `step`'s update: its learning rate and EMA decay written into device
+  /// scalars, the optimizer's and the EMA's step counts advanced. Returns the learning rate.
+  double schedule(int64_t step);
+  /// Device half: wait for the gradient average, clip, AdamW and EMA with the scalars schedule()
+  /// wrote. Launches kernels only (at one rank no collective either), so a captured CUDA graph
+  /// can replay begin_step(), the step's passes and update() with new scalars each time.
+  void update();
 
  private:
   std::string name_;
@@ -54,6 +60,7 @@ class ModelGroup {
   std::unique_ptr<dist::Reducer> reducer_;
   std::unique_ptr<dist::FlatAdamW> optimizer_;
   std::unique_ptr<models::Ema> ema_;
+  torch::Tensor lr_;  ///< float32 0-dim on the parameters' device, written by schedule()
 };
 
 /// The groups of one experiment, by name.

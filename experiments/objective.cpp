@@ -44,12 +44,12 @@ struct Draws {
   torch::Device device;
 
   torch::Tensor normal(rng::Purpose p, at::IntArrayRef shape) const {
-    return rng::normal({seed, p}, static_cast<uint64_t>(batch.step), batch.index, shape, device);
+    return rng::normal({seed, p}, batch.step_key(), batch.index, shape, device);
   }
   /// One number per sample, [B].
   torch::Tensor normal1(rng::Purpose p) const { return normal(p, {1}).view({-1}); }
   torch::Tensor uniform1(rng::Purpose p) const {
-    return rng::uniform({seed, p}, static_cast<uint64_t>(batch.step), batch.index, {1}, device).view({-1});
+    return rng::uniform({seed, p}, batch.step_key(), batch.index, {1}, device).view({-1});
   }
 };
 
@@ -73,8 +73,8 @@ class DdpmObjective : public PretrainObjective {
   o::LossOutput loss(models::Network& net, const StepData& b) override {
     const Draws d{ctx_.seed, b, ctx_.device};
     const torch::Tensor eps = d.normal(rng::Purpose::kNoise, ctx_.data_shape);
-    const torch::Tensor t = rng::randint({ctx_.seed, rng::Purpose::kTimestep},
-                                         static_cast<uint64_t>(b.step), b.index, c_.timesteps, ctx_.device);
+    const torch::Tensor t =
+        rng::randint({ctx_.seed, rng::Purpose::kTimestep}, b.step_key(), b.index, c_.timesteps, ctx_.device);
     const torch::Tensor x_t = o::q_sample(tables_, b.x0, t, eps);
     // L_simple in the network's own parameterisation: target eps, x0 or v = alpha eps - sigma x0.
     torch::Tensor target = eps;
@@ -255,14 +255,21 @@ class ConsistencyTrainingObjective : public PretrainObjective {
     huber_c_ = c.huber_c > 0 ? c.huber_c : o::ict_huber_c(elements);
   }
 
-  o::LossOutput loss(models::Network& net, const StepData& b) override {
-    const Draws d{ctx_.seed, b, ctx_.device};
-    const int64_t n = o::ict_intervals(b.step, ctx_.total_steps, c_.ct_s0, c_.ct_s1);
+  int64_t prepare(int64_t step) override {
+    const int64_t n = o::ict_intervals(step, ctx_.total_steps, c_.ct_s0, c_.ct_s1);
     if (n != intervals_) {  // the curriculum moved on: new grid and interval weights
       intervals_ = n;
-      sigmas_ = o::karras_sigmas(n, c_.sigma_min, c_.sigma_max).to(ctx_.device);
-      probs_ = o::ict_interval_probs(sigmas_.cpu(), c_.p_mean, c_.p_std).to(ctx_.device);
+      const torch::Tensor sigmas = o::karras_sigmas(n, c_.sigma_min, c_.sigma_max);
+      probs_ = o::ict_interval_probs(sigmas, c_.p_mean, c_.p_std).to(ctx_.device);
+      sigmas_ = sigmas.to(ctx_.device);
     }
+    return n;
+  }
+
+  o::LossOutput loss(models::Network& net, const StepData& b) override {
+    const Draws d{ctx_.seed, b, ctx_.device};
+    UD_ASSERT(intervals_ == o::ict_intervals(b.step, ctx_.total_steps, c_.ct_s0, c_.ct_s1),
+              "consistency training: prepare(", b.step, ") was not called before the loss");
     const torch::Tensor i = o::sample_intervals(probs_, d.uniform1(rng::Purpose::kTimestep));
     const torch::Tensor s_lo = sigmas_.index_select(0, i).to(torch::kFloat32);
     const torch::Tensor s_hi = sigmas_.index_select(0, i + 1).to(torch::kFloat32);
@@ -322,7 +329,12 @@ class ScmObjective : public PretrainObjective {
     const auto [F_minus, dF_dt] = c_.jvp == "finite-difference"
                                       ? o::jvp_finite_difference(F, inputs, tangents, 1e-3)
                                       : o::jvp_forward_ad(F, inputs, tangents);
-    const double r = warmup_ > 0 ? std::min(1.0, static_cast<double>(b.step + 1) / static_cast<double>(warmup_)) : 1.0;
+    // The tangent warm-up r = min(1, (step + 1) / warmup), from the device counter when there is one.
+    const torch::Tensor r =
+        warmup_ <= 0 ? torch::tensor(1.0)
+        : b.step_counter.defined()
+            ? ((b.step_counter + 1).to(torch::kFloat64) / static_cast<double>(warmup_)).clamp_max(1.0)
+            : torch::tensor(std::min(1.0, static_cast<double>(b.step + 1) / static_cast<double>(warmup_)));
     const torch::Tensor g = o::scm_target_direction(p.x_t, p.t, F_minus, dF_dt, p.v_t, c_.sigma_d, r);
     const torch::Tensor target = (F_minus + g).detach();
     o::LossOutput out = o::eps_mse_loss(net.forward_cond(x_in, t_in, b.labels), target);

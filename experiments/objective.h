@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <functional>
 #include <memory>
 #include <string>
@@ -26,6 +27,7 @@
 
 #include <torch/types.h>
 
+#include "core/rng.h"
 #include "experiments/config.h"
 #include "models/network.h"
 #include "objectives/losses.h"
@@ -48,16 +50,34 @@ DiffusionConfig resolve_diffusion(const DiffusionConfig& config);
 
 /// What the training loop hands an objective for one step.
 struct StepData {
+  StepData() = default;
+  StepData(torch::Tensor x0, torch::Tensor index, torch::Tensor labels, int64_t step, torch::Tensor step_counter = {})
+      : x0(std::move(x0)), index(std::move(index)), labels(std::move(labels)), step(step),
+        step_counter(std::move(step_counter)) {}
+
   torch::Tensor x0;      ///< clean batch [B, ...] (float, on the device)
   torch::Tensor index;   ///< global sample indices [B] (int64): the key of every per-sample draw
   torch::Tensor labels;  ///< class labels after CFG dropout [B], or undefined
   int64_t step = 0;      ///< optimizer step (0-based)
+  /// `step` as a 0-dim int64 tensor on the device, or undefined. A captured CUDA graph replays
+  /// the step's kernels with this counter advanced on the device, so the keyed draws read it.
+  torch::Tensor step_counter;
+
+  /// The key of this step's draws.
+  rng::StepKey step_key() const {
+    return step_counter.defined() ? rng::StepKey(step_counter) : rng::StepKey(static_cast<uint64_t>(step));
+  }
 };
 
 class PretrainObjective {
  public:
   virtual ~PretrainObjective() = default;
-  /// The loss of one step (differentiable in the network's parameters).
+  /// Host-side work before step `step`'s loss (a curriculum's new tables), run outside any
+  /// captured CUDA graph. Returns a key of what the step's kernels depend on besides their
+  /// inputs: a captured step is captured again when it changes (0: never).
+  virtual int64_t prepare(int64_t step) { (void)step; return 0; }
+  /// The loss of one step (differentiable in the network's parameters). Launches kernels only:
+  /// no host synchronisation, so a CUDA graph can capture it (after prepare()).
   virtual objectives::LossOutput loss(models::Network& net, const StepData& batch) = 0;
   /// One line for the log, e.g. "consistency training (iCT, ...)".
   virtual std::string describe() const = 0;

@@ -29,6 +29,7 @@
 #include "dist/signals.h"
 #include "experiments/checkpointing.h"
 #include "experiments/classifier.h"
+#include "experiments/graph_step.h"
 #include "experiments/metrics.h"
 #include "experiments/sample.h"
 #include "experiments/model_group.h"
@@ -167,18 +168,27 @@ class TrainingEval {
 
 StepOutcome pretrain_step(ModelGroup& group, PretrainObjective& objective, const StepData& data, uint32_t seed,
                           const std::string& precision, bool channels_last) {
+  objective.prepare(data.step);
+  const double lr = group.schedule(data.step);
+  return {pretrain_step_kernels(group, objective, data, seed, precision, channels_last), lr};
+}
+
+torch::Tensor pretrain_step_kernels(ModelGroup& group, PretrainObjective& objective, const StepData& data,
+                                    uint32_t seed, const std::string& precision, bool channels_last) {
   group.begin_step();
-  // Dropout masks keyed by (seed, step, layer, sample index), like every other draw.
-  const models::DropoutKeyScope dropout_key({seed, static_cast<uint64_t>(data.step), data.index});
   objectives::LossOutput out;
   {
+    // Dropout masks keyed by (seed, step, layer, sample index), like every other draw.
+    const models::DropoutKeyScope dropout_key(
+        {seed, static_cast<uint64_t>(data.step), data.index, data.step_counter});
     const models::AutocastScope autocast(data.x0.device().type(), precision);
     StepData in = data;
     in.x0 = models::to_layout(data.x0, channels_last);
     out = objective.loss(group.net(), in);
   }
   out.loss.backward();
-  return {out.loss.detach(), group.end_step(data.step)};
+  group.update();
+  return out.loss.detach();
 }
 
 TrainResult train_diffusion(const TrainConfig& config) {
@@ -190,6 +200,7 @@ TrainResult train_diffusion(const TrainConfig& config) {
   const int threads = dist::configure_threads(config.threads);
 
   // Everything that can fail on bad input happens before the run directory is touched.
+  if (config.cuda_graph) GraphedPretrainStep::check_supported(device, world);
   const data::TensorDataset dataset = config.data.stream
                                           ? data::TensorDataset::open_streaming(config.data.path)
                                           : data::TensorDataset::load(config.data.path);
@@ -255,7 +266,8 @@ TrainResult train_diffusion(const TrainConfig& config) {
                                      " (", sampler.local_batch(), " per rank); ", config.steps,
                                      " steps; ", config.precision,
                                      config.channels_last ? ", channels-last" : "",
-                                     config.cudnn_benchmark && device.is_cuda() ? ", cuDNN autotuning" : ""));
+                                     config.cudnn_benchmark && device.is_cuda() ? ", cuDNN autotuning" : "",
+                                     config.cuda_graph ? ", the step in a CUDA graph" : ""));
   if (config.cudnn_benchmark && !device.is_cuda()) {
     log::warn("train", "--cudnn_benchmark has no effect on " + device.str());
   }
@@ -298,6 +310,8 @@ TrainResult train_diffusion(const TrainConfig& config) {
   if (rank == 0) metrics.open(fs::path(config.run_dir) / "metrics.jsonl", std::ios::app);
 
   const uint32_t seed = config.seed;
+  std::optional<GraphedPretrainStep> graphed;
+  if (config.cuda_graph) graphed.emplace(group, *objective, seed, config.precision, channels_last);
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device));
   int64_t window = 0;
   TrainResult result;
@@ -308,18 +322,21 @@ TrainResult train_diffusion(const TrainConfig& config) {
   for (int64_t step = first_step; step < config.steps; ++step) {
     const data::Batch batch = loader.next();
     const auto s = static_cast<uint64_t>(step);
+    // The sample indices key every draw of the step: on the device once (pinned: no host wait).
+    const torch::Tensor index = batch.index.to(device, /*non_blocking=*/true);
     // Class labels, each replaced by "no class" (K) with probability cfg_drop (keyed per sample):
     // the one network learns the conditional and the unconditional model for guidance.
     torch::Tensor labels;
     if (net_cfg.num_classes > 0) {
       const torch::Tensor drop =
-          rng::uniform({seed, rng::Purpose::kLabelDrop}, s, batch.index, {1}, device).view({-1}) <
+          rng::uniform({seed, rng::Purpose::kLabelDrop}, s, index, {1}, device).view({-1}) <
           config.diffusion.cfg_drop;
-      labels = torch::where(drop, torch::full_like(batch.labels.to(device), net_cfg.num_classes),
-                            batch.labels.to(device));
+      const torch::Tensor given = batch.labels.to(device, /*non_blocking=*/true);
+      labels = torch::where(drop, torch::full_like(given, net_cfg.num_classes), given);
     }
-    const StepOutcome out =
-        pretrain_step(group, *objective, {batch.x, batch.index, labels, step}, seed, config.precision, channels_last);
+    const StepData data{batch.x, index, labels, step};
+    const StepOutcome out = graphed ? graphed->run(data)
+                                    : pretrain_step(group, *objective, data, seed, config.precision, channels_last);
     const double lr = out.lr;
     loss_sum += out.loss;
     ++window;

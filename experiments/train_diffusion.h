@@ -32,8 +32,15 @@ struct StepOutcome {
 /// gradients; the objective's loss with dropout keyed by (seed, step, sample index), under
 /// `precision`'s autocast (models/precision.h) and with the images in channels-last layout when
 /// asked; backward; the group's reducer, clipping, AdamW and EMA. No host synchronisation.
+/// It is objective.prepare(step) and group.schedule(step) (host work: tables, learning rate, EMA
+/// weight) followed by pretrain_step_kernels().
 StepOutcome pretrain_step(ModelGroup& group, PretrainObjective& objective, const StepData& data, uint32_t seed,
                           const std::string& precision, bool channels_last);
+
+/// The device half of pretrain_step: zero the gradients, loss, backward, group.update(). Launches
+/// kernels only (what experiments/graph_step.h captures). Returns the detached loss.
+torch::Tensor pretrain_step_kernels(ModelGroup& group, PretrainObjective& objective, const StepData& data,
+                                    uint32_t seed, const std::string& precision, bool channels_last);
 
 /// Validates everything (data, shapes, flags) before writing anything; bad input throws
 /// InputError and leaves an existing run directory untouched. Resumes from the checkpoint that

@@ -28,7 +28,9 @@ torch::Tensor keyed_dropout(const torch::Tensor& x, double p, bool training, int
             current_key->index.defined() ? current_key->index.size(0) : 0, " samples, the batch has ", x.size(0));
   // The counter's step carries the layer in its low 16 bits: masks of different layers and steps
   // never share numbers.
-  const uint64_t step = (current_key->step << 16) | static_cast<uint64_t>(layer);
+  const rng::StepKey step = current_key->step_counter.defined()
+                                ? rng::StepKey(current_key->step_counter, 16, static_cast<uint32_t>(layer))
+                                : rng::StepKey((current_key->step << 16) | static_cast<uint64_t>(layer));
   const torch::Tensor u = rng::uniform({current_key->seed, rng::Purpose::kDropout}, step, current_key->index,
                                        x.sizes().slice(1), x.device());
   return x * (u >= p).to(x.scalar_type()) * (1.0 / (1.0 - p));

@@ -9,13 +9,20 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <utility>
 
 namespace unidiff::models {
 
 struct DropoutKey {
+  DropoutKey(uint32_t seed, uint64_t step, torch::Tensor index, torch::Tensor step_counter = {})
+      : seed(seed), step(step), index(std::move(index)), step_counter(std::move(step_counter)) {}
+
   uint32_t seed = 0;      ///< the run's key
   uint64_t step = 0;      ///< optimizer step
   torch::Tensor index;    ///< global sample indices of the batch rows, int64 [B]
+  /// The step as a 0-dim int64 tensor on the device (a captured CUDA graph's counter), or
+  /// undefined: `step` is used.
+  torch::Tensor step_counter;
 };
 
 /// Makes `key` the current thread's dropout key until destroyed (scopes nest).

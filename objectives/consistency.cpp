@@ -67,7 +67,7 @@ torch::Tensor trigflow_time(const torch::Tensor& tau, double sigma_d) {
 
 torch::Tensor scm_target_direction(const torch::Tensor& x_t, const torch::Tensor& t,
                                    const torch::Tensor& F, const torch::Tensor& dF_dt,
-                                   const torch::Tensor& dx_dt, double sigma_d, double warmup_r,
+                                   const torch::Tensor& dx_dt, double sigma_d, const torch::Tensor& warmup_r,
                                    double c_norm) {
   const torch::Tensor cos = per_sample(torch::cos(t), x_t), sin = per_sample(torch::sin(t), x_t);
   torch::Tensor g = -cos * cos * (sigma_d * F - dx_dt) - warmup_r * cos * sin * (x_t + sigma_d * dF_dt);

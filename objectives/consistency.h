@@ -47,11 +47,12 @@ torch::Tensor trigflow_time(const torch::Tensor& tau, double sigma_d);
 /// direction g = cos t * df/dt along the PF-ODE of the consistency function
 /// f = cos t x_t - sin t sigma_d F, with the tangent warm-up r in [0, 1] on its second term,
 ///   g = -cos^2 t (sigma_d F - dx_dt) - r cos t sin t (x_t + sigma_d dF_dt),
-/// normalised per sample: g / (||g|| + c_norm). All tensors [B, ...]; t [B] (float). The loss is
+/// normalised per sample: g / (||g|| + c_norm). All tensors [B, ...]; t [B] (float); warmup_r a
+/// 0-dim tensor (on the host or the tensors' device: a captured step computes it there). The loss is
 /// || F_theta - stopgrad(F + g) ||^2: gradient descent moves F along +df/dt (FORMULAS section 3).
 torch::Tensor scm_target_direction(const torch::Tensor& x_t, const torch::Tensor& t,
                                    const torch::Tensor& F, const torch::Tensor& dF_dt,
-                                   const torch::Tensor& dx_dt, double sigma_d, double warmup_r,
+                                   const torch::Tensor& dx_dt, double sigma_d, const torch::Tensor& warmup_r,
                                    double c_norm = 0.1);
 
 }  // namespace unidiff::objectives

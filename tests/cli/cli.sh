@@ -226,6 +226,12 @@ expect 2 "--precision must be fp32 or bf16, got 'fp16'" -- "$bin" train --data="
 [ ! -e "$tmp/fp16" ] || fail "a refused precision created its run directory"
 expect 2 "apply to --method=ddpm" -- "$bin" train --method=progressive --pd_teacher="$tmp/uncond" \
   --data="$tmp/img8.h5" --precision=bf16 --run_dir="$tmp/pd-bf16"
+# The step in a CUDA graph needs a CUDA device: refused on the CPU before the run directory exists.
+expect 2 "--cuda_graph needs a CUDA device; this run is on cpu" -- "$bin" train --data="$tmp/img8.h5" "${unet[@]}" \
+  --cuda_graph --run_dir="$tmp/graph"
+[ ! -e "$tmp/graph" ] || fail "a refused --cuda_graph run created its run directory"
+expect 2 "--cuda_graph applies to --method=ddpm" -- "$bin" train --method=progressive --pd_teacher="$tmp/uncond" \
+  --data="$tmp/img8.h5" --cuda_graph --run_dir="$tmp/pd-graph"
 
 if [ $failures -ne 0 ]; then echo "cli: $failures check(s) failed"; exit 1; fi
 echo "cli: all checks passed"

@@ -119,5 +119,38 @@ TEST(Ema, FollowsTheWarmedUpDecay) {
   EXPECT_NEAR(other->weight.item<float>(), 1 - prod, 1e-6);
 }
 
+TEST(Ema, ParametersSharingAFlatBufferAverageAsThePlainFormula) {
+  // A reducer keeps a group's parameters as views of flat buckets (with gaps); the EMA then
+  // averages each bucket as one tensor. Each parameter's shadow must still follow
+  // s <- d s + (1 - d) p (float64 reference), gaps and strides included.
+  torch::nn::Sequential net(torch::nn::Linear(3, 4), torch::nn::Linear(4, 2));
+  torch::NoGradGuard g;
+  const torch::Tensor flat = torch::zeros({64});
+  int64_t offset = 1;  // a gap before the first parameter, and between them
+  for (auto& p : net->parameters()) {
+    const torch::Tensor view = flat.as_strided(p.sizes(), p.strides(), offset);
+    view.copy_(p);
+    p.set_(flat.storage(), offset, p.sizes(), p.strides());
+    offset += p.numel() + 2;
+  }
+  std::vector<torch::Tensor> want;
+  for (const auto& p : net->parameters()) want.push_back(p.detach().to(torch::kFloat64).clone());
+  Ema ema(*net, 0.9);
+  for (int j = 0; j < 15; ++j) {
+    for (auto& p : net->parameters()) p.add_(torch::randn_like(p));
+    ema.update(*net);
+    const double d = std::min(0.9, (1.0 + j) / (10.0 + j));
+    size_t i = 0;
+    for (const auto& p : net->parameters()) {
+      want[i] = d * want[i] + (1 - d) * p.to(torch::kFloat64);
+      ++i;
+    }
+  }
+  ASSERT_EQ(ema.shadow().size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(ema.shadow()[i].second.to(torch::kFloat64), want[i], 1e-5, 1e-6)) << ema.shadow()[i].first;
+  }
+}
+
 }  // namespace
 }  // namespace unidiff::models

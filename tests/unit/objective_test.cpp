@@ -135,12 +135,12 @@ TEST(Scm, TargetIsCosTTimesTheTotalDerivativeOfF) {
   const torch::Tensor x_t = x_at(t), v_t = torch::cos(col(t)) * z - torch::sin(col(t)) * x0;
   const o::TensorFn Ffn = [](const std::vector<torch::Tensor>& in) { return analytic_F(in[0], in[1]); };
   const auto [F, dF] = o::jvp_forward_ad(Ffn, {x_t / sd, t * 1000}, {v_t / sd, torch::full_like(t, 1000.0)});
-  const torch::Tensor g = o::scm_target_direction(x_t, t, F, dF, v_t, sd, 1.0, 0.1);
+  const torch::Tensor g = o::scm_target_direction(x_t, t, F, dF, v_t, sd, torch::tensor(1.0), 0.1);
   const torch::Tensor want = torch::cos(col(t)) * dfdt;
   const torch::Tensor want_n = want / (want.norm(2, 1, true) + 0.1);
   EXPECT_TRUE(torch::allclose(g, want_n, 1e-6, 1e-8)) << (g - want_n).abs().max();
   // The warm-up scales only the second term: r = 0 leaves -cos^2 t (sd F - v_t).
-  const torch::Tensor g0 = o::scm_target_direction(x_t, t, F, dF, v_t, sd, 0.0, 0.0);
+  const torch::Tensor g0 = o::scm_target_direction(x_t, t, F, dF, v_t, sd, torch::tensor(0.0), 0.0);
   const torch::Tensor w0 = -torch::cos(col(t)).pow(2) * (sd * F - v_t);
   EXPECT_TRUE(torch::allclose(g0, w0 / w0.norm(2, 1, true), 1e-10, 1e-12));
 }
@@ -211,6 +211,7 @@ TEST(Objectives, EachLossIsMinimisedByTheExactPosteriorOfGaussianData) {
     const o::DdpmSchedule tables = o::DdpmSchedule::make(o::BetaSchedule::kLinear, 1000);
     FnNet net(oracle(c, tables));
     auto objective = make_pretrain_objective(c, {7, 100, {2}, torch::kCPU});
+    objective->prepare(3);
     auto loss_at = [&](double scale) {
       net.scale = scale;
       return objective->loss(net, {x0, index, {}, 3}).loss.item<double>();
@@ -261,12 +262,19 @@ TEST(Objectives, StepsAreKeyedPerSample) {
     c.objective = name;
     c = resolve_diffusion(c);
     auto objective = make_pretrain_objective(c, {11, 1000, {2}, torch::kCPU});
+    objective->prepare(5);
     const double whole = objective->loss(net, {x0, index, {}, 5}).loss.item<double>();
     const double a = objective->loss(net, {x0.slice(0, 0, 32), index.slice(0, 0, 32), {}, 5}).loss.item<double>();
     const double b = objective->loss(net, {x0.slice(0, 32), index.slice(0, 32), {}, 5}).loss.item<double>();
     EXPECT_NEAR(whole, (a + b) / 2, 1e-5 * std::abs(whole) + 1e-7) << name;
+    objective->prepare(6);
     const double other = objective->loss(net, {x0, index, {}, 6}).loss.item<double>();
     EXPECT_NE(whole, other) << name << ": step 6 draws the same numbers as step 5";
+    // A step counter tensor (what a captured CUDA graph advances) keys the draws instead of the
+    // host step number the graph was captured at.
+    StepData counted{x0, index, {}, 5};
+    counted.step_counter = torch::tensor(int64_t{6});
+    EXPECT_EQ(objective->loss(net, counted).loss.item<double>(), other) << name;
   }
 }
 

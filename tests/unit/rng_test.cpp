@@ -36,6 +36,18 @@ TEST(KeyedRng, SampleNumbersDoNotDependOnTheBatch) {
   EXPECT_TRUE(torch::equal(some[2], all[5]));
 }
 
+TEST(KeyedRng, AStepCounterTensorKeysLikeItsHostNumber) {
+  // StepKey's word is (step << shift) | low: a counter tensor gives the numbers of that host step.
+  const Stream s{9, Purpose::kDropout};
+  const torch::Tensor idx = arange_indices(40, 47);
+  const torch::Tensor counter = torch::tensor(int64_t{1234});
+  EXPECT_TRUE(torch::equal(normal(s, StepKey(counter), idx, {5}), normal(s, 1234, idx, {5})));
+  EXPECT_TRUE(torch::equal(uniform(s, StepKey(counter, 16, 3), idx, {4}), uniform(s, (1234u << 16) | 3u, idx, {4})));
+  EXPECT_TRUE(torch::equal(randint(s, StepKey(counter), idx, 77), randint(s, 1234, idx, 77)));
+  EXPECT_FALSE(torch::equal(normal(s, StepKey(counter), idx, {5}), normal(s, 1235, idx, {5})));
+  EXPECT_EQ(StepKey(torch::tensor(int64_t{0x1FFFF}), 16, 7).word(), 0xFFFF0007u) << "truncated to 32 bits";
+}
+
 TEST(KeyedRng, StreamsDifferBySeedPurposeAndStep) {
   const torch::Tensor idx = arange_indices(0, 4);
   const torch::Tensor a = normal({1, Purpose::kNoise}, 0, idx, {8});
@@ -119,6 +131,14 @@ TEST(Rng, CudaDrawsEqualCpuDrawsBitForBit) {
     EXPECT_TRUE(torch::equal(normal(s, step, idx, {1}), normal(s, step, idx, {1}, cuda).cpu()));
     EXPECT_TRUE(torch::equal(uniform(s, step, idx, {9}), uniform(s, step, idx, {9}, cuda).cpu()));
     EXPECT_TRUE(torch::equal(randint(s, step, idx, 1000), randint(s, step, idx, 1000, cuda).cpu()));
+    // The step read by the kernels from a device counter (as a captured CUDA graph draws), with
+    // indices already on the device.
+    const torch::Tensor counter = torch::tensor(static_cast<int64_t>(step)).to(cuda);
+    const torch::Tensor idx_cuda = idx.to(cuda);
+    EXPECT_TRUE(torch::equal(normal(s, step, idx, {3, 5}), normal(s, StepKey(counter), idx_cuda, {3, 5}, cuda).cpu()));
+    EXPECT_TRUE(torch::equal(uniform(s, (step << 16) | 5u, idx, {9}),
+                             uniform(s, StepKey(counter, 16, 5), idx_cuda, {9}, cuda).cpu()));
+    EXPECT_TRUE(torch::equal(randint(s, step, idx, 1000), randint(s, StepKey(counter), idx_cuda, 1000, cuda).cpu()));
   }
 }
 

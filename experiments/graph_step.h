@@ -1,0 +1,62 @@
+// The whole pre-training step in one CUDA graph: zeroing the gradients, the objective's forward
+// and loss under autocast, backward, the reducer, clipping, fused AdamW and the EMA, captured once
+// and replayed every step, so the step costs one graph launch instead of thousands of kernel
+// launches from the host.
+//
+// What makes a replay equal to the eager step (experiments::pretrain_step): every per-step number
+// lives in device memory that the host rewrites between replays with kernels that never
+// synchronise: the batch (copied into static input buffers), the step counter that keys the
+// draws (core/rng.h StepKey: timesteps, noise, dropout masks), the learning rate and the EMA
+// weight (ModelGroup::schedule). The objective's host-side work runs in prepare() before each step;
+// when its key changes (the iCT curriculum's grid) the step is captured again.
+//
+// The first `warmup` steps run eagerly (lazy initialisation, cuDNN autotuning), the next one is
+// captured on a side stream and replayed; from then on every step is a replay. Needs a CUDA
+// device and one rank (the reducer's overlapped collectives run on a background thread, which a
+// capture cannot follow).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "experiments/model_group.h"
+#include "experiments/objective.h"
+#include "experiments/train_diffusion.h"
+
+namespace unidiff::experiments {
+
+class GraphedPretrainStep {
+ public:
+  /// Whether this build can capture CUDA graphs (LibTorch with CUDA).
+  static bool available();
+  /// InputError naming what is missing when a run on `device` with `world_size` ranks cannot use
+  /// a captured step (call before touching the run directory).
+  static void check_supported(torch::Device device, int world_size);
+
+  /// InputError when the build or the device cannot capture, or the group spans several ranks.
+  /// `emulate` (tests, any device): a "capture" only records the step's host values and a
+  /// "replay" runs the step's kernels again with those stale host values and the live device
+  /// buffers, as a graph would: everything a replay depends on is checked except CUDA itself.
+  GraphedPretrainStep(ModelGroup& group, PretrainObjective& objective, uint32_t seed, std::string precision,
+                      bool channels_last, int warmup = 3, bool emulate = false);
+  ~GraphedPretrainStep();
+  GraphedPretrainStep(const GraphedPretrainStep&) = delete;
+  GraphedPretrainStep& operator=(const GraphedPretrainStep&) = delete;
+
+  /// One optimizer step, the same as pretrain_step(group, objective, data, ...). The loss is a
+  /// tensor the next step overwrites: use (or copy) it before then, on the current stream.
+  StepOutcome run(const StepData& data);
+
+  /// Graph captures so far (1 in a steady run; more when the objective's key changed).
+  int captures() const { return captures_; }
+  /// Steps run as replays of a captured graph.
+  int64_t replays() const { return replays_; }
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+  int captures_ = 0;
+  int64_t replays_ = 0;
+};
+
+}  // namespace unidiff::experiments

@@ -1,0 +1,150 @@
+// The training step captured in a CUDA graph (experiments/graph_step.h) against the eager step:
+// the same parameters, EMA and optimizer counts after steps that cross warm-up, capture, replays
+// and (iCT) re-captures when the curriculum moves. On the CPU the replays are emulated (the
+// kernels rerun with the host values frozen at "capture" and the live device buffers), which must
+// give the eager result bit for bit; the real graphs run on the GPU host (one rank) and are
+// skipped elsewhere; the refusals run everywhere.
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+
+#include <memory>
+#include <string>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "dist/communicator.h"
+#include "experiments/graph_step.h"
+#include "experiments/model_group.h"
+#include "experiments/objective.h"
+#include "experiments/train_diffusion.h"
+#include "models/network.h"
+
+namespace unidiff::experiments {
+namespace {
+
+TEST(CudaGraph, RefusedWithoutACudaDeviceOrWithSeveralRanks) {
+  EXPECT_THROW(GraphedPretrainStep::check_supported(torch::kCPU, 1), InputError);
+  EXPECT_THROW(GraphedPretrainStep::check_supported(torch::Device(torch::kCUDA, 0), 2), InputError);
+}
+
+struct Case {
+  std::string name;
+  models::NetworkConfig net;
+  DiffusionConfig diffusion;
+  std::string precision;
+  int64_t batch;
+  int64_t steps;
+  int64_t num_classes;
+};
+
+/// Trains `c` for c.steps on `device`, eagerly or through GraphedPretrainStep; returns the group.
+std::unique_ptr<ModelGroup> train(const Case& c, const dist::Communicator& comm, torch::Device device, bool graph,
+                                  int* captures, bool emulate = false) {
+  torch::manual_seed(3);
+  auto net = models::make_network(c.net);
+  net->to(device);
+  OptimConfig optim;
+  optim.lr = 1e-3;
+  optim.warmup_steps = 2;
+  optim.decay = "cosine";
+  optim.grad_clip = 1.0;
+  optim.ema_decay = 0.99;
+  auto group = std::make_unique<ModelGroup>("model", ModelGroup::Role::kTrained, net, comm, optim, DistConfig{},
+                                            c.steps);
+  const DiffusionConfig resolved = resolve_diffusion(c.diffusion);
+  auto objective = make_pretrain_objective(resolved, {5, c.steps, c.net.data_shape, device});
+  std::unique_ptr<GraphedPretrainStep> graphed;
+  if (graph) graphed = std::make_unique<GraphedPretrainStep>(*group, *objective, 5, c.precision, false, 3, emulate);
+  for (int64_t step = 0; step < c.steps; ++step) {
+    const torch::Tensor index = torch::arange(step * c.batch, (step + 1) * c.batch, torch::kInt64);
+    const torch::Tensor x0 =
+        rng::normal({9, rng::Purpose::kDataGen}, 0, index, c.net.data_shape, device).clamp(-1, 1);
+    torch::Tensor labels;
+    if (c.num_classes > 0) labels = index.remainder(c.num_classes + 1).to(device);  // K: no class
+    const StepData data(x0, index.to(device), labels, step);
+    if (graph) {
+      graphed->run(data);
+    } else {
+      pretrain_step(*group, *objective, data, 5, c.precision, false);
+    }
+  }
+  if (graph) *captures = graphed->captures();
+  return group;
+}
+
+Case small_unet(const std::string& precision) {
+  Case unet{"unet ddpm " + precision + ", dropout, classes", {}, {}, precision, 8, 9, 3};
+  unet.net.arch = "unet";
+  unet.net.data_shape = {3, 16, 16};
+  unet.net.channels = 32;
+  unet.net.channel_mult = {1, 2};
+  unet.net.res_blocks = 1;
+  unet.net.attn_res = {8};
+  unet.net.dropout = 0.1;
+  unet.net.num_classes = 3;
+  return unet;
+}
+
+Case mlp(const std::string& objective, int64_t steps) {
+  Case c{"mlp " + objective, {}, {}, "fp32", 64, steps, 0};
+  c.net.data_shape = {2};
+  c.net.hidden = 64;
+  c.diffusion.objective = objective;
+  return c;
+}
+
+TEST(CudaGraph, EmulatedReplaysMatchEagerStepsBitForBit) {
+  auto world = dist::make_world_communicator();
+  if (world->size() != 1) GTEST_SKIP() << "one rank (a captured step runs on one)";
+  // iCT over 24 steps moves its curriculum every 3 steps: a new "capture" each time.
+  for (const Case& c : {small_unet("fp32"), mlp("ddpm", 9), mlp("ict", 24), mlp("scm", 9), mlp("rf", 9)}) {
+    int captures = 0;
+    const auto eager = train(c, *world, torch::kCPU, false, nullptr);
+    const auto graphed = train(c, *world, torch::kCPU, true, &captures, /*emulate=*/true);
+    EXPECT_EQ(captures, c.diffusion.objective == "ict" ? 7 : 1) << c.name;
+    EXPECT_EQ(graphed->optimizer().steps(), c.steps) << c.name;
+    EXPECT_EQ(graphed->ema().updates(), c.steps) << c.name;
+    const auto a = eager->net().parameters(), b = graphed->net().parameters();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << c.name << ": parameter " << i;
+    for (size_t i = 0; i < eager->ema().shadow().size(); ++i) {
+      EXPECT_TRUE(torch::equal(eager->ema().shadow()[i].second, graphed->ema().shadow()[i].second))
+          << c.name << ": EMA of " << eager->ema().shadow()[i].first;
+    }
+  }
+}
+
+TEST(CudaGraph, ReplayedStepsMatchEagerSteps) {
+  auto world = dist::make_world_communicator();
+  if (!torch::cuda::is_available() || world->size() != 1 || !GraphedPretrainStep::available()) {
+    GTEST_SKIP() << "needs one rank and a CUDA device (the GPU host)";
+  }
+  const torch::Device cuda(torch::kCUDA, 0);
+  auto comm = dist::make_communicator(cuda);
+
+  for (const Case& c : {small_unet("bf16"), mlp("ict", 24), mlp("scm", 9), mlp("rf", 9)}) {
+    int captures = 0;
+    const auto eager = train(c, *comm, cuda, false, nullptr);
+    const auto graphed = train(c, *comm, cuda, true, &captures);
+    EXPECT_GE(captures, 1) << c.name;
+    EXPECT_EQ(captures, c.diffusion.objective == "ict" ? 7 : 1) << c.name;
+    EXPECT_EQ(graphed->optimizer().steps(), c.steps) << c.name;
+    EXPECT_EQ(graphed->ema().updates(), c.steps) << c.name;
+    const auto a = eager->net().parameters(), b = graphed->net().parameters();
+    ASSERT_EQ(a.size(), b.size());
+    double worst = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      worst = std::max(worst, (a[i] - b[i]).abs().max().item<double>());
+      EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-4, 1e-5)) << c.name << ": parameter " << i;
+    }
+    for (size_t i = 0; i < eager->ema().shadow().size(); ++i) {
+      EXPECT_TRUE(torch::allclose(eager->ema().shadow()[i].second, graphed->ema().shadow()[i].second, 1e-4, 1e-5))
+          << c.name << ": EMA of " << eager->ema().shadow()[i].first;
+    }
+    std::printf("[ graph    ] %s: %d capture(s), largest parameter difference %.3g\n", c.name.c_str(), captures,
+                worst);
+  }
+}
+
+}  // namespace
+}  // namespace unidiff::experiments
