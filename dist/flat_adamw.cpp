@@ -14,6 +14,7 @@ FlatAdamW::FlatAdamW(Reducer& reducer, AdamWConfig config) : reducer_(reducer), 
     exp_avg_sq_.push_back(torch::zeros_like(reducer_.param_shard(b)));
     step_count_.push_back(torch::zeros({}, reducer_.param_shard(b).options().dtype(torch::kFloat32)));
   }
+  lr_ = torch::zeros({}, reducer_.param_shard(0).options().dtype(torch::kFloat32));
 }
 
 torch::Tensor FlatAdamW::clip_grad_norm(double max_norm) {
@@ -32,7 +33,6 @@ torch::Tensor FlatAdamW::clip_grad_norm(double max_norm) {
 
 void FlatAdamW::step(double lr) {
   torch::NoGradGuard no_grad;
-  if (!lr_.defined()) lr_ = torch::zeros({}, reducer_.param_shard(0).options().dtype(torch::kFloat32));
   lr_.fill_(lr);
   count_step();
   update(lr_);

@@ -162,7 +162,6 @@ StepOutcome GraphedPretrainStep::run(const StepData& data) {
     }
   }
   s.replay();
-  ++replays_;
   return {s.loss, lr};
 }
 

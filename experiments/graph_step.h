@@ -49,14 +49,11 @@ class GraphedPretrainStep {
 
   /// Graph captures so far (1 in a steady run; more when the objective's key changed).
   int captures() const { return captures_; }
-  /// Steps run as replays of a captured graph.
-  int64_t replays() const { return replays_; }
 
  private:
   struct State;
   std::unique_ptr<State> state_;
   int captures_ = 0;
-  int64_t replays_ = 0;
 };
 
 }  // namespace unidiff::experiments

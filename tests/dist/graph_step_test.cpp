@@ -96,7 +96,9 @@ Case mlp(const std::string& objective, int64_t steps) {
 TEST(CudaGraph, EmulatedReplaysMatchEagerStepsBitForBit) {
   auto world = dist::make_world_communicator();
   if (world->size() != 1) GTEST_SKIP() << "one rank (a captured step runs on one)";
-  // iCT over 24 steps moves its curriculum every 3 steps: a new "capture" each time.
+  // iCT over 24 steps with s0 = 10, s1 = 1280 doubles its intervals every floor(24 / (log2(128) + 1))
+  // = 3 steps (10, 20, ..., 1280: 8 stages); after the 3 eager steps, stages start at steps 3, 6,
+  // ..., 21: 7 captures. Every other objective keeps one graph.
   for (const Case& c : {small_unet("fp32"), mlp("ddpm", 9), mlp("ict", 24), mlp("scm", 9), mlp("rf", 9)}) {
     int captures = 0;
     const auto eager = train(c, *world, torch::kCPU, false, nullptr);
