@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # On the GPU host (see README): configure and build unidiff against the host's torch with CUDA,
-# check the binary's libraries, run the tests, time the toy recipe on cuda:0 vs --threads CPU, time
-# the UNet training step against the PyTorch peer (bench/unet_step.sh), and print short tables
-# last. Needs the Debian packages for glog, gflags and libpng in .deps/ and the peer script in
-# .peer/ (both git-ignored; `apt-get download` them on the development machine, see bench/README.md).
-#   bash bench/gpu_check.sh        (writes logs under $OUT, or /tmp/unidiff-gpu)
+# check the binary's libraries, run the GPU-only tests and the fused-kernel benchmark, time the
+# UNet training step against the PyTorch peer (bench/unet_step.sh), train the recipes on cuda:0,
+# run the whole test suite, and print short tables last. Needs the Debian packages for glog, gflags
+# and libpng in .deps/ and the peer script in .peer/ (both git-ignored; `apt-get download` them on
+# the development machine, see bench/README.md).
+#   bash bench/gpu_check.sh [STAGE...]     (writes logs under $OUT, or /tmp/unidiff-gpu)
+# Stages, in order of what matters most when device time is short: build (configure, the targets
+# the next stages need), gpu (GPU-only tests, group_norm_bench), bench (unet_step.sh vs the peer),
+# train (toy and Fashion-MNIST recipes on the GPU), ctest (everything built, the whole suite).
+# No STAGE: all of them. Each call on a warm machine reuses the build folder; rows accumulate in
+# $OUT/table.md until a build stage starts it again.
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${OUT:-/tmp/unidiff-gpu}
@@ -12,14 +18,20 @@ build=${UNIDIFF_BUILD_DIR:-$repo/build-gpu}
 deps=/tmp/unidiff-deps
 mkdir -p "$out" "$deps"
 row() { printf '| %-28s | %s |\n' "$1" "$2" >>"$out/table.md"; }
-: >"$out/table.md"
-row "device" "$(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | head -1)"
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(build gpu bench train ctest)
+want() { local s; for s in "${stages[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+finish() { echo; cat "$out/unet_step.md" 2>/dev/null; echo; cat "$out/group_norm.md" 2>/dev/null; echo
+           cat "$out/graph_cases.txt" 2>/dev/null; cat "$out/table.md"; }
 
 for f in "$repo"/.deps/*.deb; do dpkg -x "$f" "$deps"; done
 export LD_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 py=$(command -v python3)
 prefix=$("$py" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
 
+if want build; then
+: >"$out/table.md"
+row "device" "$(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | head -1)"
 t0=$(date +%s)
 if ! cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$prefix;$deps/usr" -DTORCH_CUDA_ARCH_LIST=9.0 \
@@ -27,37 +39,44 @@ if ! cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   tail -40 "$out/configure.log"; row "configure" "FAILED"; cat "$out/table.md"; exit 1
 fi
 t1=$(date +%s)
-if ! cmake --build "$build" -j "$(nproc)" >"$out/build.log" 2>&1; then
+if ! cmake --build "$build" -j "$(nproc)" --target unidiff unit_tests dist_tests unet_step_bench group_norm_bench \
+    >"$out/build.log" 2>&1; then
   grep -E "error|Error" "$out/build.log" | head -30; row "build" "FAILED"; cat "$out/table.md"; exit 1
 fi
 t2=$(date +%s)
-row "configure / cold build" "$((t1 - t0)) s / $((t2 - t1)) s on $(nproc) cores"
+row "configure / build" "$((t1 - t0)) s / $((t2 - t1)) s on $(nproc) cores"
 readelf -d "$build/launcher/unidiff" | grep -E 'NEEDED|RUNPATH' >"$out/needed.txt"
 { c++ --version | head -1; c++ -print-file-name=libstdc++.so; ninja -C "$build" -t commands tests/unit_tests | tail -1; } >"$out/toolchain.txt" 2>&1
 grep -q libtorch_cuda "$out/needed.txt" && row "libtorch_cuda linked" "yes" || row "libtorch_cuda linked" "NO"
 grep -qE 'libcuda\.so' "$out/needed.txt" && row "stub libcuda linked" "YES (bad)" || row "stub libcuda linked" "no"
-
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-(cd "$build" && ctest --output-on-failure -j 6 --timeout 300) >"$out/ctest.log" 2>&1
-if grep -q SegFault "$out/ctest.log"; then
-  UNIDIFF_DDPM_REFERENCE="$build/tests/ddpm_reference.h5" gdb -batch -ex run -ex bt \
-    --args "$build/tests/unit_tests" >"$out/gdb.log" 2>&1
-  grep -E "^#" "$out/gdb.log" | head -12
 fi
-row "ctest" "$(grep -E 'tests passed' "$out/ctest.log" | tail -1)"
-grep -E "Failed|\*\*\*" "$out/ctest.log" | head -10
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+if want gpu; then
 # The GPU-only checks, by name (they skip on machines without CUDA).
 gtest_row() {  # gtest_row LABEL BINARY FILTER
-  local log="$out/$3.log"
+  local log="$out/${3//\*/all}.log"
   "$2" --gtest_filter="$3" >"$log" 2>&1
-  if grep -q "\[  SKIPPED \] 1 test" "$log"; then row "$1" "SKIPPED"
-  elif grep -q "\[  PASSED  \] 1 test" "$log"; then row "$1" "passed"
-  else row "$1" "FAILED (see $3.log)"; fi
+  if grep -q "FAILED" "$log" || ! grep -q "PASSED\|SKIPPED" "$log"; then row "$1" "FAILED (see ${log##*/})"
+  elif grep -q "\[  SKIPPED \]" "$log"; then row "$1" "SKIPPED"
+  else row "$1" "passed ($(grep -o '\[  PASSED  \] [0-9]* test' "$log" | grep -o '[0-9]*') tests)"; fi
 }
 gtest_row "keyed RNG: CUDA == CPU bits" "$build/tests/unit_tests" "Rng.CudaDrawsEqualCpuDrawsBitForBit"
+gtest_row "fused GroupNorm kernels" "$build/tests/unit_tests" "FusedGroupNorm.Cuda*"
 gtest_row "NCCL (1 rank) == MPI path" "$build/tests/dist_tests" "Gradients.NcclPathMatchesTheMpiPathOnOneGpu"
 gtest_row "CUDA graph step == eager step" "$build/tests/dist_tests" "CudaGraph.ReplayedStepsMatchEagerSteps"
-grep -E "^\[ graph" "$out/CudaGraph.ReplayedStepsMatchEagerSteps.log" >>"$out/graph_cases.txt" 2>/dev/null
+grep -E "^\[ graph" "$out/CudaGraph.ReplayedStepsMatchEagerSteps.log" >"$out/graph_cases.txt" 2>/dev/null
+"$build/bench/group_norm_bench" >"$out/group_norm.log" 2>&1
+sed -n '/^| shape/,$p' "$out/group_norm.log" >"$out/group_norm.md"
+row "group_norm_bench" "$(grep -c '^RESULT' "$out/group_norm.log") shapes (table above)"
+fi
+
+if want bench; then
+# The UNet training step against the plain-PyTorch peer (bench/unet_step.sh; the peer script in .peer/).
+OUT=$out bash "$repo/bench/unet_step.sh" "$build" >"$out/unet_step.md" 2>"$out/unet_step.err"
+fi
+
+if want train; then
 
 bin=$build/launcher/unidiff
 "$bin" data toy --dist=moons --num=20000 --out=/tmp/ud-moons.h5 >/dev/null 2>&1
@@ -77,7 +96,8 @@ row "eval of GPU-trained model" "$("$bin" eval --samples=/tmp/ud-s.h5 --referenc
 # then sampling from the bf16 run.
 if [ -f "$repo/.deps/fm-test-1000.h5" ]; then
   for v in "fp32|" "bf16 nhwc cudnn|--precision=bf16 --channels_last --cudnn_benchmark" \
-           "bf16 cudnn graph|--precision=bf16 --cudnn_benchmark --cuda_graph"; do
+           "bf16 cudnn graph|--precision=bf16 --cudnn_benchmark --cuda_graph" \
+           "bf16 cudnn graph fusedGN|--precision=bf16 --cudnn_benchmark --cuda_graph --fused_group_norm"; do
     IFS='|' read -r name flags <<<"$v"
     tag=${name// /-}
     # shellcheck disable=SC2086
@@ -91,10 +111,17 @@ if [ -f "$repo/.deps/fm-test-1000.h5" ]; then
 else
   row "fmnist unet train" "SKIPPED (no .deps/fm-test-1000.h5)"
 fi
-# The UNet training step against the plain-PyTorch peer (bench/unet_step.sh; the peer script in .peer/).
-OUT=$out bash "$repo/bench/unet_step.sh" "$build" >"$out/unet_step.md" 2>"$out/unet_step.err"
-echo
-cat "$out/unet_step.md"
-echo
-cat "$out/graph_cases.txt" 2>/dev/null
-cat "$out/table.md"
+fi
+
+if want ctest; then
+cmake --build "$build" -j "$(nproc)" >"$out/build-all.log" 2>&1 || row "build (all targets)" "FAILED"
+(cd "$build" && ctest --output-on-failure -j 6 --timeout 300) >"$out/ctest.log" 2>&1
+if grep -q SegFault "$out/ctest.log"; then
+  UNIDIFF_DDPM_REFERENCE="$build/tests/ddpm_reference.h5" gdb -batch -ex run -ex bt \
+    --args "$build/tests/unit_tests" >"$out/gdb.log" 2>&1
+  grep -E "^#" "$out/gdb.log" | head -12
+fi
+row "ctest" "$(grep -E 'tests passed' "$out/ctest.log" | tail -1)"
+grep -E "Failed|\*\*\*" "$out/ctest.log" | head -10
+fi
+finish

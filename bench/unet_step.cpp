@@ -5,9 +5,11 @@
 // synchronised steady clock on the CPU). Prints one RESULT line in the format of the plain-PyTorch
 // peer (bench/unet_step.sh runs both and prints the table).
 //   build/bench/unet_step_bench [--device=cuda|cpu] [--batch=128] [--steps=30] [--warmup=5]
-//       [--precision=bf16|fp32] [--channels_last] [--cudnn_benchmark] [--cuda_graph] [--channels=128]
+//       [--precision=bf16|fp32] [--channels_last] [--cudnn_benchmark] [--cuda_graph] [--fused_group_norm] [--channels=128]
 // --cuda_graph runs the step as `unidiff train --cuda_graph` does (experiments/graph_step.h): three
 // eager steps, one capture, replays; the warm-up then covers at least those four steps.
+// --fused_group_norm: the UNet's GroupNorm (+ time embedding) + SiLU pairs as one kernel each
+// (models/group_norm_act.h), as `unidiff train --fused_group_norm`.
 // One step of the CIFAR-10 configuration at batch 128 is 4.78 TFLOP (forward and backward, counted
 // by PyTorch's FlopCounterMode on the peer); other batches scale it linearly, other widths are not
 // counted.
@@ -35,6 +37,7 @@
 #include "experiments/train_diffusion.h"
 #include "models/network.h"
 #include "models/precision.h"
+#include "models/unet.h"
 
 #ifdef UNIDIFF_BENCH_CUDA
 #include <ATen/cuda/CUDAEvent.h>
@@ -49,7 +52,7 @@ struct Options {
   std::string device = "cuda";
   int64_t batch = 128, steps = 30, warmup = 5, channels = 128;
   std::string precision = "bf16";
-  bool channels_last = false, cudnn_benchmark = false, cuda_graph = false;
+  bool channels_last = false, cudnn_benchmark = false, cuda_graph = false, fused_group_norm = false;
 };
 
 bool flag(const char* arg, const char* name, std::string& value) {
@@ -72,6 +75,7 @@ Options parse(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--channels_last")) o.channels_last = true;
     else if (!std::strcmp(argv[i], "--cudnn_benchmark")) o.cudnn_benchmark = true;
     else if (!std::strcmp(argv[i], "--cuda_graph")) o.cuda_graph = true;
+    else if (!std::strcmp(argv[i], "--fused_group_norm")) o.fused_group_norm = true;
     else UD_CHECK_INPUT(false, "unet_step_bench: unknown argument '", argv[i], "'");
   }
   UD_CHECK_INPUT(o.device == "cuda" || o.device == "cpu", "--device must be cuda or cpu, got ", o.device);
@@ -98,6 +102,7 @@ int run(const Options& o) {
   for (const auto& p : model->parameters()) params += p.numel();
   model->to(device);
   ud::models::set_channels_last(*model, o.channels_last);
+  ud::models::set_fused_group_norm(*model, o.fused_group_norm);
 
   ud::experiments::DiffusionConfig diffusion;  // DDPM, eps-prediction, linear, T = 1000
   diffusion = ud::experiments::resolve_diffusion(diffusion);
@@ -154,10 +159,10 @@ int run(const Options& o) {
   const bool counted = o.channels == 128;
   const double flops = counted ? 4.78e12 * static_cast<double>(o.batch) / 128.0 : 0.0;
   const double loss = loss_sum.item<double>() / static_cast<double>(total);
-  std::printf("RESULT unidiff device=%s precision=%s cl=%d cudnn_bench=%d graph=%d params=%.2fM batch=%ld step_ms=%.2f "
+  std::printf("RESULT unidiff device=%s precision=%s cl=%d cudnn_bench=%d graph=%d fused_gn=%d params=%.2fM batch=%ld step_ms=%.2f "
               "img_per_s=%.0f tflops=%.1f peak_mem_mb=%.0f%s loss=%.4f\n",
               o.device.c_str(), o.precision.c_str(), o.channels_last ? 1 : 0, o.cudnn_benchmark ? 1 : 0,
-              o.cuda_graph ? 1 : 0,
+              o.cuda_graph ? 1 : 0, o.fused_group_norm ? 1 : 0,
               static_cast<double>(params) / 1e6, o.batch, 1e3 * per_step, static_cast<double>(o.batch) / per_step,
               counted ? flops / per_step / 1e12 : 0.0, static_cast<double>(peak_bytes) / (1 << 20),
               cuda ? "" : " (peak RSS)", loss);

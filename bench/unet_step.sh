@@ -47,6 +47,10 @@ if [ "$device" = cuda ]; then
   ours "bf16 CUDA graph" --precision=bf16 --cuda_graph
   ours "bf16 CUDA graph cudnn.benchmark" --precision=bf16 --cuda_graph --cudnn_benchmark
   ours "bf16 CUDA graph cudnn.benchmark channels_last" --precision=bf16 --cuda_graph --cudnn_benchmark --channels_last
+  ours "bf16 cudnn.benchmark fused GN" --precision=bf16 --cudnn_benchmark --fused_group_norm
+  ours "bf16 CUDA graph cudnn.benchmark fused GN" --precision=bf16 --cuda_graph --cudnn_benchmark --fused_group_norm
+  ours "bf16 CUDA graph cudnn.benchmark channels_last fused GN" --precision=bf16 --cuda_graph --cudnn_benchmark \
+    --channels_last --fused_group_norm
   theirs "eager bf16" --bf16
   theirs "eager bf16 cudnn.benchmark" --bf16 --cudnn_benchmark
   theirs "CUDA graph bf16 cudnn.benchmark (best)" --bf16 --graph --cudnn_benchmark

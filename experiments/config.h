@@ -100,6 +100,7 @@ struct TrainConfig {
   bool channels_last = false;    ///< images: convolution weights and inputs in channels-last layout
   bool cudnn_benchmark = false;  ///< CUDA: cuDNN autotuning (not bit-reproducible between runs)
   bool cuda_graph = false;       ///< CUDA, one rank: the whole step captured in a CUDA graph and replayed
+  bool fused_group_norm = false; ///< CUDA, unet: GroupNorm (+ bias) + SiLU as one kernel (models/group_norm_act.h)
   std::string resolved_flags;    ///< the resolved command line, written to run_dir/config.flags
   DataConfig data;
   models::NetworkConfig network;

@@ -44,6 +44,7 @@ void validate(const TrainConfig& c) {
   UD_CHECK_INPUT(c.precision == "fp32" && !c.channels_last, "--precision=bf16 and --channels_last apply to ",
                  "--method=ddpm; progressive distillation runs in float32 (its targets are two teacher steps)");
   UD_CHECK_INPUT(!c.cuda_graph, "--cuda_graph applies to --method=ddpm; progressive distillation runs its steps eagerly");
+  UD_CHECK_INPUT(!c.fused_group_norm, "--fused_group_norm applies to --method=ddpm");
   UD_CHECK_INPUT(d.start_steps >= 2 && (d.start_steps & (d.start_steps - 1)) == 0,
                  "--pd_start_steps must be a power of two >= 2, got ", d.start_steps);
   UD_CHECK_INPUT(d.end_steps >= 1 && d.end_steps < d.start_steps &&

@@ -37,8 +37,10 @@
 #include "experiments/objective.h"
 #include "experiments/run_util.h"
 #include "models/ema.h"
+#include "models/group_norm_act.h"
 #include "models/keyed_dropout.h"
 #include "models/precision.h"
+#include "models/unet.h"
 #include "objectives/ddpm_schedule.h"
 #include "objectives/losses.h"
 #include "objectives/parameterization.h"
@@ -201,6 +203,12 @@ TrainResult train_diffusion(const TrainConfig& config) {
 
   // Everything that can fail on bad input happens before the run directory is touched.
   if (config.cuda_graph) GraphedPretrainStep::check_supported(device, world);
+  if (config.fused_group_norm) {
+    UD_CHECK_INPUT(device.is_cuda(), "--fused_group_norm runs CUDA kernels; this run is on ", device.str(),
+                   " (the composite GroupNorm and SiLU are the CPU's fast path)");
+    UD_CHECK_INPUT(models::fused_group_norm_available(device.type()),
+                   "--fused_group_norm: this build has no CUDA kernels (configured without nvcc?)");
+  }
   const data::TensorDataset dataset = config.data.stream
                                           ? data::TensorDataset::open_streaming(config.data.path)
                                           : data::TensorDataset::load(config.data.path);
@@ -217,6 +225,9 @@ TrainResult train_diffusion(const TrainConfig& config) {
   torch::manual_seed(config.seed);  // same initial weights on every rank (then broadcast anyway)
   auto model = models::make_network(net_cfg);
   if (!config.init_from.empty()) init_weights(config.init_from, net_cfg, *model);
+  if (config.fused_group_norm && !models::set_fused_group_norm(*model, true)) {
+    log::warn("train", "--fused_group_norm has no effect on a " + net_cfg.arch + " (it has no group norms)");
+  }
   const std::unique_ptr<PretrainObjective> objective = make_pretrain_objective(
       diffusion, {config.seed, config.steps, net_cfg.data_shape, device});
   std::optional<TrainingEval> evaluator;
@@ -267,7 +278,8 @@ TrainResult train_diffusion(const TrainConfig& config) {
                                      " steps; ", config.precision,
                                      config.channels_last ? ", channels-last" : "",
                                      config.cudnn_benchmark && device.is_cuda() ? ", cuDNN autotuning" : "",
-                                     config.cuda_graph ? ", the step in a CUDA graph" : ""));
+                                     config.cuda_graph ? ", the step in a CUDA graph" : "",
+                                     config.fused_group_norm ? ", fused group norms" : ""));
   if (config.cudnn_benchmark && !device.is_cuda()) {
     log::warn("train", "--cudnn_benchmark has no effect on " + device.str());
   }

@@ -134,6 +134,7 @@ DEFINE_bool(optim_zero, false, "ZeRO-1: shard the optimizer state over the ranks
 DEFINE_string(precision, "fp32", "train: fp32, or bf16 (forward pass and loss under bfloat16 autocast; weights, gradients, optimizer and EMA stay float32)");
 DEFINE_bool(channels_last, false, "train: images in channels-last (NHWC) layout, with the convolution weights");
 DEFINE_bool(cuda_graph, false, "train on one CUDA device: capture the whole training step (forward, backward, AdamW, EMA) in a CUDA graph after 3 eager steps and replay it every step (same results, far fewer kernel launches from the host)");
+DEFINE_bool(fused_group_norm, false, "train on CUDA with a unet: every GroupNorm with the SiLU after it (and the time embedding added before it) as one fused kernel that keeps bfloat16 activations in bfloat16 (less memory traffic; the same results up to rounding)");
 DEFINE_bool(cudnn_benchmark, false, "train on CUDA: let cuDNN time its convolution algorithms on the first steps and keep the fastest (faster; the chosen algorithms, so the last bits, may differ between runs)");
 DEFINE_int64(threads, 0, "intra-op threads per rank (0 = cores on the host / ranks on the host)");
 DEFINE_validator(threads, &non_negative);
@@ -233,7 +234,7 @@ const std::vector<Command>& commands() {
         "resume", "save_every", "save_every_minutes", "keep_checkpoints", "allow_config_change",
         "train_stop_at", "method", "pd_teacher", "pd_start_steps", "pd_end_steps", "pd_round_steps", "eval_samples",
         "eval_every", "eval_reference", "eval_classifier",
-        "threads", "precision", "channels_last", "cudnn_benchmark", "cuda_graph", "dist_bucket_mb", "dist_overlap", "optim_zero", "model_arch", "model_hidden", "model_layers", "model_time_dim", "model_fourier",
+        "threads", "precision", "channels_last", "cudnn_benchmark", "cuda_graph", "fused_group_norm", "dist_bucket_mb", "dist_overlap", "optim_zero", "model_arch", "model_hidden", "model_layers", "model_time_dim", "model_fourier",
         "model_channels", "model_mult", "model_res_blocks", "model_attn_res", "model_dropout",
         "model_depth", "model_heads", "model_patch",
         "objective", "sigma_min", "sigma_max", "sigma_data", "p_mean", "p_std", "ct_s0", "ct_s1",
@@ -278,6 +279,7 @@ experiments::TrainConfig make_train_config() {
   c.channels_last = FLAGS_channels_last;
   c.cudnn_benchmark = FLAGS_cudnn_benchmark;
   c.cuda_graph = FLAGS_cuda_graph;
+  c.fused_group_norm = FLAGS_fused_group_norm;
   c.dist.bucket_mb = FLAGS_dist_bucket_mb;
   c.dist.overlap = FLAGS_dist_overlap;
   c.dist.zero = FLAGS_optim_zero;

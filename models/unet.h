@@ -39,6 +39,8 @@ class ResBlockImpl : public torch::nn::Module {
  public:
   ResBlockImpl(int64_t in, int64_t out, int64_t temb_dim, double dropout, int64_t layer);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& temb);
+  /// Runs n1 + SiLU and (time embedding + n2 + SiLU) as fused operations (models/group_norm_act.h).
+  void set_fused_group_norm(bool fused) { fused_ = fused; }
 
  private:
   torch::nn::GroupNorm n1_{nullptr}, n2_{nullptr};
@@ -46,6 +48,7 @@ class ResBlockImpl : public torch::nn::Module {
   torch::nn::Linear t_{nullptr};
   double dropout_;
   int64_t layer_;
+  bool fused_ = false;
 };
 TORCH_MODULE(ResBlock);
 
@@ -54,10 +57,12 @@ class AttnBlockImpl : public torch::nn::Module {
  public:
   explicit AttnBlockImpl(int64_t channels);
   torch::Tensor forward(const torch::Tensor& x);
+  void set_fused_group_norm(bool fused) { fused_ = fused; }
 
  private:
   torch::nn::GroupNorm n_{nullptr};
   torch::nn::Conv2d qkv_{nullptr}, o_{nullptr};
+  bool fused_ = false;
 };
 TORCH_MODULE(AttnBlock);
 
@@ -70,6 +75,10 @@ class UnetImpl : public Network {
   torch::Tensor forward_cond(const torch::Tensor& x, const torch::Tensor& t,
                              const torch::Tensor& labels) override;
   int64_t num_classes() const override { return options.num_classes; }
+  /// Every GroupNorm (+ bias) (+ SiLU) of the network as one fused operation
+  /// (models/group_norm_act.h) or, the default, as ATen's separate operations. Same parameters and
+  /// results up to rounding; the fused path saves memory traffic (see set_fused_group_norm below).
+  void set_fused_group_norm(bool fused);
 
   UnetOptions options;
 
@@ -88,7 +97,11 @@ class UnetImpl : public Network {
   std::vector<Stage> down_stages_, up_stages_;
   ResBlock mid1_{nullptr}, mid2_{nullptr};
   AttnBlock mid_attn_{nullptr};
+  bool fused_ = false;
 };
 TORCH_MODULE(Unet);
+
+/// Switches the fused GroupNorm path of `net` when it has one (the UNet); returns whether it has.
+bool set_fused_group_norm(Network& net, bool fused);
 
 }  // namespace unidiff::models

@@ -232,6 +232,10 @@ expect 2 "--cuda_graph needs a CUDA device; this run is on cpu" -- "$bin" train 
 [ ! -e "$tmp/graph" ] || fail "a refused --cuda_graph run created its run directory"
 expect 2 "--cuda_graph applies to --method=ddpm" -- "$bin" train --method=progressive --pd_teacher="$tmp/uncond" \
   --data="$tmp/img8.h5" --cuda_graph --run_dir="$tmp/pd-graph"
+# The fused GroupNorm kernels run on CUDA only.
+expect 2 "--fused_group_norm runs CUDA kernels; this run is on cpu" -- "$bin" train --data="$tmp/img8.h5" \
+  "${unet[@]}" --fused_group_norm --run_dir="$tmp/fused"
+[ ! -e "$tmp/fused" ] || fail "a refused --fused_group_norm run created its run directory"
 
 if [ $failures -ne 0 ]; then echo "cli: $failures check(s) failed"; exit 1; fi
 echo "cli: all checks passed"
