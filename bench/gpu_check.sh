@@ -21,7 +21,7 @@ row() { printf '| %-28s | %s |\n' "$1" "$2" >>"$out/table.md"; }
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(build gpu bench train ctest)
 want() { local s; for s in "${stages[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
-finish() { echo; cat "$out/unet_step.md" 2>/dev/null; echo; cat "$out/group_norm.md" 2>/dev/null; echo
+finish() { echo; cat "$out/profile.md" 2>/dev/null; echo; cat "$out/unet_step.md" 2>/dev/null; echo; cat "$out/group_norm.md" 2>/dev/null; echo
            cat "$out/graph_cases.txt" 2>/dev/null; cat "$out/table.md"; }
 
 for f in "$repo"/.deps/*.deb; do dpkg -x "$f" "$deps"; done
@@ -63,6 +63,7 @@ gtest_row() {  # gtest_row LABEL BINARY FILTER
 }
 gtest_row "keyed RNG: CUDA == CPU bits" "$build/tests/unit_tests" "Rng.CudaDrawsEqualCpuDrawsBitForBit"
 gtest_row "fused GroupNorm kernels" "$build/tests/unit_tests" "FusedGroupNorm.Cuda*"
+gtest_row "fused keyed dropout == composite" "$build/tests/unit_tests" "KeyedDropout.FusedCudaKernelEqualsTheCompositeBitForBit"
 gtest_row "NCCL (1 rank) == MPI path" "$build/tests/dist_tests" "Gradients.NcclPathMatchesTheMpiPathOnOneGpu"
 gtest_row "CUDA graph step == eager step" "$build/tests/dist_tests" "CudaGraph.ReplayedStepsMatchEagerSteps"
 grep -E "^\[ graph" "$out/CudaGraph.ReplayedStepsMatchEagerSteps.log" >"$out/graph_cases.txt" 2>/dev/null
@@ -72,8 +73,18 @@ row "group_norm_bench" "$(grep -c '^RESULT' "$out/group_norm.log") shapes (table
 fi
 
 if want bench; then
+: >"$out/profile.md"
 # The UNet training step against the plain-PyTorch peer (bench/unet_step.sh; the peer script in .peer/).
 OUT=$out bash "$repo/bench/unet_step.sh" "$build" >"$out/unet_step.md" 2>"$out/unet_step.err"
+# Where the time of a step goes (kernels by kind, top kernels), eager and as a graph with fused norms.
+for v in "eager|--precision=bf16 --cudnn_benchmark" \
+         "graph fusedGN|--precision=bf16 --cudnn_benchmark --cuda_graph --fused_group_norm"; do
+  IFS='|' read -r name flags <<<"$v"
+  # shellcheck disable=SC2086
+  "$build/bench/unet_step_bench" --steps=20 --profile=5 $flags >"$out/profile-${name// /-}.log" 2>&1
+  { echo "### profile: $name ($flags)"; sed -n '/^PROFILE/,/^RESULT/p' "$out/profile-${name// /-}.log"; } >>"$out/profile.md"
+done
+row "unet step profiles" "$(grep -c '^PROFILE' "$out/profile.md") (profile.md)"
 fi
 
 if want train; then

@@ -6,20 +6,30 @@
 // peer (bench/unet_step.sh runs both and prints the table).
 //   build/bench/unet_step_bench [--device=cuda|cpu] [--batch=128] [--steps=30] [--warmup=5]
 //       [--precision=bf16|fp32] [--channels_last] [--cudnn_benchmark] [--cuda_graph] [--fused_group_norm] [--channels=128]
+//       [--profile=N]
 // --cuda_graph runs the step as `unidiff train --cuda_graph` does (experiments/graph_step.h): three
 // eager steps, one capture, replays; the warm-up then covers at least those four steps.
 // --fused_group_norm: the UNet's GroupNorm (+ time embedding) + SiLU pairs as one kernel each
 // (models/group_norm_act.h), as `unidiff train --fused_group_norm`.
+// --profile=N: after the timed steps, N more under LibTorch's profiler (Kineto; CUPTI on a GPU):
+// the device time per step by kind of kernel (convolution, normalisation, attention, optimizer,
+// element-wise, copies) and the top kernels, against the step's wall time (the rest is the GPU
+// waiting for the host). On the CPU the rows are operators' inclusive times.
 // One step of the CIFAR-10 configuration at batch 128 is 4.78 TFLOP (forward and backward, counted
 // by PyTorch's FlopCounterMode on the peer); other batches scale it linearly, other widths are not
 // counted.
 #include <sys/resource.h>
 
 #include <ATen/Context.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cctype>
+#include <functional>
+#include <map>
+#include <set>
 #include <chrono>
 #include <memory>
 #include <cstdio>
@@ -50,7 +60,7 @@ namespace ud = unidiff;
 
 struct Options {
   std::string device = "cuda";
-  int64_t batch = 128, steps = 30, warmup = 5, channels = 128;
+  int64_t batch = 128, steps = 30, warmup = 5, channels = 128, profile = 0;
   std::string precision = "bf16";
   bool channels_last = false, cudnn_benchmark = false, cuda_graph = false, fused_group_norm = false;
 };
@@ -62,6 +72,75 @@ bool flag(const char* arg, const char* name, std::string& value) {
   return true;
 }
 
+/// The kind of a kernel (or operator) from its name: the first rule whose word it contains.
+std::string kind_of(const std::string& name) {
+  std::string n = name;
+  std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  static const std::vector<std::pair<std::string, std::vector<std::string>>> rules = {
+      {"fused group norm (unidiff)", {"gn::cuda"}},
+      {"normalisation (ATen)", {"group_norm", "groupnorm", "moments", "fusedparams", "internalgradients", "gammabeta"}},
+      {"convolution", {"conv", "xmma", "cudnn", "implicit", "dgrad", "wgrad", "fprop", "nchwtonhwc", "nhwctonchw"}},
+      {"attention", {"flash", "fmha", "attention", "softmax", "efficient"}},
+      {"matmul", {"gemm", "cutlass", "cublas", "addmm", "matmul", "linear"}},
+      {"optimizer + EMA", {"adam", "multi_tensor", "foreach", "lerp"}},
+      {"copies, casts, fills", {"copy", "memcpy", "memset", "cast", "fill", "to_copy"}},
+      {"reductions", {"reduce", "sum", "mean"}},
+      {"element-wise", {"elementwise", "vectorized", "unrolled", "silu", "add", "mul", "where", "sigmoid"}}};
+  for (const auto& [kind, words] : rules) {
+    for (const auto& w : words) {
+      if (n.find(w) != std::string::npos) return kind;
+    }
+  }
+  return "other";
+}
+
+/// Runs `steps` under the profiler and prints where the time goes (per step).
+void profile(bool cuda, int64_t n, double step_ms, const std::function<void()>& steps) {
+  namespace prof = torch::profiler::impl;
+  std::set<prof::ActivityType> activities{prof::ActivityType::CPU};
+  if (cuda) activities.insert(prof::ActivityType::CUDA);
+  const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
+  torch::autograd::profiler::prepareProfiler(config, activities);
+  torch::autograd::profiler::enableProfiler(config, activities);
+  steps();
+  if (cuda) torch::cuda::synchronize();
+  const auto result = torch::autograd::profiler::disableProfiler();
+  const c10::DeviceType where = cuda ? c10::DeviceType::CUDA : c10::DeviceType::CPU;
+  std::map<std::string, std::pair<double, int64_t>> by_name;  // total ns, calls
+  for (const auto& e : result->events()) {
+    if (e.deviceType() != where) continue;
+    auto& [ns, calls] = by_name[e.name()];
+    ns += static_cast<double>(e.durationNs());
+    ++calls;
+  }
+  std::map<std::string, double> by_kind;
+  double total = 0;
+  std::vector<std::pair<double, std::string>> top;
+  for (const auto& [name, v] : by_name) {
+    by_kind[kind_of(name)] += v.first;
+    total += v.first;
+    top.emplace_back(v.first, name);
+  }
+  const double per = 1e6 * static_cast<double>(n);  // ns -> ms per step
+  std::printf("\nPROFILE %s, %ld steps: %.2f ms of %s time per step (wall %.2f ms per step%s)\n",
+              cuda ? "device kernels" : "CPU operators (inclusive: nested operators count twice)", n,
+              total / per, cuda ? "kernel" : "operator", step_ms, cuda ? ", the rest is the GPU idle" : "");
+  std::printf("| kind | ms/step | share |\n|---|---|---|\n");
+  std::vector<std::pair<double, std::string>> kinds;
+  for (const auto& [k, ns] : by_kind) kinds.emplace_back(ns, k);
+  std::sort(kinds.rbegin(), kinds.rend());
+  for (const auto& [ns, k] : kinds) std::printf("| %s | %.3f | %.1f%% |\n", k.c_str(), ns / per, 100 * ns / total);
+  std::sort(top.rbegin(), top.rend());
+  std::printf("\n| top kernel | calls/step | ms/step | kind |\n|---|---|---|---|\n");
+  for (size_t i = 0; i < std::min<size_t>(top.size(), 15); ++i) {
+    std::string name = top[i].second;
+    if (name.size() > 90) name = name.substr(0, 87) + "...";
+    std::printf("| %s | %.1f | %.3f | %s |\n", name.c_str(),
+                static_cast<double>(by_name[top[i].second].second) / static_cast<double>(n), top[i].first / per,
+                kind_of(top[i].second).c_str());
+  }
+}
+
 Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
@@ -71,6 +150,7 @@ Options parse(int argc, char** argv) {
     else if (flag(argv[i], "--steps", v)) o.steps = std::stol(v);
     else if (flag(argv[i], "--warmup", v)) o.warmup = std::stol(v);
     else if (flag(argv[i], "--channels", v)) o.channels = std::stol(v);
+    else if (flag(argv[i], "--profile", v)) o.profile = std::stol(v);
     else if (flag(argv[i], "--precision", v)) o.precision = v;
     else if (!std::strcmp(argv[i], "--channels_last")) o.channels_last = true;
     else if (!std::strcmp(argv[i], "--cudnn_benchmark")) o.cudnn_benchmark = true;
@@ -106,7 +186,7 @@ int run(const Options& o) {
 
   ud::experiments::DiffusionConfig diffusion;  // DDPM, eps-prediction, linear, T = 1000
   diffusion = ud::experiments::resolve_diffusion(diffusion);
-  const int64_t total = o.warmup + o.steps;
+  const int64_t total = o.warmup + o.steps + o.profile;
   auto objective = ud::experiments::make_pretrain_objective(diffusion, {0, total, net_cfg.data_shape, device});
   ud::experiments::OptimConfig optim;
   optim.lr = 2e-4;
@@ -139,7 +219,7 @@ int run(const Options& o) {
     c10::cuda::CUDACachingAllocator::resetPeakStats(0);
     at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
     start.record();
-    for (int64_t k = o.warmup; k < total; ++k) step(k);
+    for (int64_t k = o.warmup; k < o.warmup + o.steps; ++k) step(k);
     stop.record();
     stop.synchronize();
     seconds = start.elapsed_time(stop) / 1e3;
@@ -149,13 +229,18 @@ int run(const Options& o) {
 #endif
   } else {
     const auto t0 = std::chrono::steady_clock::now();
-    for (int64_t k = o.warmup; k < total; ++k) step(k);
+    for (int64_t k = o.warmup; k < o.warmup + o.steps; ++k) step(k);
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     peak_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
   }
   const double per_step = seconds / static_cast<double>(o.steps);
+  if (o.profile > 0) {
+    profile(cuda, o.profile, 1e3 * per_step, [&] {
+      for (int64_t k = o.warmup + o.steps; k < total; ++k) step(k);
+    });
+  }
   const bool counted = o.channels == 128;
   const double flops = counted ? 4.78e12 * static_cast<double>(o.batch) / 128.0 : 0.0;
   const double loss = loss_sum.item<double>() / static_cast<double>(total);

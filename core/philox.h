@@ -140,6 +140,18 @@ UD_HOST_DEVICE inline float bits_to_unit_float(uint32_t bits) {
   return (static_cast<float>(bits >> 8) + 0.5f) * (1.0f / 16777216.0f);
 }
 
+/// Dropout's decision from a word: the element is kept when its uniform is >= p (float32 compare,
+/// as a float32 uniform tensor compared with the scalar p).
+UD_HOST_DEVICE inline bool dropout_keep(uint32_t bits, float p) { return bits_to_unit_float(bits) >= p; }
+
+/// The word number within a sample of the element stored at position r of it: elements are
+/// numbered in [C, H, W] order whatever the memory layout; channels-last stores [H, W, C]
+/// (channels innermost) with C = `channels` and `per` = C * H * W elements per sample.
+UD_HOST_DEVICE inline int64_t logical_index(int64_t r, int64_t per, int64_t channels, bool channels_last) {
+  if (!channels_last) return r;
+  return (r % channels) * (per / channels) + r / channels;
+}
+
 /// Integer uniform in [0, n) by multiply-shift (bias < n / 2^32).
 UD_HOST_DEVICE inline int64_t bits_to_below(uint32_t bits, uint64_t n) {
   return static_cast<int64_t>((static_cast<uint64_t>(bits) * n) >> 32);

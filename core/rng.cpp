@@ -168,6 +168,31 @@ int64_t numel_of(at::IntArrayRef shape) {
 
 }  // namespace
 
+torch::Tensor apply_dropout_mask(Stream stream, const StepKey& step, const torch::Tensor& indices,
+                                 const torch::Tensor& x, double p) {
+  UD_ASSERT(x.dim() >= 1 && indices.dim() == 1 && indices.size(0) == x.size(0), "a dropout mask over ",
+            indices.sizes(), " indices for a batch shaped ", x.sizes());
+  const double scale = 1.0 / (1.0 - p);
+#ifdef UNIDIFF_WITH_CUDA_KERNELS
+  const auto dtype = x.scalar_type();
+  if (x.is_cuda() && (dtype == torch::kFloat || dtype == torch::kBFloat16 || dtype == torch::kHalf)) {
+    // A tensor dense in both layouts (one channel, or a 1x1 map) counts as NCHW: the same numbering.
+    const bool cl = x.dim() == 4 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+    const torch::Tensor xc = cl ? x : x.contiguous();
+    torch::Tensor out = torch::empty_like(xc);  // keeps the layout of a dense input
+    CudaLaunch l(indices, step, x.device());
+    const auto elem = dtype == torch::kFloat      ? cuda::Elem::kFloat
+                      : dtype == torch::kBFloat16 ? cuda::Elem::kBFloat16
+                                                  : cuda::Elem::kHalf;
+    cuda::launch_dropout(stream.seed, static_cast<uint32_t>(stream.purpose), l.step, l.idx.data_ptr<int64_t>(),
+                         l.idx.size(0), numel_of(x.sizes().slice(1)), cl ? x.size(1) : 1, cl, static_cast<float>(p),
+                         static_cast<float>(scale), elem, xc.data_ptr(), out.data_ptr(), l.stream);
+    return out;
+  }
+#endif
+  return x * (uniform(stream, step, indices, x.sizes().slice(1), x.device()) >= p).to(x.scalar_type()) * scale;
+}
+
 bool has_cuda_kernels() {
 #ifdef UNIDIFF_WITH_CUDA_KERNELS
   return true;

@@ -73,6 +73,14 @@ torch::Tensor uniform(Stream stream, const StepKey& step, const torch::Tensor& i
 torch::Tensor randint(Stream stream, const StepKey& step, const torch::Tensor& indices, int64_t n,
                       torch::Device device = torch::kCPU);
 
+/// x * keep * scale, keep = (uniform(stream, step, indices)[b, j] >= p), scale = 1 / (1 - p): a
+/// keyed dropout mask applied to x [B, ...] (models/keyed_dropout.h). Element j of a sample is
+/// numbered in logical [C, H, W] order whatever x's memory layout; the result keeps x's dtype and
+/// layout. On CUDA (with the kernels) one fused kernel draws and applies the mask without making
+/// it; elsewhere the uniforms are drawn and multiplied in. The same numbers bit for bit.
+torch::Tensor apply_dropout_mask(Stream stream, const StepKey& step, const torch::Tensor& indices,
+                                 const torch::Tensor& x, double p);
+
 /// Whether CUDA devices draw with unidiff's own kernels (else CPU numbers are copied over).
 bool has_cuda_kernels();
 

@@ -27,4 +27,14 @@ void launch_uniform(uint32_t seed, uint32_t purpose, StepWord step, const int64_
 void launch_randint(uint32_t seed, uint32_t purpose, StepWord step, const int64_t* idx,
                     int64_t batch, uint64_t n, int64_t* out, void* stream);
 
+/// Element types of launch_dropout.
+enum class Elem { kFloat, kBFloat16, kHalf };
+
+/// out = x * keep * scale over [batch, per] elements (x, out of type `elem`, NCHW-contiguous or,
+/// with `channels_last`, [B, H, W, C] with C = `channels`); keep from word logical_index(r) of
+/// sample idx[b] (core/philox.h dropout_keep).
+void launch_dropout(uint32_t seed, uint32_t purpose, StepWord step, const int64_t* idx, int64_t batch,
+                    int64_t per, int64_t channels, bool channels_last, float p, float scale, Elem elem,
+                    const void* x, void* out, void* stream);
+
 }  // namespace unidiff::rng::cuda

@@ -148,9 +148,10 @@ TEST(FusedGroupNorm, HostBlockProgramMatchesTheFloat64CompositeInFloat32) {
   check_fused(torch::kCPU, torch::kFloat, 1e-4, 2e-5);
 }
 
-TEST(FusedGroupNorm, HostBlockProgramMatchesTheFloat64CompositeInBFloat16) {
-  // Inputs are bfloat16 values; y and dx are rounded to bfloat16 (relative step 2^-8).
+TEST(FusedGroupNorm, HostBlockProgramMatchesTheFloat64CompositeInBFloat16AndHalf) {
+  // Inputs are bfloat16 (half) values; y and dx are rounded to that type (relative step 2^-8).
   check_fused(torch::kCPU, torch::kBFloat16, 8e-3, 8e-3);
+  check_fused(torch::kCPU, torch::kHalf, 2e-3, 2e-3);  // relative step 2^-11
 }
 
 TEST(FusedGroupNorm, CompositePathIsAtenGroupNormThenSilu) {

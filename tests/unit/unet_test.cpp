@@ -2,6 +2,7 @@
 // parameters, and a small configuration loaded with the PyTorch reference's weights (written by
 // tests/reference/unet_reference.py, state-dict names one to one) gives its output.
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 
 #include <cstdlib>
 #include <vector>
@@ -9,6 +10,8 @@
 #include "core/h5.h"
 #include "test_util.h"
 #include "models/network.h"
+#include "core/philox.h"
+#include "core/rng.h"
 #include "models/keyed_dropout.h"
 #include "models/unet.h"
 
@@ -113,6 +116,60 @@ TEST(KeyedDropout, MasksAreAFunctionOfTheSampleNotTheBatch) {
   EXPECT_NEAR((kept > 0).to(torch::kFloat64).mean().item<double>(), 0.5, 0.02);
   EXPECT_EQ(kept.max().item<double>(), 2.0);
   EXPECT_TRUE(torch::equal(keyed_dropout(torch::ones({3, 2}), 0.5, false, 0), torch::ones({3, 2})));
+}
+
+TEST(KeyedDropout, ChannelsLastElementsAreNumberedInChannelHeightWidthOrder) {
+  // The fused CUDA kernel finds an element's word from its position in memory: for a
+  // channels-last sample that position's logical [C, H, W] number must be what ATen's layout says.
+  const int64_t c = 3, h = 4, w = 5, per = c * h * w;
+  const torch::Tensor numbers = torch::arange(per, torch::kInt64).view({1, c, h, w});
+  const torch::Tensor stored = numbers.contiguous(at::MemoryFormat::ChannelsLast);
+  // The storage order of a channels-last tensor is its [N, H, W, C] permutation, flattened.
+  const torch::Tensor in_memory = stored.permute({0, 2, 3, 1}).flatten();
+  for (int64_t r = 0; r < per; ++r) {
+    ASSERT_EQ(rng::logical_index(r, per, c, true), in_memory[r].item<int64_t>()) << "position " << r;
+    ASSERT_EQ(rng::logical_index(r, per, c, false), r);
+  }
+}
+
+TEST(KeyedDropout, FusedCudaKernelEqualsTheCompositeBitForBit) {
+  // On CUDA keyed_dropout runs one kernel forward and one backward (the mask drawn again from the
+  // key); it must equal x * (uniform >= p) * scale with autograd, and the CPU's numbers, bit for bit.
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here (checked on the GPU host)";
+  const torch::Device cuda(torch::kCUDA, 0);
+  const double p = 0.3;
+  const torch::Tensor idx = torch::tensor({5, 900, int64_t{1} << 33}, torch::kInt64);
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    for (const bool cl : {false, true}) {
+      for (const bool counter : {false, true}) {
+        SCOPED_TRACE(std::string(c10::toString(dtype)) + (cl ? " NHWC" : " NCHW") + (counter ? " counter" : " host"));
+        torch::manual_seed(3);
+        const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+        const torch::Tensor x0 = torch::randn({3, 6, 5, 7}).to(dtype).contiguous(fmt);
+        const torch::Tensor g = torch::randn({3, 6, 5, 7}).to(dtype).contiguous(fmt);
+        const DropoutKey key = counter ? DropoutKey(11, 0, idx.to(cuda), torch::tensor(int64_t{42}).to(cuda))
+                                       : DropoutKey(11, 42, idx);
+        const DropoutKeyScope scope(key);
+        const torch::Tensor x = x0.to(cuda).requires_grad_(true);
+        const torch::Tensor y = keyed_dropout(x, p, true, 9);
+        y.backward(g.to(cuda));
+        EXPECT_EQ(y.scalar_type(), dtype);
+        EXPECT_EQ(y.is_contiguous(fmt), true);
+        // The composite with autograd (what runs on the CPU), on the same device and on the CPU:
+        // uniforms of step 42 and layer 9.
+        for (const torch::Device where : {cuda, torch::Device(torch::kCPU)}) {
+          if (where.is_cpu() && dtype != torch::kFloat) continue;  // ATen's CPU and CUDA bf16 products may differ
+          const torch::Tensor xc = x0.to(where).requires_grad_(true);
+          const torch::Tensor u =
+              rng::uniform({11, rng::Purpose::kDropout}, (uint64_t{42} << 16) | 9u, idx, {6, 5, 7}, where);
+          const torch::Tensor yc = xc * (u >= p).to(dtype) * (1.0 / (1.0 - p));
+          yc.backward(g.to(where));
+          EXPECT_TRUE(torch::equal(y.detach().cpu(), yc.detach().cpu())) << "forward vs " << where;
+          EXPECT_TRUE(torch::equal(x.grad().cpu(), xc.grad().cpu())) << "backward vs " << where;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
