@@ -28,11 +28,11 @@ using torch::autograd::variable_list;
 
 template <typename T>
 void forward_host(const gn::Forward<T>& f) {
-  at::parallel_for(0, f.s.n * f.s.groups, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, f.s.blocks(), 1, [&](int64_t begin, int64_t end) {
     std::vector<gn::Welford> sh(static_cast<size_t>(f.s.threads));
     for (int64_t block = begin; block < end; ++block) {
       for (int64_t t = 0; t < f.s.threads; ++t) f.stats(block, t, sh.data());
-      for (int64_t stride = gn::first_stride(f.s.threads); stride > 0; stride >>= 1) {
+      for (int64_t stride = gn::first_stride(f.s.group_threads()); stride > 0; stride >>= 1) {
         for (int64_t t = 0; t < f.s.threads; ++t) f.reduce(t, stride, sh.data());
       }
       for (int64_t t = 0; t < f.s.threads; ++t) f.apply(block, t, sh.data());
@@ -42,7 +42,7 @@ void forward_host(const gn::Forward<T>& f) {
 
 template <typename T>
 void backward_host(const gn::Backward<T>& b) {
-  at::parallel_for(0, b.s.n * b.s.groups, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, b.s.blocks(), 1, [&](int64_t begin, int64_t end) {
     std::vector<float> smem(static_cast<size_t>(gn::backward_shared_floats(b.s)));
     float* sh = smem.data();
     float* shc = sh + 3 * b.s.threads;

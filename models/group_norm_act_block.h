@@ -4,9 +4,11 @@
 //   mean, var over the group's D = C / G channels and H * W positions (biased variance),
 //   rstd = 1 / sqrt(var + eps), act = SiLU (a * sigmoid(a)) or the identity.
 //
-// One block per (sample n, group g). Its threads are D channels x `tpc` threads per channel; a
-// thread owns one channel and the positions p = j, j + tpc, ... of it. Each phase below is what
-// every thread of the block does between two barriers. The CUDA kernels
+// One block per sample n and `k` consecutive groups (k = 1 for NCHW; for channels-last enough
+// groups that a block's channels span 64 bytes, so neighbouring threads read neighbouring
+// channels of one position). Its threads are the block's cb = k * D channels x `tpc` threads per
+// channel; a thread owns one channel and the positions p = j, j + tpc, ... of it. Each phase below
+// is what every thread of the block does between two barriers. The CUDA kernels
 // (models/group_norm_act_cuda.cu) run them with __syncthreads() between phases; the host
 // emulation (models/group_norm_act.cpp) runs the same phases thread after thread, so the code of
 // the kernels is checked on machines without a GPU. All reductions have a fixed order (no
@@ -40,17 +42,25 @@ namespace unidiff::models::gn {
 struct Shape {
   int64_t n = 0, c = 0, hw = 0, groups = 0;  ///< N, C, H * W, G
   int64_t d = 0;                            ///< channels per group, C / G
+  int64_t k = 1;                            ///< groups per block (divides G)
+  int64_t cb = 0;                           ///< channels per block, k * d
   int64_t tpc = 0;                          ///< threads per channel
-  int64_t threads = 0;                      ///< threads per block, d * tpc
+  int64_t threads = 0;                      ///< threads per block, cb * tpc
   bool channels_last = false;               ///< NHWC storage (else NCHW)
   bool silu = true;                         ///< SiLU after the affine map (else identity)
   float eps = 1e-5f;
+  /// Blocks: N * G / k.
+  UD_GN_HD int64_t blocks() const { return n * (groups / k); }
+  /// Threads that share one group: d * tpc.
+  UD_GN_HD int64_t group_threads() const { return d * tpc; }
 };
 
 /// Threads per block aimed at: enough to keep a block busy on 32x32 maps, few enough for 4x4 ones.
 constexpr int64_t kTargetThreads = 256;
-/// The most threads a CUDA block may have: D may not exceed it.
+/// The most threads a CUDA block may have: a block's channels may not exceed it.
 constexpr int64_t kMaxThreads = 1024;
+/// Channels-last: the channels a block spans at least (64 bytes of bfloat16), when G allows.
+constexpr int64_t kMinChannelsLastSpan = 32;
 
 inline Shape make_shape(int64_t n, int64_t c, int64_t hw, int64_t groups, bool channels_last, bool silu,
                         float eps) {
@@ -60,8 +70,18 @@ inline Shape make_shape(int64_t n, int64_t c, int64_t hw, int64_t groups, bool c
   s.hw = hw;
   s.groups = groups;
   s.d = c / groups;
-  s.tpc = s.d >= kTargetThreads ? 1 : kTargetThreads / s.d;
-  s.threads = s.d * s.tpc;
+  s.k = 1;
+  if (channels_last) {
+    while (s.k * s.d < kMinChannelsLastSpan && s.k < groups) {
+      int64_t next = s.k + 1;
+      while (groups % next != 0) ++next;  // the next divisor of G
+      if (next * s.d > kMaxThreads) break;
+      s.k = next;
+    }
+  }
+  s.cb = s.k * s.d;
+  s.tpc = s.cb >= kTargetThreads ? 1 : kTargetThreads / s.cb;
+  s.threads = s.cb * s.tpc;
   s.channels_last = channels_last;
   s.silu = silu;
   s.eps = eps;
@@ -73,19 +93,28 @@ UD_GN_HD inline int64_t offset(const Shape& s, int64_t n, int64_t c, int64_t p) 
   return s.channels_last ? (n * s.hw + p) * s.c + c : (n * s.c + c) * s.hw + p;
 }
 
-/// Thread t's channel within the group and its first position. NHWC: neighbouring threads take
+/// Thread t's channel within the block and its first position. NHWC: neighbouring threads take
 /// neighbouring channels (contiguous in memory); NCHW: neighbouring positions of one channel.
 struct Slot {
   int64_t c;
   int64_t j;
 };
 UD_GN_HD inline Slot slot(const Shape& s, int64_t t) {
-  return s.channels_last ? Slot{t % s.d, t / s.d} : Slot{t / s.tpc, t % s.tpc};
+  return s.channels_last ? Slot{t % s.cb, t / s.cb} : Slot{t / s.tpc, t % s.tpc};
 }
-/// The thread that owns (channel c of the group, first position j): the inverse of slot().
+/// The thread that owns (channel c of the block, first position j): the inverse of slot().
 UD_GN_HD inline int64_t thread_of(const Shape& s, int64_t c, int64_t j) {
-  return s.channels_last ? j * s.d + c : c * s.tpc + j;
+  return s.channels_last ? j * s.cb + c : c * s.tpc + j;
 }
+/// Where thread t's statistics go for the reduction: the threads of the block's group i take the
+/// contiguous slots [i * d * tpc, (i + 1) * d * tpc), one tree per group.
+UD_GN_HD inline int64_t reduction_slot(const Shape& s, int64_t t) {
+  const Slot sl = slot(s, t);
+  return (sl.c / s.d) * s.group_threads() + (sl.c % s.d) * s.tpc + sl.j;
+}
+/// The block's sample and its first channel.
+UD_GN_HD inline int64_t block_sample(const Shape& s, int64_t block) { return block / (s.groups / s.k); }
+UD_GN_HD inline int64_t block_channel(const Shape& s, int64_t block) { return (block % (s.groups / s.k)) * s.cb; }
 
 /// Running mean and sum of squared deviations (Welford), merged pairwise (Chan et al.).
 struct Welford {
@@ -137,32 +166,37 @@ struct Forward {
   float* mean;  ///< [N * G] out
   float* rstd;  ///< [N * G] out
 
-  /// Phase 1: the thread's Welford state into sh[t].
+  /// Phase 1: the thread's Welford state into its reduction slot.
   UD_GN_HD void stats(int64_t block, int64_t t, Welford* sh) const {
-    const int64_t n = block / s.groups, g = block % s.groups;
+    const int64_t n = block_sample(s, block);
     const Slot sl = slot(s, t);
-    const int64_t c = g * s.d + sl.c;
+    const int64_t c = block_channel(s, block) + sl.c;
     const float b = bias != nullptr ? bias[n * s.c + c] : 0.0f;
     Welford w{0.0f, 0.0f, 0.0f};
     for (int64_t p = sl.j; p < s.hw; p += s.tpc) welford_add(&w, static_cast<float>(x[offset(s, n, c, p)]) + b);
-    sh[t] = w;
+    sh[reduction_slot(s, t)] = w;
   }
 
-  /// Phase 2 (each level of the tree, first_stride(threads) down to 1).
+  /// Phase 2, each level of the trees (first_stride(d * tpc) down to 1): slot t folds in slot
+  /// t + stride of the same group when it exists.
   UD_GN_HD void reduce(int64_t t, int64_t stride, Welford* sh) const {
-    if (t < stride && t + stride < s.threads) sh[t] = welford_merge(sh[t], sh[t + stride]);
+    const int64_t u = t % s.group_threads();
+    if (u < stride && u + stride < s.group_threads()) sh[t] = welford_merge(sh[t], sh[t + stride]);
   }
 
   /// Phase 3: normalise, affine map, activation.
   UD_GN_HD void apply(int64_t block, int64_t t, const Welford* sh) const {
-    const int64_t n = block / s.groups, g = block % s.groups;
-    const float mu = sh[0].mean, r = 1.0f / sqrtf(sh[0].m2 / sh[0].count + s.eps);
-    if (t == 0) {
-      mean[block] = mu;
-      rstd[block] = r;
-    }
+    const int64_t n = block_sample(s, block);
     const Slot sl = slot(s, t);
-    const int64_t c = g * s.d + sl.c;
+    const int64_t c = block_channel(s, block) + sl.c, group = sl.c / s.d;
+    const Welford& w = sh[group * s.group_threads()];
+    const float mu = w.mean, r = 1.0f / sqrtf(w.m2 / w.count + s.eps);
+    if (t < s.k) {  // thread i writes the statistics of the block's group i
+      const Welford& wi = sh[t * s.group_threads()];
+      const int64_t g = n * s.groups + block_channel(s, block) / s.d + t;
+      mean[g] = wi.mean;
+      rstd[g] = 1.0f / sqrtf(wi.m2 / wi.count + s.eps);
+    }
     const float b = bias != nullptr ? bias[n * s.c + c] : 0.0f;
     const float scale = r * gamma[c], shift = beta[c] - mu * scale;
     for (int64_t p = sl.j; p < s.hw; p += s.tpc) {
@@ -172,8 +206,8 @@ struct Forward {
   }
 };
 
-/// Shared floats the backward block needs: 3 per thread, then 3 per channel and S1, S2.
-UD_GN_HD inline int64_t backward_shared_floats(const Shape& s) { return 3 * s.threads + 3 * s.d + 2; }
+/// Shared floats the backward block needs: 3 per thread, 3 per channel, 2 per group.
+UD_GN_HD inline int64_t backward_shared_floats(const Shape& s) { return 3 * s.threads + 3 * s.cb + 2 * s.k; }
 
 template <typename T>
 struct Backward {
@@ -198,13 +232,13 @@ struct Backward {
 
   /// Phase 1: the thread's partial A, B, X into sh[3t .. 3t + 2].
   UD_GN_HD void partial_sums(int64_t block, int64_t t, float* sh) const {
-    const int64_t n = block / s.groups, g = block % s.groups;
+    const int64_t n = block_sample(s, block);
     const Slot sl = slot(s, t);
-    const int64_t c = g * s.d + sl.c;
+    const int64_t c = block_channel(s, block) + sl.c, g = n * s.groups + c / s.d;
     const float b = bias != nullptr ? bias[n * s.c + c] : 0.0f;
     float sa = 0.0f, sb = 0.0f, sx = 0.0f, xhat = 0.0f, ga = 0.0f;
     for (int64_t p = sl.j; p < s.hw; p += s.tpc) {
-      element(c, offset(s, n, c, p), b, mean[block], rstd[block], &xhat, &ga);
+      element(c, offset(s, n, c, p), b, mean[g], rstd[g], &xhat, &ga);
       sa += ga * xhat;
       sb += ga;
       sx += xhat;
@@ -214,9 +248,9 @@ struct Backward {
     sh[3 * t + 2] = sx;
   }
 
-  /// Phase 2: thread t < D sums channel t's partials in order j = 0, 1, ... into shc[3t ..].
+  /// Phase 2: thread t < cb sums channel t's partials in order j = 0, 1, ... into shc[3t ..].
   UD_GN_HD void channel_sums(int64_t block, int64_t t, const float* sh, float* shc) const {
-    if (t >= s.d) return;
+    if (t >= s.cb) return;
     float sa = 0.0f, sb = 0.0f, sx = 0.0f;
     for (int64_t j = 0; j < s.tpc; ++j) {
       const int64_t k = thread_of(s, t, j);
@@ -227,42 +261,46 @@ struct Backward {
     shc[3 * t] = sa;
     shc[3 * t + 1] = sb;
     shc[3 * t + 2] = sx;
-    const int64_t n = block / s.groups, c = (block % s.groups) * s.d + t;
+    const int64_t n = block_sample(s, block), c = block_channel(s, block) + t;
     a_sum[n * s.c + c] = sa;
     b_sum[n * s.c + c] = sb;
   }
 
-  /// Phase 3: thread 0 forms S1, S2 into shc[3D], shc[3D + 1].
+  /// Phase 3: thread i < k forms S1, S2 of the block's group i into shc[3 cb + 2i ..].
   UD_GN_HD void group_sums(int64_t block, int64_t t, float* shc) const {
-    if (t != 0) return;
-    const int64_t g = block % s.groups;
+    if (t >= s.k) return;
+    const int64_t c0 = block_channel(s, block) + t * s.d;
     float s1 = 0.0f, s2 = 0.0f;
-    for (int64_t k = 0; k < s.d; ++k) {
-      s1 += gamma[g * s.d + k] * shc[3 * k + 1];
-      s2 += gamma[g * s.d + k] * shc[3 * k];
+    for (int64_t q = 0; q < s.d; ++q) {
+      const int64_t cl = t * s.d + q;
+      s1 += gamma[c0 + q] * shc[3 * cl + 1];
+      s2 += gamma[c0 + q] * shc[3 * cl];
     }
-    shc[3 * s.d] = s1;
-    shc[3 * s.d + 1] = s2;
+    shc[3 * s.cb + 2 * t] = s1;
+    shc[3 * s.cb + 2 * t + 1] = s2;
   }
 
-  /// Phase 4: dx for the thread's elements; thread t < D also the bias gradient of channel t.
+  /// Phase 4: dx for the thread's elements; thread t < cb also the bias gradient of channel t.
   UD_GN_HD void input_grads(int64_t block, int64_t t, const float* shc) const {
-    const int64_t n = block / s.groups, g = block % s.groups;
-    const float mu = mean[block], r = rstd[block];
+    const int64_t n = block_sample(s, block), c0 = block_channel(s, block);
     const float inv_m = 1.0f / static_cast<float>(s.d * s.hw);
-    const float s1m = shc[3 * s.d] * inv_m, s2m = shc[3 * s.d + 1] * inv_m;
     const Slot sl = slot(s, t);
-    const int64_t c = g * s.d + sl.c;
-    const float b = bias != nullptr ? bias[n * s.c + c] : 0.0f;
-    float xhat = 0.0f, ga = 0.0f;
-    for (int64_t p = sl.j; p < s.hw; p += s.tpc) {
-      const int64_t i = offset(s, n, c, p);
-      element(c, i, b, mu, r, &xhat, &ga);
-      dx[i] = T(r * (gamma[c] * ga - s1m - xhat * s2m));
+    {
+      const int64_t c = c0 + sl.c, group = sl.c / s.d, g = n * s.groups + c / s.d;
+      const float mu = mean[g], r = rstd[g];
+      const float s1m = shc[3 * s.cb + 2 * group] * inv_m, s2m = shc[3 * s.cb + 2 * group + 1] * inv_m;
+      const float b = bias != nullptr ? bias[n * s.c + c] : 0.0f;
+      float xhat = 0.0f, ga = 0.0f;
+      for (int64_t p = sl.j; p < s.hw; p += s.tpc) {
+        const int64_t i = offset(s, n, c, p);
+        element(c, i, b, mu, r, &xhat, &ga);
+        dx[i] = T(r * (gamma[c] * ga - s1m - xhat * s2m));
+      }
     }
-    if (dbias != nullptr && t < s.d) {
-      const int64_t ct = g * s.d + t;
-      dbias[n * s.c + ct] = r * (gamma[ct] * shc[3 * t + 1] - static_cast<float>(s.hw) * s1m - shc[3 * t + 2] * s2m);
+    if (dbias != nullptr && t < s.cb) {
+      const int64_t c = c0 + t, group = t / s.d, g = n * s.groups + c / s.d;
+      const float s1m = shc[3 * s.cb + 2 * group] * inv_m, s2m = shc[3 * s.cb + 2 * group + 1] * inv_m;
+      dbias[n * s.c + c] = rstd[g] * (gamma[c] * shc[3 * t + 1] - static_cast<float>(s.hw) * s1m - shc[3 * t + 2] * s2m);
     }
   }
 };

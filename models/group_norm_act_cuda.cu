@@ -19,7 +19,7 @@ __global__ void forward_kernel(Forward<T> f) {
   const int64_t t = threadIdx.x, block = blockIdx.x;
   f.stats(block, t, sh);
   __syncthreads();
-  for (int64_t stride = first_stride(f.s.threads); stride > 0; stride >>= 1) {
+  for (int64_t stride = first_stride(f.s.group_threads()); stride > 0; stride >>= 1) {
     f.reduce(t, stride, sh);
     __syncthreads();
   }
@@ -49,7 +49,7 @@ void check_launch(const char* what) {
 }
 
 void check_shape(const Shape& s) {
-  if (s.threads < 1 || s.threads > kMaxThreads || s.d * s.groups != s.c) {
+  if (s.threads < 1 || s.threads > kMaxThreads || s.d * s.groups != s.c || s.groups % s.k != 0) {
     throw std::runtime_error("fused group norm: unsupported shape (C " + std::to_string(s.c) + ", groups " +
                              std::to_string(s.groups) + ")");
   }
@@ -60,7 +60,7 @@ void forward_as(const Shape& s, const void* x, const float* bias, const float* g
                 void* y, float* mean, float* rstd, cudaStream_t stream) {
   const Forward<T> f{s, static_cast<const T*>(x), bias, gamma, beta, static_cast<T*>(y), mean, rstd};
   const size_t shared = sizeof(Welford) * static_cast<size_t>(s.threads);
-  forward_kernel<T><<<static_cast<unsigned>(s.n * s.groups), static_cast<unsigned>(s.threads), shared, stream>>>(f);
+  forward_kernel<T><<<static_cast<unsigned>(s.blocks()), static_cast<unsigned>(s.threads), shared, stream>>>(f);
   check_launch("the fused group norm forward kernel");
 }
 
@@ -71,7 +71,7 @@ void backward_as(const Shape& s, const void* dy, const void* x, const float* bia
   const Backward<T> b{s,    static_cast<const T*>(dy), static_cast<const T*>(x), bias, gamma, beta, mean, rstd,
                       static_cast<T*>(dx), a_sum, b_sum, dbias};
   const size_t shared = sizeof(float) * static_cast<size_t>(backward_shared_floats(s));
-  backward_kernel<T><<<static_cast<unsigned>(s.n * s.groups), static_cast<unsigned>(s.threads), shared, stream>>>(b);
+  backward_kernel<T><<<static_cast<unsigned>(s.blocks()), static_cast<unsigned>(s.threads), shared, stream>>>(b);
   check_launch("the fused group norm backward kernel");
 }
 

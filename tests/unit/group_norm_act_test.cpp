@@ -128,18 +128,33 @@ void check_fused(torch::Device device, torch::ScalarType dtype, double rtol, dou
 }  // namespace
 
 TEST(FusedGroupNorm, ThreadLayoutCoversEveryElementOnce) {
-  // slot() and thread_of() are inverse, and the positions j, j + tpc, ... of each thread tile [0, HW).
+  // slot() and thread_of() are inverse, the positions j, j + tpc, ... of each thread tile [0, HW),
+  // reduction_slot() is a bijection that gives each group of the block a contiguous range, and
+  // channels-last blocks span at least 32 channels where G allows.
+  namespace gn = ud::models::gn;
   for (const bool cl : {false, true}) {
-    for (const int64_t c : {32, 96, 128, 600}) {
-      const auto s = ud::models::gn::make_shape(2, c, 49, c == 600 ? 2 : 32, cl, true, 1e-5f);
-      EXPECT_LE(s.threads, ud::models::gn::kMaxThreads);
-      std::vector<int> seen(static_cast<size_t>(s.d * s.hw), 0);
-      for (int64_t t = 0; t < s.threads; ++t) {
-        const auto sl = ud::models::gn::slot(s, t);
-        EXPECT_EQ(ud::models::gn::thread_of(s, sl.c, sl.j), t);
-        for (int64_t p = sl.j; p < s.hw; p += s.tpc) ++seen[static_cast<size_t>(sl.c * s.hw + p)];
+    for (const auto& [c, groups] : std::vector<std::pair<int64_t, int64_t>>{
+             {32, 32}, {96, 32}, {128, 32}, {256, 32}, {600, 2}, {48, 16}, {12, 4}}) {
+      const auto s = gn::make_shape(2, c, 49, groups, cl, true, 1e-5f);
+      const std::string what = "C " + std::to_string(c) + " G " + std::to_string(groups) + (cl ? " NHWC" : " NCHW");
+      EXPECT_LE(s.threads, gn::kMaxThreads) << what;
+      EXPECT_EQ(groups % s.k, 0) << what;
+      EXPECT_EQ(s.k == 1, !cl || s.d >= gn::kMinChannelsLastSpan || groups == 1) << what;
+      if (cl) {
+        EXPECT_TRUE(s.cb >= gn::kMinChannelsLastSpan || s.k == groups) << what;
       }
-      for (const int v : seen) ASSERT_EQ(v, 1) << "C " << c << (cl ? " NHWC" : " NCHW");
+      std::vector<int> seen(static_cast<size_t>(s.cb * s.hw), 0), slots(static_cast<size_t>(s.threads), 0);
+      for (int64_t t = 0; t < s.threads; ++t) {
+        const auto sl = gn::slot(s, t);
+        EXPECT_EQ(gn::thread_of(s, sl.c, sl.j), t);
+        for (int64_t p = sl.j; p < s.hw; p += s.tpc) ++seen[static_cast<size_t>(sl.c * s.hw + p)];
+        const int64_t r = gn::reduction_slot(s, t);
+        ASSERT_TRUE(r >= 0 && r < s.threads) << what;
+        ++slots[static_cast<size_t>(r)];
+        EXPECT_EQ(r / s.group_threads(), sl.c / s.d) << what << ": thread " << t << " left its group's range";
+      }
+      for (const int v : seen) ASSERT_EQ(v, 1) << what;
+      for (const int v : slots) ASSERT_EQ(v, 1) << what;
     }
   }
 }
