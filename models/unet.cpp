@@ -37,15 +37,12 @@ ResBlockImpl::ResBlockImpl(int64_t in, int64_t out, int64_t temb_dim, double dro
 }
 
 torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& temb) {
-  if (fused_) {
-    const int64_t groups = n1_->options.num_groups();
-    torch::Tensor h = c1_(group_norm_act(x, {}, n1_->weight, n1_->bias, groups, n1_->options.eps(), true, true));
-    h = group_norm_act(h, t_(torch::silu(temb)), n2_->weight, n2_->bias, groups, n2_->options.eps(), true, true);
-    h = c2_(keyed_dropout(h, dropout_, is_training(), layer_));
-    return (skip_ ? skip_(x) : x) + h;
-  }
-  torch::Tensor h = c1_(torch::silu(n1_(x))) + t_(torch::silu(temb)).unsqueeze(-1).unsqueeze(-1);
-  h = c2_(keyed_dropout(torch::silu(n2_(h)), dropout_, is_training(), layer_));
+  // silu(n1(x)), then silu(n2(c1(.) + t(silu(temb)))) with the time embedding as n2's bias:
+  // ATen's operations, or one fused kernel each (models/group_norm_act.h).
+  const int64_t groups = n1_->options.num_groups();
+  torch::Tensor h = c1_(group_norm_act(x, {}, n1_->weight, n1_->bias, groups, n1_->options.eps(), true, fused_));
+  h = group_norm_act(h, t_(torch::silu(temb)), n2_->weight, n2_->bias, groups, n2_->options.eps(), true, fused_);
+  h = c2_(keyed_dropout(h, dropout_, is_training(), layer_));
   return (skip_ ? skip_(x) : x) + h;
 }
 
@@ -58,9 +55,8 @@ AttnBlockImpl::AttnBlockImpl(int64_t channels) {
 torch::Tensor AttnBlockImpl::forward(const torch::Tensor& x) {
   const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   // [B, 3C, H, W] -> three [B, HW, C] (the reference's reshape/transpose/unbind).
-  const torch::Tensor hn = fused_ ? group_norm_act(x, {}, n_->weight, n_->bias, n_->options.num_groups(),
-                                                   n_->options.eps(), false, true)
-                                  : n_(x);
+  const torch::Tensor hn =
+      group_norm_act(x, {}, n_->weight, n_->bias, n_->options.num_groups(), n_->options.eps(), false, fused_);
   const auto qkv = qkv_(hn).reshape({b, 3, c, h * w}).transpose(-1, -2).unbind(1);
   const torch::Tensor a = at::scaled_dot_product_attention(qkv[0].unsqueeze(1), qkv[1].unsqueeze(1),
                                                            qkv[2].unsqueeze(1))
@@ -189,13 +185,10 @@ torch::Tensor UnetImpl::forward_cond(const torch::Tensor& x, const torch::Tensor
       h = s.conv(torch::upsample_nearest2d(h, std::nullopt, std::vector<double>{2.0, 2.0}));
     }
   }
-  if (fused_) {
-    auto* norm = out_[0]->as<nn::GroupNorm>();
-    return out_[2]->as<nn::Conv2d>()->forward(group_norm_act(h, {}, norm->weight, norm->bias,
-                                                             norm->options.num_groups(), norm->options.eps(),
-                                                             true, true));
-  }
-  return out_->forward(h);
+  // out = (GroupNorm, SiLU, conv) keeps the reference's module names; the first two run as one.
+  auto* norm = out_[0]->as<nn::GroupNorm>();
+  return out_[2]->as<nn::Conv2d>()->forward(group_norm_act(h, {}, norm->weight, norm->bias, norm->options.num_groups(),
+                                                           norm->options.eps(), true, fused_));
 }
 
 void UnetImpl::set_fused_group_norm(bool fused) {

@@ -154,7 +154,7 @@ TEST(KeyedDropout, FusedCudaKernelEqualsTheCompositeBitForBit) {
         const torch::Tensor y = keyed_dropout(x, p, true, 9);
         y.backward(g.to(cuda));
         EXPECT_EQ(y.scalar_type(), dtype);
-        EXPECT_EQ(y.is_contiguous(fmt), true);
+        EXPECT_TRUE(y.is_contiguous(fmt));
         // The composite with autograd (what runs on the CPU), on the same device and on the CPU:
         // uniforms of step 42 and layer 9.
         for (const torch::Device where : {cuda, torch::Device(torch::kCPU)}) {
