@@ -7,6 +7,7 @@
 #include <torch/csrc/autograd/variable.h>
 
 #include <chrono>
+#include <memory>
 
 #include "core/error.h"
 
@@ -95,12 +96,7 @@ Reducer::Reducer(std::vector<torch::Tensor> params, const Communicator& comm, Re
   }
   marked_.assign(params_.size(), 0);
   ready_.assign(buckets_.size(), 0);
-  for (size_t k = 0; k < params_.size(); ++k) {
-    auto acc = torch::autograd::impl::grad_accumulator(params_[k]);
-    UD_ASSERT(acc != nullptr, "no gradient accumulator for parameter ", k);
-    hook_keys_.push_back(acc->add_post_hook(std::make_unique<ReadyHook>([this, k] { mark_ready(k); })));
-    accumulators_.push_back(std::move(acc));
-  }
+  bind_hooks();
   background_ = options_.overlap && comm_->size() > 1 && comm_->supports_background_thread();
   if (background_) worker_ = std::thread([this] { worker_loop(); });
 }
@@ -112,7 +108,37 @@ Reducer::~Reducer() {
   }
   cv_.notify_all();
   if (worker_.joinable()) worker_.join();
+  unbind_hooks();
+}
+
+void Reducer::bind_hooks() {
+  for (size_t k = 0; k < params_.size(); ++k) {
+    auto acc = torch::autograd::impl::grad_accumulator(params_[k]);
+    UD_ASSERT(acc != nullptr, "no gradient accumulator for parameter ", k);
+    hook_keys_.push_back(acc->add_post_hook(std::make_unique<ReadyHook>([this, k] { mark_ready(k); })));
+    accumulators_.push_back(std::move(acc));
+  }
+}
+
+void Reducer::unbind_hooks() {
   for (size_t k = 0; k < accumulators_.size(); ++k) accumulators_[k]->del_post_hook(hook_keys_[k]);
+  accumulators_.clear();
+  hook_keys_.clear();
+}
+
+void Reducer::rebind_hooks() {
+  // The autograd metadata holds accumulators weakly: dropping ours frees them unless a live
+  // graph still refers to them, and grad_accumulator() then makes new ones on the current stream.
+  const std::vector<std::weak_ptr<torch::autograd::Node>> old(accumulators_.begin(), accumulators_.end());
+  unbind_hooks();
+  size_t held = old.size();
+  for (size_t k = 0; k < old.size() && held == old.size(); ++k) {
+    if (!old[k].expired()) held = k;
+  }
+  bind_hooks();  // fresh accumulators, or the held ones: the hooks are back either way
+  UD_CHECK_INPUT(held == old.size(), "the gradient accumulator of parameter ", held,
+                 " is still held by a live autograd graph (a loss kept with retain_graph?): the reducer ",
+                 "cannot move its gradient hooks to the current stream");
 }
 
 void Reducer::zero_grad() {

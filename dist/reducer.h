@@ -74,6 +74,13 @@ class Reducer {
   void finalize();
   /// ZeRO-1 only: gathers every rank's updated slice of the parameters.
   void all_gather_params();
+  /// Moves the gradient hooks onto fresh gradient accumulators, which the autograd engine runs on
+  /// the CUDA stream current now. The engine runs an accumulator on the stream that was current
+  /// when it was made, and the reducer keeps its accumulators alive, so without this they stay on
+  /// the stream of construction (usually the default stream, which a CUDA graph capture on
+  /// another stream cannot take in). Call between steps, with no autograd graph alive; InputError
+  /// when an accumulator is still held elsewhere (a graph kept with retain_graph).
+  void rebind_hooks();
 
   int num_buckets() const { return static_cast<int>(buckets_.size()); }
   /// Where parameter k lives: its bucket and its first element there.
@@ -104,6 +111,8 @@ class Reducer {
     std::vector<size_t> members;
     int pending = 0;
   };
+  void bind_hooks();
+  void unbind_hooks();
   void mark_ready(size_t param);
   void launch_ready_locked();
   void reduce_bucket(int b);

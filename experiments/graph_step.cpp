@@ -2,6 +2,7 @@
 #include "experiments/graph_step.h"
 
 #include <exception>
+#include <optional>
 #include <utility>
 
 #include "core/error.h"
@@ -37,6 +38,10 @@ struct GraphedPretrainStep::State {
   int64_t step_at_capture = 0;
 #ifdef UNIDIFF_WITH_CUDA
   std::unique_ptr<at::cuda::CUDAGraph> graph;
+  /// The stream every warm-up step and every capture runs on, the one the reducer's gradient
+  /// accumulators are bound to: the autograd engine runs a retained accumulator on the stream it
+  /// was made on, and the default stream cannot take part in a capture.
+  std::optional<c10::cuda::CUDAStream> stream;
 #endif
   // The graph's inputs (rewritten before each replay) and its output (rewritten by each replay).
   torch::Tensor x0, index, labels, counter, loss;
@@ -67,21 +72,52 @@ struct GraphedPretrainStep::State {
   /// every replay: whatever still reads it instead of the counter is a bug the tests catch).
   StepData inputs() const { return StepData(x0, index, labels, step_at_capture, counter); }
 
+  /// Binds the reducer's gradient hooks to this step's stream (the emulation rebinds them too, on
+  /// the CPU, so the tests cover the rebinding).
+  void bind_stream() {
+#ifdef UNIDIFF_WITH_CUDA
+    if (!emulate) {
+      stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+      const c10::cuda::CUDAStreamGuard guard(*stream);
+      group.reducer().rebind_hooks();
+      return;
+    }
+#endif
+    group.reducer().rebind_hooks();
+  }
+
+  /// Runs `work` on this step's stream, after what the current stream has queued; the current
+  /// stream then waits for it. Without CUDA (the emulation), just runs it.
+  template <typename Fn>
+  void on_stream(Fn&& work) {
+#ifdef UNIDIFF_WITH_CUDA
+    if (!emulate) {
+      const c10::cuda::CUDAStream current = c10::cuda::getCurrentCUDAStream(device.index());
+      at::cuda::CUDAEvent ready;
+      ready.record(current);
+      ready.block(*stream);
+      {
+        const c10::cuda::CUDAStreamGuard guard(*stream);
+        work();
+      }
+      at::cuda::CUDAEvent done;
+      done.record(*stream);
+      done.block(current);
+      return;
+    }
+#endif
+    work();
+  }
+
   void capture(int64_t step) {
     step_at_capture = step;
     captured = true;
     if (emulate) return;
 #ifdef UNIDIFF_WITH_CUDA
-    // On a side stream, as CUDA requires; the current stream then waits for it.
-    const c10::cuda::CUDAStream current = c10::cuda::getCurrentCUDAStream(device.index());
-    const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
-    at::cuda::CUDAEvent ready;
-    ready.record(current);
-    ready.block(side);
+    // On this step's own stream (not the default stream, as CUDA requires).
     graph.reset();  // frees the previous graph's memory pool before the new one fills
     graph = std::make_unique<at::cuda::CUDAGraph>();
-    {
-      const c10::cuda::CUDAStreamGuard guard(side);
+    on_stream([&] {
       // Autocast's cache of casted weights would outlive the capture: off while capturing.
       const bool cache = at::autocast::is_autocast_cache_enabled();
       at::autocast::set_autocast_cache_enabled(false);
@@ -95,10 +131,7 @@ struct GraphedPretrainStep::State {
                        " could not be captured in a CUDA graph (train without --cuda_graph): ", e.what());
       }
       at::autocast::set_autocast_cache_enabled(cache);
-    }
-    at::cuda::CUDAEvent done;
-    done.record(side);
-    done.block(current);
+    });
 #else
     UD_ASSERT(false, "a CUDA graph capture in a build without CUDA");
 #endif
@@ -137,6 +170,7 @@ GraphedPretrainStep::GraphedPretrainStep(ModelGroup& group, PretrainObjective& o
   UD_CHECK_INPUT(warmup >= 1, "a captured step needs at least one eager warm-up step, got ", warmup);
   state_ = std::make_unique<State>(group, objective, seed, std::move(precision), channels_last, warmup, device,
                                    emulate);
+  state_->bind_stream();
 }
 
 GraphedPretrainStep::~GraphedPretrainStep() = default;
@@ -147,7 +181,11 @@ StepOutcome GraphedPretrainStep::run(const StepData& data) {
   const double lr = s.group.schedule(data.step);
   if (s.eager < s.warmup) {  // lazy initialisation and autotuning happen outside the graph
     ++s.eager;
-    return {pretrain_step_kernels(s.group, s.objective, data, s.seed, s.precision, s.channels_last), lr};
+    torch::Tensor loss;
+    // On the capture's stream, so that per-stream state (cuBLAS workspaces, cuDNN plans) exists
+    // before the capture.
+    s.on_stream([&] { loss = pretrain_step_kernels(s.group, s.objective, data, s.seed, s.precision, s.channels_last); });
+    return {loss, lr};
   }
   const bool fresh = s.allocate(data);
   s.load(data);

@@ -11,9 +11,12 @@
 // when its key changes (the iCT curriculum's grid) the step is captured again.
 //
 // The first `warmup` steps run eagerly (lazy initialisation, cuDNN autotuning), the next one is
-// captured on a side stream and replayed; from then on every step is a replay. Needs a CUDA
-// device and one rank (the reducer's overlapped collectives run on a background thread, which a
-// capture cannot follow).
+// captured and replayed; from then on every step is a replay. Warm-up steps and captures run on
+// one stream of their own (not the default stream, which cannot be captured), and the reducer's
+// gradient hooks are moved onto accumulators of that stream at construction: the autograd engine
+// runs the accumulators the reducer keeps alive on the stream they were made on, and one made on
+// the default stream would break the capture. Needs a CUDA device and one rank (the reducer's
+// overlapped collectives run on a background thread, which a capture cannot follow).
 #pragma once
 
 #include <memory>

@@ -8,9 +8,12 @@
 #include <torch/cuda.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include <filesystem>
 
+#include "core/error.h"
 #include "core/fs.h"
 #include "core/rng.h"
 #include "data/dataset.h"
@@ -201,6 +204,41 @@ TEST(Gradients, ReplacedGradientsAreReportedNotSilentlyLost) {
   for (auto& p : net->parameters()) p.mutable_grad() = torch::Tensor();  // optimizer.zero_grad()
   const auto [x, t] = global_batch(0);
   EXPECT_ANY_THROW(loss_of(*net, my_rows(x, *comm), my_rows(t, *comm)).backward());
+}
+
+TEST(Gradients, RebindingHooksGivesFreshAccumulatorsThatStillReduce) {
+  // A captured CUDA graph moves the reducer's hooks onto accumulators made on its stream
+  // (Reducer::rebind_hooks): the old accumulators must be gone, the new ones must still feed the
+  // buckets (the global-batch gradient, twice), and a graph kept alive must be refused, with the
+  // hooks still working afterwards.
+  auto comm = make_world_communicator();
+  auto dp = make_mlp(12), single = make_mlp(12);
+  Reducer reducer(dp->parameters(), *comm, {2048, true, false});
+  std::vector<std::weak_ptr<torch::autograd::Node>> before;
+  for (const auto& p : dp->parameters()) before.push_back(torch::autograd::impl::grad_accumulator(p));
+  const auto check_step = [&](int64_t step, const char* when) {
+    const auto [x, t] = global_batch(step);
+    reducer.zero_grad();
+    loss_of(*dp, my_rows(x, *comm), my_rows(t, *comm)).backward();
+    reducer.finalize();
+    for (auto& p : single->parameters()) p.mutable_grad() = torch::Tensor();
+    loss_of(*single, x, t).backward();
+    const auto a = dp->parameters(), b = single->parameters();
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(a[i].grad(), b[i].grad(), 1e-5, 1e-6)) << when << ": parameter " << i;
+    }
+  };
+  check_step(0, "before rebinding");
+  reducer.rebind_hooks();
+  for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(before[i].expired()) << "accumulator " << i;
+  check_step(1, "after rebinding");
+  EXPECT_EQ(reducer.stats().steps, 2);
+
+  const auto [x, t] = global_batch(2);
+  torch::Tensor kept = loss_of(*dp, my_rows(x, *comm), my_rows(t, *comm));  // its graph holds the accumulators
+  EXPECT_THROW(reducer.rebind_hooks(), InputError);
+  kept = torch::Tensor();
+  check_step(3, "after a refused rebinding");
 }
 
 TEST(Gradients, NcclPathMatchesTheMpiPathOnOneGpu) {
