@@ -1,5 +1,5 @@
 // Collective communication over a group of ranks. One interface, an MPI implementation for CPU
-// tensors now (NCCL for CUDA tensors later). Tensors are reduced in place; every rank of the group
+// tensors and an NCCL one for CUDA tensors (dist/nccl_communicator.cpp). Tensors are reduced in place; every rank of the group
 // must make the same calls in the same order with tensors of the same shape and dtype.
 #pragma once
 
@@ -38,6 +38,22 @@ class Communicator {
   /// Whether another thread may run this communicator's collectives while the creating thread
   /// keeps computing (MPI initialised with at least MPI_THREAD_SERIALIZED, or no MPI at all).
   virtual bool supports_background_thread() const = 0;
+
+  /// Whether collectives are queued on the device behind the work of the caller's current stream,
+  /// the host never waiting (NCCL on CUDA tensors). Such a communicator can start collectives
+  /// from the thread that computes (a reducer needs no thread of its own) and inside a CUDA graph
+  /// capture.
+  virtual bool stream_ordered() const { return false; }
+  /// Starts an in-place all-reduce of `tensor` as the caller's current stream leaves it; the
+  /// result is there for the stream that calls join_started() after that call, and `tensor` must
+  /// not be read or written before. The default runs all_reduce (done on return).
+  virtual void start_all_reduce(torch::Tensor& tensor, ReduceOp op = ReduceOp::kSum) { all_reduce(tensor, op); }
+  /// Starts reduce_scatter(full, op); the returned slice holds the result after join_started().
+  virtual torch::Tensor start_reduce_scatter(torch::Tensor& full, ReduceOp op = ReduceOp::kSum) {
+    return reduce_scatter(full, op);
+  }
+  /// Makes the caller's current stream wait for every collective started since the last join.
+  virtual void join_started() {}
 };
 
 /// A communicator over every rank of the job (MPI_COMM_WORLD). Tensors on a CUDA device are

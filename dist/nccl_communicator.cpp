@@ -2,7 +2,8 @@
 // library are found; see dist/CMakeLists.txt). One NCCL communicator per object, its unique id
 // made on rank 0 and broadcast over MPI; its own non-blocking CUDA stream, ordered after the
 // producer's stream with an event before each collective and before the consumer's next use after
-// it, so the host never waits. CPU tensors (metrics, norms on the host) go through an MPI
+// it (at once, or at join_started() for the start_* calls a reducer makes during backward), so the
+// host never waits. CPU tensors (metrics, norms on the host) go through an MPI
 // communicator over the same ranks. Every NCCL and CUDA call is checked; waits that the host does
 // make (barrier) poll for NCCL's asynchronous errors and give up after `timeout` seconds with
 // ncclCommAbort and a message, instead of hanging.
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <utility>
 
 #include "core/error.h"
 #include "dist/communicator.h"
@@ -95,12 +97,8 @@ class NcclCommunicator final : public Communicator {
   std::string backend() const override { return "nccl"; }
 
   void all_reduce(torch::Tensor& tensor, ReduceOp op) override {
-    if (!tensor.is_cuda()) return host_->all_reduce(tensor, op);
-    UD_ASSERT(tensor.is_contiguous(), "NCCL all_reduce needs a contiguous tensor");
-    run(tensor, [&] {
-      UD_NCCL_CHECK(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
-                                  nccl_type(tensor.scalar_type()), nccl_op(op), comm_, stream_));
-    });
+    start_all_reduce(tensor, op);
+    join_started();
   }
 
   void broadcast(torch::Tensor& tensor, int root) override {
@@ -139,14 +137,8 @@ class NcclCommunicator final : public Communicator {
   }
 
   torch::Tensor reduce_scatter(torch::Tensor& full, ReduceOp op) override {
-    if (!full.is_cuda()) return host_->reduce_scatter(full, op);
-    UD_ASSERT(full.dim() == 1 && full.numel() % size() == 0 && full.is_contiguous(),
-              "reduce_scatter needs flat [size * n]");
-    torch::Tensor out = torch::empty({full.numel() / size()}, full.options());
-    run(out, [&] {
-      UD_NCCL_CHECK(ncclReduceScatter(full.data_ptr(), out.data_ptr(), out.numel(),
-                                      nccl_type(full.scalar_type()), nccl_op(op), comm_, stream_));
-    }, &full);
+    torch::Tensor out = start_reduce_scatter(full, op);
+    join_started();
     return out;
   }
 
@@ -163,12 +155,44 @@ class NcclCommunicator final : public Communicator {
 
   bool supports_background_thread() const override { return true; }
 
+  bool stream_ordered() const override { return true; }
+
+  void start_all_reduce(torch::Tensor& tensor, ReduceOp op) override {
+    if (!tensor.is_cuda()) return host_->all_reduce(tensor, op);
+    UD_ASSERT(tensor.is_contiguous(), "NCCL all_reduce needs a contiguous tensor");
+    start(tensor, [&] {
+      UD_NCCL_CHECK(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
+                                  nccl_type(tensor.scalar_type()), nccl_op(op), comm_, stream_));
+    });
+  }
+
+  torch::Tensor start_reduce_scatter(torch::Tensor& full, ReduceOp op) override {
+    if (!full.is_cuda()) return host_->reduce_scatter(full, op);
+    UD_ASSERT(full.dim() == 1 && full.numel() % size() == 0 && full.is_contiguous(),
+              "reduce_scatter needs flat [size * n]");
+    torch::Tensor out = torch::empty({full.numel() / size()}, full.options());
+    start(out, [&] {
+      UD_NCCL_CHECK(ncclReduceScatter(full.data_ptr(), out.data_ptr(), out.numel(),
+                                      nccl_type(full.scalar_type()), nccl_op(op), comm_, stream_));
+    }, &full);
+    return out;
+  }
+
+  void join_started() override {
+    if (!started_) return;
+    started_ = false;
+    c10::cuda::CUDAGuard guard(device_);
+    const cudaStream_t compute = c10::cuda::getCurrentCUDAStream(device_.index()).stream();
+    UD_CUDA_CHECK(cudaEventRecord(done_, stream_));
+    UD_CUDA_CHECK(cudaStreamWaitEvent(compute, done_, 0));
+  }
+
  private:
-  /// Orders the collective after the work queued on the caller's current stream, enqueues it on
-  /// the NCCL stream, and makes the caller's stream wait for it before anything later uses the
-  /// result. The tensors' memory is marked in use by the NCCL stream for the caching allocator.
+  /// Orders the collective after the work queued on the caller's current stream and enqueues it
+  /// on the NCCL stream; the tensors' memory is marked in use by the NCCL stream for the caching
+  /// allocator. Nothing waits for it yet (join_started()).
   template <typename Fn>
-  void run(const torch::Tensor& result, Fn&& enqueue, const torch::Tensor* input = nullptr) {
+  void start(const torch::Tensor& result, Fn&& enqueue, const torch::Tensor* input = nullptr) {
     c10::cuda::CUDAGuard guard(device_);
     const cudaStream_t compute = c10::cuda::getCurrentCUDAStream(device_.index()).stream();
     UD_CUDA_CHECK(cudaEventRecord(ready_, compute));
@@ -179,8 +203,16 @@ class NcclCommunicator final : public Communicator {
     if (input != nullptr) {
       c10::cuda::CUDACachingAllocator::recordStream(input->storage().data_ptr(), nccl_stream);
     }
-    UD_CUDA_CHECK(cudaEventRecord(done_, stream_));
-    UD_CUDA_CHECK(cudaStreamWaitEvent(compute, done_, 0));
+    started_ = true;
+  }
+
+  /// Orders the collective after the work queued on the caller's current stream, enqueues it on
+  /// the NCCL stream, and makes the caller's stream wait for it before anything later uses the
+  /// result. The tensors' memory is marked in use by the NCCL stream for the caching allocator.
+  template <typename Fn>
+  void run(const torch::Tensor& result, Fn&& enqueue, const torch::Tensor* input = nullptr) {
+    start(result, std::forward<Fn>(enqueue), input);
+    join_started();
   }
 
   /// Host wait for the NCCL stream, watching for asynchronous NCCL errors and the timeout.
@@ -213,6 +245,7 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t stream_ = nullptr;
   cudaEvent_t ready_ = nullptr;
   cudaEvent_t done_ = nullptr;
+  bool started_ = false;  ///< collectives queued since the last join_started()
 };
 
 }  // namespace

@@ -97,7 +97,9 @@ Reducer::Reducer(std::vector<torch::Tensor> params, const Communicator& comm, Re
   marked_.assign(params_.size(), 0);
   ready_.assign(buckets_.size(), 0);
   bind_hooks();
-  background_ = options_.overlap && comm_->size() > 1 && comm_->supports_background_thread();
+  stream_ordered_ = options_.overlap && communicating() && comm_->stream_ordered();
+  scattered_.resize(buckets_.size());
+  background_ = options_.overlap && communicating() && !stream_ordered_ && comm_->supports_background_thread();
   if (background_) worker_ = std::thread([this] { worker_loop(); });
 }
 
@@ -162,17 +164,51 @@ void Reducer::mark_ready(size_t k) {
   const auto bucket = static_cast<size_t>(slots_[k].bucket);
   if (--buckets_[bucket].pending == 0) {
     ready_[bucket] = 1;
-    if (background_) launch_ready_locked();
+    if (background_ || stream_ordered_) launch_ready_locked();
   }
 }
 
 void Reducer::launch_ready_locked() {
   bool launched = false;
   while (next_launch_ < num_buckets() && ready_[static_cast<size_t>(next_launch_)]) {
-    queue_.push_back(next_launch_++);
-    launched = true;
+    if (stream_ordered_) {
+      start_bucket_locked(next_launch_++);
+    } else {
+      queue_.push_back(next_launch_++);
+      launched = true;
+    }
   }
   if (launched) cv_.notify_all();
+}
+
+void Reducer::start_bucket_locked(int b) {
+  // Called from the gradient hook, on the stream the bucket's last gradient was accumulated on:
+  // the collective is queued behind it.
+  Bucket& bucket = buckets_[static_cast<size_t>(b)];
+  torch::NoGradGuard no_grad;
+  if (options_.shard_optimizer) {
+    scattered_[static_cast<size_t>(b)] = comm_->start_reduce_scatter(bucket.grads);
+  } else {
+    comm_->start_all_reduce(bucket.grads);
+  }
+  stats_.bytes += bucket.grads.numel() * bucket.grads.element_size();
+}
+
+void Reducer::finish_started_buckets() {
+  comm_->join_started();
+  const double world = static_cast<double>(comm_->size());
+  torch::NoGradGuard no_grad;
+  for (int b = 0; b < num_buckets(); ++b) {
+    // The same operations as reduce_bucket's, on the compute stream after the join.
+    if (options_.shard_optimizer) {
+      torch::Tensor& mine = scattered_[static_cast<size_t>(b)];
+      mine.div_(world);
+      grad_shard(b).copy_(mine);
+      mine = torch::Tensor();
+    } else {
+      buckets_[static_cast<size_t>(b)].grads.div_(world);
+    }
+  }
 }
 
 void Reducer::reduce_bucket(int b) {
@@ -229,8 +265,16 @@ void Reducer::finalize() {
     std::lock_guard<std::mutex> lock(mutex_);
     comm_before = stats_.comm_seconds;
   }
-  if (comm_->size() > 1) {
-    if (background_) {
+  if (communicating()) {
+    if (stream_ordered_) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        // Buckets with unused parameters are complete now: start everything left, in order.
+        std::fill(ready_.begin(), ready_.end(), 1);
+        launch_ready_locked();
+      }
+      finish_started_buckets();
+    } else if (background_) {
       std::unique_lock<std::mutex> lock(mutex_);
       // Buckets with unused parameters are complete now: launch everything left, in order.
       std::fill(ready_.begin(), ready_.end(), 1);
@@ -253,7 +297,7 @@ void Reducer::finalize() {
 }
 
 void Reducer::all_gather_params() {
-  if (!options_.shard_optimizer || comm_->size() == 1) return;
+  if (!options_.shard_optimizer || !communicating()) return;
   torch::NoGradGuard no_grad;
   for (auto& b : buckets_) comm_->all_gather_inplace(b.params);
 }

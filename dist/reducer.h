@@ -3,8 +3,11 @@
 // `bucket_bytes` (in reverse registration order, the order backward produces gradients); every
 // parameter's data and .grad become views into its bucket's buffers. A post-hook on each
 // parameter's gradient accumulator counts the bucket's gradients; when the last one arrives the
-// bucket's collective is started on a background thread (its own duplicated communicator), so
-// communication overlaps the rest of backward. finalize() waits for the rest.
+// bucket's collective is started, so communication overlaps the rest of backward: with a
+// stream-ordered communicator (NCCL) it is queued on the device right there, behind the bucket's
+// last gradient, and finalize() makes the compute stream wait for all of them (no host thread,
+// no host wait, so the whole step can be captured in a CUDA graph); with MPI it runs on a
+// background thread (its own duplicated communicator) and finalize() waits for the thread.
 //
 // Conventions:
 // - each rank's loss is the mean over its own equal share of the global batch; the reducer
@@ -42,9 +45,13 @@ struct ReducerOptions {
   int64_t bucket_bytes = 25LL << 20;  ///< target bucket size (DDP's default, 25 MiB)
   bool overlap = true;                ///< start buckets during backward (else all in finalize)
   bool shard_optimizer = false;       ///< ZeRO-1: reduce-scatter; the optimizer owns one slice
+  bool communicate_alone = false;     ///< run the collectives on one rank too (a check of the
+                                      ///< communication path on a machine with one GPU)
 };
 
 /// Communication counters, cumulative since construction (or reset_stats()).
+/// The times are host times: with a stream-ordered communicator the host never waits for a
+/// collective and they stay 0 (a device profile shows the overlap there).
 struct ReducerStats {
   int64_t steps = 0;
   int64_t bytes = 0;                ///< gradient bytes handed to collectives
@@ -114,14 +121,19 @@ class Reducer {
   void bind_hooks();
   void unbind_hooks();
   void mark_ready(size_t param);
+  bool communicating() const { return comm_->size() > 1 || options_.communicate_alone; }
   void launch_ready_locked();
+  void start_bucket_locked(int b);
+  void finish_started_buckets();
   void reduce_bucket(int b);
   void worker_loop();
 
   std::vector<torch::Tensor> params_;
   std::unique_ptr<Communicator> comm_;
   ReducerOptions options_;
-  bool background_ = false;
+  bool background_ = false;      ///< overlapped collectives on the worker thread (MPI)
+  bool stream_ordered_ = false;  ///< overlapped collectives queued from the hooks (NCCL)
+  std::vector<torch::Tensor> scattered_;  ///< ZeRO-1, stream-ordered: each bucket's started reduce-scatter
   int64_t numel_ = 0;
   std::vector<Bucket> buckets_;
   std::vector<Slot> slots_;

@@ -62,6 +62,7 @@ struct DistConfig {
   double bucket_mb = 25;  ///< gradient bucket size in MiB
   bool overlap = true;    ///< all-reduce buckets during backward (else all after it)
   bool zero = false;      ///< ZeRO-1: shard the optimizer state over the ranks
+  bool communicate_alone = false;  ///< collectives on one rank too (tests of the path on one GPU)
 };
 
 struct DataConfig {

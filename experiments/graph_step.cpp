@@ -156,17 +156,18 @@ bool GraphedPretrainStep::available() {
 #endif
 }
 
-void GraphedPretrainStep::check_supported(torch::Device device, int world_size) {
+void GraphedPretrainStep::check_supported(torch::Device device, const dist::Communicator& comm) {
   UD_CHECK_INPUT(available(), "--cuda_graph needs a build with CUDA (this LibTorch has none)");
   UD_CHECK_INPUT(device.is_cuda(), "--cuda_graph needs a CUDA device; this run is on ", device.str());
-  UD_CHECK_INPUT(world_size == 1, "--cuda_graph runs on one rank (the reducer's overlapped collectives run on a ",
-                 "background thread that a capture cannot follow); this job has ", world_size);
+  UD_CHECK_INPUT(comm.size() == 1 || comm.stream_ordered(), "--cuda_graph on several ranks needs NCCL (a build ",
+                 "that found it): this job's ", comm.size(), " ranks communicate through ", comm.backend(),
+                 ", whose collectives run on the host, outside any graph");
 }
 
 GraphedPretrainStep::GraphedPretrainStep(ModelGroup& group, PretrainObjective& objective, uint32_t seed,
                                          std::string precision, bool channels_last, int warmup, bool emulate) {
   const torch::Device device = group.reducer().param_shard(0).device();
-  if (!emulate) check_supported(device, group.reducer().comm().size());
+  if (!emulate) check_supported(device, group.reducer().comm());
   UD_CHECK_INPUT(warmup >= 1, "a captured step needs at least one eager warm-up step, got ", warmup);
   state_ = std::make_unique<State>(group, objective, seed, std::move(precision), channels_last, warmup, device,
                                    emulate);

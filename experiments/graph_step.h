@@ -15,13 +15,16 @@
 // one stream of their own (not the default stream, which cannot be captured), and the reducer's
 // gradient hooks are moved onto accumulators of that stream at construction: the autograd engine
 // runs the accumulators the reducer keeps alive on the stream they were made on, and one made on
-// the default stream would break the capture. Needs a CUDA device and one rank (the reducer's
-// overlapped collectives run on a background thread, which a capture cannot follow).
+// the default stream would break the capture. Needs a CUDA device; on several ranks NCCL, whose
+// collectives the reducer queues on the device from the gradient hooks (dist/reducer.h), so they
+// are captured too, still overlapping backward. (MPI's collectives run on a host thread, which a
+// capture cannot follow.)
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "dist/communicator.h"
 #include "experiments/model_group.h"
 #include "experiments/objective.h"
 #include "experiments/train_diffusion.h"
@@ -32,11 +35,13 @@ class GraphedPretrainStep {
  public:
   /// Whether this build can capture CUDA graphs (LibTorch with CUDA).
   static bool available();
-  /// InputError naming what is missing when a run on `device` with `world_size` ranks cannot use
-  /// a captured step (call before touching the run directory).
-  static void check_supported(torch::Device device, int world_size);
+  /// InputError naming what is missing when a run on `device` whose gradients travel through
+  /// `comm` cannot use a captured step (call before touching the run directory): a CUDA build and
+  /// device, and with several ranks a stream-ordered communicator (NCCL), whose collectives the
+  /// graph takes in.
+  static void check_supported(torch::Device device, const dist::Communicator& comm);
 
-  /// InputError when the build or the device cannot capture, or the group spans several ranks.
+  /// InputError when the build or the device cannot capture, or the group's communicator cannot.
   /// `emulate` (tests, any device): a "capture" only records the step's host values and a
   /// "replay" runs the step's kernels again with those stale host values and the live device
   /// buffers, as a graph would: everything a replay depends on is checked except CUDA itself.

@@ -43,6 +43,7 @@ ModelGroup::ModelGroup(std::string name, Role role, std::shared_ptr<models::Netw
   ro.bucket_bytes = static_cast<int64_t>(dist.bucket_mb * (1 << 20));
   ro.overlap = dist.overlap;
   ro.shard_optimizer = dist.zero;
+  ro.communicate_alone = dist.communicate_alone;
   reducer_ = std::make_unique<dist::Reducer>(network_->parameters(), world, ro);
   dist::AdamWConfig ac;
   ac.beta1 = optim_.beta1;

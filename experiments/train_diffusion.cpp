@@ -202,7 +202,7 @@ TrainResult train_diffusion(const TrainConfig& config) {
   const int threads = dist::configure_threads(config.threads);
 
   // Everything that can fail on bad input happens before the run directory is touched.
-  if (config.cuda_graph) GraphedPretrainStep::check_supported(device, world);
+  if (config.cuda_graph) GraphedPretrainStep::check_supported(device, *comm);
   if (config.fused_group_norm) {
     UD_CHECK_INPUT(device.is_cuda(), "--fused_group_norm runs CUDA kernels; this run is on ", device.str(),
                    " (the composite GroupNorm and SiLU are the CPU's fast path)");

@@ -23,6 +23,7 @@
 #include "dist/gradients.h"
 #include "dist/reducer.h"
 #include "dist/world.h"
+#include "deferred_communicator.h"
 #include "experiments/train_diffusion.h"
 #include "models/network.h"
 #include "models/precision.h"
@@ -64,15 +65,40 @@ torch::Tensor my_rows(const torch::Tensor& full, const Communicator& comm) {
 struct Mode {
   const char* name;
   ReducerOptions options;
+  bool stream_ordered = false;  ///< through a DeferredCommunicator (the NCCL reducer's path)
 };
 
-/// Small buckets (several per model) with overlap; one bucket reduced in finalize (the simple
-/// reducer); ZeRO-1 with both.
+/// Small buckets (several per model) with overlap (on the MPI thread, or started from the hooks
+/// through a stream-ordered communicator, which also runs on one rank); one bucket reduced in
+/// finalize (the simple reducer); ZeRO-1 with each.
 std::vector<Mode> modes() {
   return {{"bucketed+overlap", {2048, true, false}},
           {"simple", {int64_t{1} << 40, false, false}},
           {"zero1+overlap", {2048, true, true}},
-          {"zero1", {int64_t{1} << 40, false, true}}};
+          {"zero1", {int64_t{1} << 40, false, true}},
+          {"bucketed+overlap stream-ordered", {2048, true, false, true}, true},
+          {"zero1+overlap stream-ordered", {2048, true, true, true}, true}};
+}
+
+/// The communicator a mode's reducer is built on (it duplicates it).
+std::unique_ptr<Communicator> reducer_comm(const Mode& mode) {
+  if (mode.stream_ordered) return std::make_unique<DeferredCommunicator>(make_world_communicator());
+  return make_world_communicator();
+}
+
+/// The stream-ordered reducer started every bucket from the gradient hooks during backward
+/// (`started_in_backward`: none were left for finalize) and joined them in finalize once a step.
+void expect_started_in_backward(Reducer& reducer, int64_t pending_after_backward, int64_t steps, const char* name) {
+  auto* deferred = dynamic_cast<DeferredCommunicator*>(&reducer.comm());
+  ASSERT_NE(deferred, nullptr) << name;
+  EXPECT_EQ(pending_after_backward, reducer.num_buckets()) << name;
+  EXPECT_EQ(deferred->started(), steps * reducer.num_buckets()) << name;
+  EXPECT_EQ(deferred->joins(), steps) << name;
+}
+
+int64_t pending(Reducer& reducer) {
+  auto* deferred = dynamic_cast<DeferredCommunicator*>(&reducer.comm());
+  return deferred != nullptr ? deferred->pending() : 0;
 }
 
 TEST(Gradients, AveragedGradientEqualsTheGlobalBatchGradient) {
@@ -81,12 +107,14 @@ TEST(Gradients, AveragedGradientEqualsTheGlobalBatchGradient) {
     if (mode.options.shard_optimizer) continue;  // ZeRO keeps only this rank's slice
     auto dp = make_mlp(1);
     broadcast_tensors(dp->parameters(), *comm);
-    Reducer reducer(dp->parameters(), *comm, mode.options);
+    Reducer reducer(dp->parameters(), *reducer_comm(mode), mode.options);
     auto single = make_mlp(1);
     const auto [x, t] = global_batch(0);
     reducer.zero_grad();
     loss_of(*dp, my_rows(x, *comm), my_rows(t, *comm)).backward();
+    const int64_t started = pending(reducer);
     reducer.finalize();
+    if (mode.stream_ordered) expect_started_in_backward(reducer, started, 1, mode.name);
     loss_of(*single, x, t).backward();
     const auto a = dp->parameters(), b = single->parameters();
     ASSERT_EQ(a.size(), b.size());
@@ -119,7 +147,7 @@ TEST(Gradients, EveryReducerModeMatchesOneProcessAdamW) {
     // Different seeds per rank: the broadcast must make the start identical.
     auto dp = make_mlp(100 + static_cast<uint64_t>(comm->rank()));
     broadcast_tensors(dp->parameters(), *comm);
-    Reducer reducer(dp->parameters(), *comm, mode.options);
+    Reducer reducer(dp->parameters(), *reducer_comm(mode), mode.options);
     AdamWConfig ac;
     ac.weight_decay = 0.01;
     FlatAdamW opt(reducer, ac);
@@ -127,7 +155,9 @@ TEST(Gradients, EveryReducerModeMatchesOneProcessAdamW) {
       const auto [x, t] = global_batch(step);
       reducer.zero_grad();
       loss_of(*dp, my_rows(x, *comm), my_rows(t, *comm)).backward();
+      const int64_t started = pending(reducer);
       reducer.finalize();
+      if (mode.stream_ordered) expect_started_in_backward(reducer, started, step + 1, mode.name);
       opt.clip_grad_norm(kClip);
       opt.step(kLr);
     }
@@ -144,11 +174,17 @@ TEST(Gradients, EveryReducerModeMatchesOneProcessAdamW) {
   }
 }
 
-TEST(Gradients, MicroBatchAccumulationSyncsOnceAndEqualsTheWholeBatch) {
+class GradientsBothOverlaps : public ::testing::TestWithParam<bool> {};  // stream-ordered?
+
+INSTANTIATE_TEST_SUITE_P(Gradients, GradientsBothOverlaps, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "StreamOrdered" : "Threaded"; });
+
+TEST_P(GradientsBothOverlaps, MicroBatchAccumulationSyncsOnceAndEqualsTheWholeBatch) {
   auto comm = make_world_communicator();
   auto dp = make_mlp(5);
   broadcast_tensors(dp->parameters(), *comm);
-  Reducer reducer(dp->parameters(), *comm, {2048, true, false});
+  const Mode mode{"", {2048, true, false, GetParam()}, GetParam()};
+  Reducer reducer(dp->parameters(), *reducer_comm(mode), mode.options);
   auto single = make_mlp(5);
   const auto [x, t] = global_batch(3);
   const torch::Tensor xr = my_rows(x, *comm), tr = my_rows(t, *comm);
@@ -156,6 +192,7 @@ TEST(Gradients, MicroBatchAccumulationSyncsOnceAndEqualsTheWholeBatch) {
   reducer.zero_grad();
   reducer.set_sync(false);
   (0.5 * loss_of(*dp, xr.slice(0, 0, half), tr.slice(0, 0, half))).backward();
+  EXPECT_EQ(pending(reducer), 0);  // nothing started while accumulating
   reducer.finalize();  // nothing to do while accumulating
   EXPECT_EQ(reducer.stats().steps, 0);
   reducer.set_sync(true);
@@ -169,14 +206,15 @@ TEST(Gradients, MicroBatchAccumulationSyncsOnceAndEqualsTheWholeBatch) {
   }
 }
 
-TEST(Gradients, UnusedParametersCountAsZeroAndNothingHangs) {
+TEST_P(GradientsBothOverlaps, UnusedParametersCountAsZeroAndNothingHangs) {
   // Rank r's loss uses the second network only on rank 0: its averaged gradient is rank 0's / W.
   auto comm = make_world_communicator();
   const int world = comm->size();
   auto a = make_mlp(7), b = make_mlp(8);
   std::vector<torch::Tensor> params = a->parameters();
   for (const auto& p : b->parameters()) params.push_back(p);
-  Reducer reducer(params, *comm, {1024, true, false});
+  const Mode mode{"", {1024, true, false, GetParam()}, GetParam()};
+  Reducer reducer(params, *reducer_comm(mode), mode.options);
   const auto [x, t] = global_batch(1);
   const auto rows = [&](const torch::Tensor& full, int r) {
     return full.index_select(0, torch::arange(r, kGlobalBatch, world, torch::kInt64));
@@ -254,25 +292,33 @@ TEST(Gradients, NcclPathMatchesTheMpiPathOnOneGpu) {
   torch::Tensor v = torch::arange(6, torch::TensorOptions().dtype(torch::kFloat32).device(cuda));
   nccl->all_reduce(v);
   EXPECT_TRUE(torch::equal(v.cpu(), torch::arange(6, torch::kFloat32)));
-  auto gpu = make_mlp(11), cpu = make_mlp(11);
-  gpu->to(cuda);
-  Reducer rg(gpu->parameters(), *nccl, {2048, true, true});
-  Reducer rc(cpu->parameters(), *world, {2048, true, true});
-  FlatAdamW og(rg, {}), oc(rc, {});
-  for (int64_t step = 0; step < 3; ++step) {
-    const auto [x, t] = global_batch(step);
-    rg.zero_grad();
-    rc.zero_grad();
-    loss_of(*gpu, x.to(cuda), t.to(cuda)).backward();
-    loss_of(*cpu, x, t).backward();
-    rg.finalize();
-    rc.finalize();
-    og.step(1e-2);
-    oc.step(1e-2);
-  }
-  const auto a = gpu->parameters(), b = cpu->parameters();
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_TRUE(torch::allclose(a[i].cpu(), b[i], 1e-4, 1e-5)) << "parameter " << i;
+  // With one rank the reducer has nothing to send unless told to (communicate_alone): then its
+  // NCCL collectives run, started from the gradient hooks (overlap) or in finalize.
+  for (const Mode& mode : {Mode{"zero1+overlap, no collectives", {2048, true, true}},
+                           Mode{"bucketed+overlap, NCCL from the hooks", {2048, true, false, true}},
+                           Mode{"zero1+overlap, NCCL from the hooks", {2048, true, true, true}},
+                           Mode{"zero1, NCCL in finalize", {2048, false, true, true}}}) {
+    auto gpu = make_mlp(11), cpu = make_mlp(11);
+    gpu->to(cuda);
+    Reducer rg(gpu->parameters(), *nccl, mode.options);
+    Reducer rc(cpu->parameters(), *world, mode.options);
+    FlatAdamW og(rg, {}), oc(rc, {});
+    for (int64_t step = 0; step < 3; ++step) {
+      const auto [x, t] = global_batch(step);
+      rg.zero_grad();
+      rc.zero_grad();
+      loss_of(*gpu, x.to(cuda), t.to(cuda)).backward();
+      loss_of(*cpu, x, t).backward();
+      rg.finalize();
+      rc.finalize();
+      og.step(1e-2);
+      oc.step(1e-2);
+    }
+    EXPECT_EQ(rg.stats().bytes > 0, mode.options.communicate_alone) << mode.name;
+    const auto a = gpu->parameters(), b = cpu->parameters();
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(a[i].cpu(), b[i], 1e-4, 1e-5)) << mode.name << ": parameter " << i;
+    }
   }
 }
 
