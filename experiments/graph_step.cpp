@@ -122,7 +122,10 @@ struct GraphedPretrainStep::State {
       const bool cache = at::autocast::is_autocast_cache_enabled();
       at::autocast::set_autocast_cache_enabled(false);
       try {
-        graph->capture_begin();
+        // Thread-local capture mode: the data loader's thread pins the next batches meanwhile
+        // (pinned allocations query events), which global mode would refuse and which would
+        // invalidate the capture; this thread makes no such call during the capture.
+        graph->capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
         loss = pretrain_step_kernels(group, objective, inputs(), seed, precision, channels_last);
         graph->capture_end();
       } catch (const std::exception& e) {
