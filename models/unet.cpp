@@ -38,10 +38,21 @@ ResBlockImpl::ResBlockImpl(int64_t in, int64_t out, int64_t temb_dim, double dro
 
 torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& temb) {
   // silu(n1(x)), then silu(n2(c1(.) + t(silu(temb)))) with the time embedding as n2's bias:
-  // ATen's operations, or one fused kernel each (models/group_norm_act.h).
+  // ATen's operations, or one fused kernel each (models/group_norm_act.h). Fused, c1's own bias
+  // joins the time embedding in n2's [N, C] bias instead of being a pass over c1's output (and a
+  // reduction over its gradient) of its own.
   const int64_t groups = n1_->options.num_groups();
-  torch::Tensor h = c1_(group_norm_act(x, {}, n1_->weight, n1_->bias, groups, n1_->options.eps(), true, fused_));
-  h = group_norm_act(h, t_(torch::silu(temb)), n2_->weight, n2_->bias, groups, n2_->options.eps(), true, fused_);
+  const torch::Tensor h1 = group_norm_act(x, {}, n1_->weight, n1_->bias, groups, n1_->options.eps(), true, fused_);
+  torch::Tensor h, bias = t_(torch::silu(temb));
+  if (fused_) {
+    const auto& o = c1_->options;
+    h = torch::conv2d(h1, c1_->weight, {}, o.stride(), std::get<torch::ExpandingArray<2>>(o.padding()), o.dilation(),
+                      o.groups());
+    bias = bias + c1_->bias;
+  } else {
+    h = c1_(h1);
+  }
+  h = group_norm_act(h, bias, n2_->weight, n2_->bias, groups, n2_->options.eps(), true, fused_);
   h = c2_(keyed_dropout(h, dropout_, is_training(), layer_));
   return (skip_ ? skip_(x) : x) + h;
 }
