@@ -6,7 +6,7 @@
 // peer (bench/unet_step.sh runs both and prints the table).
 //   build/bench/unet_step_bench [--device=cuda|cpu] [--batch=128] [--steps=30] [--warmup=5]
 //       [--precision=bf16|fp32] [--channels_last] [--cudnn_benchmark] [--cuda_graph] [--fused_group_norm] [--channels=128]
-//       [--profile=N]
+//       [--profile=N] [--arch=unet|mlp] [--work=train|ddim] [--ddim_steps=50]
 // --cuda_graph runs the step as `unidiff train --cuda_graph` does (experiments/graph_step.h): three
 // eager steps, one capture, replays; the warm-up then covers at least those four steps.
 // --fused_group_norm: the UNet's GroupNorm (+ time embedding) + SiLU pairs as one kernel each
@@ -18,6 +18,15 @@
 // One step of the CIFAR-10 configuration at batch 128 is 4.78 TFLOP (forward and backward, counted
 // by PyTorch's FlopCounterMode on the peer); other batches scale it linearly, other widths are not
 // counted.
+// The peer's other figures (bench/peer_more.py), timed the same way:
+// --arch=mlp: the toy MLP training step instead (2-D data, 3 hidden layers of 256, time embedding
+//   128, batch 1024 unless --batch says otherwise): launch-bound work, where the host's cost per
+//   kernel is the whole story. Ours also adds the projected time embedding in every layer and
+//   keeps an EMA, which the peer's does not.
+// --work=ddim: sampling instead of training: what `unidiff sample --sampler=ddim` runs
+//   (experiments::draw_samples: the network in --precision, the sampler in float32), --ddim_steps
+//   (50) network calls per batch of --batch (512) samples from a UNet with fresh weights, --steps
+//   (3) batches timed after --warmup (1).
 #include <sys/resource.h>
 
 #include <ATen/Context.h>
@@ -44,6 +53,8 @@
 #include "experiments/graph_step.h"
 #include "experiments/model_group.h"
 #include "experiments/objective.h"
+#include "experiments/model_io.h"
+#include "experiments/sample.h"
 #include "experiments/train_diffusion.h"
 #include "models/network.h"
 #include "models/precision.h"
@@ -59,8 +70,8 @@ namespace {
 namespace ud = unidiff;
 
 struct Options {
-  std::string device = "cuda";
-  int64_t batch = 128, steps = 30, warmup = 5, channels = 128, profile = 0;
+  std::string device = "cuda", arch = "unet", work = "train";
+  int64_t batch = 0, steps = 0, warmup = -1, channels = 128, profile = 0, ddim_steps = 50;  // 0, -1: by work
   std::string precision = "bf16";
   bool channels_last = false, cudnn_benchmark = false, cuda_graph = false, fused_group_norm = false;
 };
@@ -141,6 +152,44 @@ void profile(bool cuda, int64_t n, double step_ms, const std::function<void()>& 
   }
 }
 
+/// Seconds since `t0`, after the device has finished its work.
+double seconds_since(bool cuda, std::chrono::steady_clock::time_point t0) {
+  if (cuda) torch::cuda::synchronize();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// --work=ddim: batches of DDIM samples through `unidiff sample`'s own path.
+int run_ddim(const Options& o, torch::Device device, const ud::models::NetworkConfig& net_cfg,
+             const ud::experiments::DiffusionConfig& diffusion, const std::shared_ptr<ud::models::Network>& model,
+             int64_t params) {
+  ud::experiments::LoadedModel m{net_cfg, diffusion, model, 0};
+  ud::experiments::SampleConfig c;
+  c.sampler = "ddim";
+  c.steps = o.ddim_steps;
+  c.num = o.batch;
+  c.batch = o.batch;
+  c.clip_x0 = "off";  // as the peer
+  c.precision = o.precision;
+  c.channels_last = o.channels_last;
+  c.fused_group_norm = o.fused_group_norm;
+  c.cudnn_benchmark = o.cudnn_benchmark;
+  const bool cuda = device.is_cuda();
+  torch::Tensor last;
+  for (int64_t k = 0; k < o.warmup; ++k) last = ud::experiments::draw_samples(c, m, device);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t k = 0; k < o.steps; ++k) {
+    c.seed = static_cast<uint32_t>(k + 1);
+    last = ud::experiments::draw_samples(c, m, device);
+  }
+  const double per_batch = seconds_since(cuda, t0) / static_cast<double>(o.steps);
+  std::printf("RESULT unidiff work=ddim%ld device=%s precision=%s cl=%d cudnn_bench=%d fused_gn=%d params=%.2fM "
+              "batch=%ld s_per_batch=%.3f img_per_s=%.1f finite=%d\n",
+              o.ddim_steps, o.device.c_str(), o.precision.c_str(), o.channels_last ? 1 : 0, o.cudnn_benchmark ? 1 : 0,
+              o.fused_group_norm ? 1 : 0, static_cast<double>(params) / 1e6, o.batch, per_batch,
+              static_cast<double>(o.batch) / per_batch, torch::isfinite(last).all().item<bool>() ? 1 : 0);
+  return 0;
+}
+
 Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
@@ -152,6 +201,9 @@ Options parse(int argc, char** argv) {
     else if (flag(argv[i], "--channels", v)) o.channels = std::stol(v);
     else if (flag(argv[i], "--profile", v)) o.profile = std::stol(v);
     else if (flag(argv[i], "--precision", v)) o.precision = v;
+    else if (flag(argv[i], "--arch", v)) o.arch = v;
+    else if (flag(argv[i], "--work", v)) o.work = v;
+    else if (flag(argv[i], "--ddim_steps", v)) o.ddim_steps = std::stol(v);
     else if (!std::strcmp(argv[i], "--channels_last")) o.channels_last = true;
     else if (!std::strcmp(argv[i], "--cudnn_benchmark")) o.cudnn_benchmark = true;
     else if (!std::strcmp(argv[i], "--cuda_graph")) o.cuda_graph = true;
@@ -159,7 +211,16 @@ Options parse(int argc, char** argv) {
     else UD_CHECK_INPUT(false, "unet_step_bench: unknown argument '", argv[i], "'");
   }
   UD_CHECK_INPUT(o.device == "cuda" || o.device == "cpu", "--device must be cuda or cpu, got ", o.device);
-  UD_CHECK_INPUT(o.batch > 0 && o.steps > 0 && o.warmup >= 0, "--batch and --steps must be positive");
+  UD_CHECK_INPUT(o.arch == "unet" || o.arch == "mlp", "--arch must be unet or mlp, got ", o.arch);
+  UD_CHECK_INPUT(o.work == "train" || o.work == "ddim", "--work must be train or ddim, got ", o.work);
+  UD_CHECK_INPUT(o.work == "train" || o.arch == "unet", "--work=ddim samples from the unet");
+  UD_CHECK_INPUT(o.work == "train" || (!o.cuda_graph && o.profile == 0), "--cuda_graph and --profile time training");
+  UD_CHECK_INPUT(o.arch == "unet" || (!o.channels_last && !o.fused_group_norm), "the mlp has no images or norms");
+  const bool ddim = o.work == "ddim";
+  if (o.batch == 0) o.batch = ddim ? 512 : o.arch == "mlp" ? 1024 : 128;
+  if (o.steps == 0) o.steps = ddim ? 3 : o.arch == "mlp" ? 200 : 30;
+  if (o.warmup < 0) o.warmup = ddim ? 1 : o.arch == "mlp" ? 20 : 5;
+  UD_CHECK_INPUT(o.batch > 0 && o.steps > 0 && o.ddim_steps > 0, "--batch, --steps and --ddim_steps must be positive");
   ud::models::validate_precision(o.precision);
   if (o.cuda_graph) o.warmup = std::max<int64_t>(o.warmup, 5);
   return o;
@@ -173,9 +234,16 @@ int run(const Options& o) {
   auto comm = ud::dist::make_communicator(device);
 
   ud::models::NetworkConfig net_cfg;
-  net_cfg.arch = "unet";
-  net_cfg.data_shape = {3, 32, 32};
-  net_cfg.channels = o.channels;  // the rest is the DDPM CIFAR-10 default: 1,2,2,2, 2 blocks, attention at 16
+  net_cfg.arch = o.arch;
+  if (o.arch == "unet") {
+    net_cfg.data_shape = {3, 32, 32};
+    net_cfg.channels = o.channels;  // the rest is the DDPM CIFAR-10 default: 1,2,2,2, 2 blocks, attention at 16
+  } else {
+    net_cfg.data_shape = {2};
+    net_cfg.hidden = 256;
+    net_cfg.layers = 3;
+    net_cfg.time_dim = 128;
+  }
   torch::manual_seed(0);
   auto model = ud::models::make_network(net_cfg);
   int64_t params = 0;
@@ -186,6 +254,7 @@ int run(const Options& o) {
 
   ud::experiments::DiffusionConfig diffusion;  // DDPM, eps-prediction, linear, T = 1000
   diffusion = ud::experiments::resolve_diffusion(diffusion);
+  if (o.work == "ddim") return run_ddim(o, device, net_cfg, diffusion, model, params);
   const int64_t total = o.warmup + o.steps + o.profile;
   auto objective = ud::experiments::make_pretrain_objective(diffusion, {0, total, net_cfg.data_shape, device});
   ud::experiments::OptimConfig optim;
@@ -198,7 +267,7 @@ int run(const Options& o) {
                                     total);
   // One fixed batch on the device (the loader is benchmarked on its own: loader_bench).
   const torch::Tensor x0 =
-      ud::rng::normal({7, ud::rng::Purpose::kNoise}, 0, torch::arange(o.batch), {3, 32, 32}, device);
+      ud::rng::normal({7, ud::rng::Purpose::kNoise}, 0, torch::arange(o.batch), net_cfg.data_shape, device);
   const torch::Tensor index = torch::arange(o.batch, torch::TensorOptions().dtype(torch::kInt64).device(device));
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device));
   std::unique_ptr<ud::experiments::GraphedPretrainStep> graphed;
@@ -241,12 +310,13 @@ int run(const Options& o) {
       for (int64_t k = o.warmup + o.steps; k < total; ++k) step(k);
     });
   }
-  const bool counted = o.channels == 128;
+  const bool counted = o.arch == "unet" && o.channels == 128;
   const double flops = counted ? 4.78e12 * static_cast<double>(o.batch) / 128.0 : 0.0;
   const double loss = loss_sum.item<double>() / static_cast<double>(total);
-  std::printf("RESULT unidiff device=%s precision=%s cl=%d cudnn_bench=%d graph=%d fused_gn=%d params=%.2fM batch=%ld step_ms=%.2f "
+  std::printf("RESULT unidiff arch=%s us_per_step=%.0f device=%s precision=%s cl=%d cudnn_bench=%d graph=%d fused_gn=%d params=%.2fM batch=%ld step_ms=%.2f "
               "img_per_s=%.0f tflops=%.1f peak_mem_mb=%.0f%s loss=%.4f\n",
-              o.device.c_str(), o.precision.c_str(), o.channels_last ? 1 : 0, o.cudnn_benchmark ? 1 : 0,
+              o.arch.c_str(), 1e6 * per_step, o.device.c_str(), o.precision.c_str(), o.channels_last ? 1 : 0,
+              o.cudnn_benchmark ? 1 : 0,
               o.cuda_graph ? 1 : 0, o.fused_group_norm ? 1 : 0,
               static_cast<double>(params) / 1e6, o.batch, 1e3 * per_step, static_cast<double>(o.batch) / per_step,
               counted ? flops / per_step / 1e12 : 0.0, static_cast<double>(peak_bytes) / (1 << 20),

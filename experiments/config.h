@@ -142,6 +142,11 @@ struct SampleConfig {
   std::string out;             ///< output HDF5 file; a PNG goes beside it
   std::string plot_reference;  ///< optional dataset drawn in grey under the samples
   int threads = 0;             ///< intra-op threads (0 = the cores this process may use)
+  // How the network runs (the sampler's own arithmetic stays float32 whatever these say):
+  std::string precision = "fp32"; ///< fp32, or bf16 (the network's forward pass under autocast)
+  bool channels_last = false;  ///< images through the network in channels-last layout
+  bool fused_group_norm = false; ///< a unet's GroupNorm (+ SiLU) pairs as one kernel each (CUDA)
+  bool cudnn_benchmark = false; ///< cuDNN times its convolution algorithms on the first calls (CUDA)
 };
 
 struct EvalConfig {

@@ -1,5 +1,9 @@
 #include "experiments/sample.h"
 
+#include <ATen/Context.h>
+
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 
 #include "core/error.h"
@@ -12,6 +16,9 @@
 #include "experiments/objective.h"
 #include "objectives/ddpm_schedule.h"
 #include "models/gmm.h"
+#include "models/group_norm_act.h"
+#include "models/precision.h"
+#include "models/unet.h"
 #include "models/network.h"
 #include "objectives/ode_samplers.h"
 #include "objectives/parameterization.h"
@@ -207,13 +214,55 @@ torch::Tensor sample_labels(const SampleConfig& c, const models::Network& net, i
 
 /// The network's output with classifier-free guidance (FORMULAS (23), w = 1: none) for a
 /// conditional model: uncond + w (cond - uncond), combined in the network's own output space
-/// (the conversions to eps, x0 or velocity are affine in it at fixed x and t).
-torch::Tensor guided_output(models::Network& net, const torch::Tensor& x, const torch::Tensor& t,
-                            const torch::Tensor& labels, double w) {
-  if (net.num_classes() == 0) return net.forward(x, t);
-  const torch::Tensor cond = net.forward_cond(x, t, labels);
-  if (w == 1.0) return cond;
-  return objectives::cfg_combine(cond, net.forward_cond(x, t, torch::full_like(labels, net.num_classes())), w);
+/// (the conversions to eps, x0 or velocity are affine in it at fixed x and t). The network runs in
+/// c's precision and layout; what it returns is float32 and contiguous, so the sampler's arithmetic
+/// and the guidance combination are float32 whatever the network ran in.
+torch::Tensor guided_output(const SampleConfig& c, models::Network& net, const torch::Tensor& x,
+                            const torch::Tensor& t, const torch::Tensor& labels) {
+  const auto call = [&](const torch::Tensor& y) {
+    const models::AutocastScope autocast(x.device().type(), c.precision);
+    const torch::Tensor in = models::to_layout(x, c.channels_last);
+    const torch::Tensor out = y.defined() ? net.forward_cond(in, t, y) : net.forward(in, t);
+    return out.to(torch::kFloat32).contiguous();
+  };
+  if (net.num_classes() == 0) return call({});
+  const torch::Tensor cond = call(labels);
+  if (c.cfg_scale == 1.0) return cond;
+  return objectives::cfg_combine(cond, call(torch::full_like(labels, net.num_classes())), c.cfg_scale);
+}
+
+/// Refuses network options the device cannot take (before any work).
+void check_network_options(const SampleConfig& c, torch::Device device) {
+  models::validate_precision(c.precision);
+  if (c.fused_group_norm) {
+    UD_CHECK_INPUT(device.is_cuda(), "--fused_group_norm runs CUDA kernels; this run is on ", device.str(),
+                   " (the composite GroupNorm and SiLU are the CPU's fast path)");
+    UD_CHECK_INPUT(models::fused_group_norm_available(device.type()),
+                   "--fused_group_norm: this build has no CUDA kernels (configured without nvcc?)");
+  }
+}
+
+/// The network on `device` in eval mode, in c's layout and with c's fused norms; cuDNN autotuning.
+void prepare_network(const SampleConfig& c, LoadedModel& m, torch::Device device) {
+  check_network_options(c, device);
+  m.module->to(device);
+  m.module->eval();
+  models::set_channels_last(*m.module, c.channels_last && m.network.data_shape.size() == 3);
+  if (c.fused_group_norm && !models::set_fused_group_norm(*m.module, true)) {
+    log::warn("sample", "--fused_group_norm has no effect on a " + m.network.arch + " (it has no group norms)");
+  }
+  if (c.cudnn_benchmark && !device.is_cuda()) log::warn("sample", "--cudnn_benchmark has no effect on " + device.str());
+  // Switched on only: the evaluation during a training run must not turn the run's autotuning off.
+  if (c.cudnn_benchmark && device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
+}
+
+/// "N samples in T s (R samples/s)": the network and sampler time of draw_samples, end to end.
+void log_rate(int64_t num, std::chrono::steady_clock::time_point start) {
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  char line[160];
+  std::snprintf(line, sizeof(line), "%ld samples drawn in %.2f s (%.1f samples/s)", static_cast<long>(num), s,
+                s > 0 ? static_cast<double>(num) / s : 0.0);
+  log::info("sample", line);
 }
 
 void check_guidance(const SampleConfig& c, const models::Network& net) {
@@ -237,12 +286,11 @@ bool clip_x0(const SampleConfig& c, const std::vector<int64_t>& data_shape) {
 /// draws its noise at stream step i + 1.
 torch::Tensor sample_continuous(const SampleConfig& c, LoadedModel& m, const DiffusionConfig& diffusion,
                                 torch::Device device) {
-  m.module->to(device);
-  m.module->eval();
+  prepare_network(c, m, device);
   check_guidance(c, *m.module);
   torch::Tensor labels;  // of the current chunk
   ModelFunctions fns = model_functions(diffusion, [&](const torch::Tensor& x, const torch::Tensor& t) {
-    return guided_output(*m.module, x, t, labels, c.cfg_scale);
+    return guided_output(c, *m.module, x, t, labels);
   });
   if (clip_x0(c, m.network.data_shape)) {
     // Every sampler below sees the clamped estimate (the consistency function's output too).
@@ -273,6 +321,7 @@ torch::Tensor sample_continuous(const SampleConfig& c, LoadedModel& m, const Dif
                                       ", ", steps, " steps, ", c.use_ema ? "EMA" : "raw",
                                       " weights of step ", m.step));
   torch::NoGradGuard no_grad;
+  const auto start = std::chrono::steady_clock::now();
   std::vector<torch::Tensor> chunks;
   for (int64_t begin = 0; begin < c.num; begin += c.batch) {
     const int64_t end = std::min(c.num, begin + c.batch);
@@ -304,6 +353,7 @@ torch::Tensor sample_continuous(const SampleConfig& c, LoadedModel& m, const Dif
     }
     chunks.push_back(x.to(torch::kCPU, torch::kFloat32));
   }
+  log_rate(c.num, start);
   return torch::cat(chunks);
 }
 
@@ -381,15 +431,14 @@ torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device 
   const int64_t steps = c.steps > 0 ? c.steps : schedule.num_steps;
   UD_CHECK_INPUT(steps <= schedule.num_steps, "--steps ", steps, " exceeds the model's T = ",
                  schedule.num_steps);
-  m.module->to(device);
-  m.module->eval();
+  prepare_network(c, m, device);
   // The samplers take eps; x0- and v-prediction networks are converted (parameterization.h).
   const objectives::Prediction prediction = objectives::parse_prediction(m.diffusion.prediction);
   const objectives::Schedule unified = objectives::Schedule::from_ddpm(schedule);
   check_guidance(c, *m.module);
   torch::Tensor labels;  // of the current chunk
   auto eps_fn = [&](const torch::Tensor& x, const torch::Tensor& t) {
-    const torch::Tensor out = guided_output(*m.module, x, t.to(torch::kFloat32), labels, c.cfg_scale);
+    const torch::Tensor out = guided_output(c, *m.module, x, t.to(torch::kFloat32), labels);
     if (prediction == objectives::Prediction::kEps) return out;
     return objectives::from_prediction(prediction, out, x, t.to(torch::kCPU, torch::kFloat64), unified)
         .eps.to(out.dtype());
@@ -397,6 +446,7 @@ torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device 
   log::info("sample", detail::str_cat(c.num, " samples with ", sampler, ", ", steps, " of T = ",
                                       schedule.num_steps, " steps (", c.spacing, "), ",
                                       c.use_ema ? "EMA" : "raw", " weights of step ", m.step));
+  const auto start = std::chrono::steady_clock::now();
   std::vector<torch::Tensor> chunks;
   for (int64_t begin = 0; begin < c.num; begin += c.batch) {
     const int64_t end = std::min(c.num, begin + c.batch);
@@ -404,9 +454,10 @@ torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device 
     labels = sample_labels(c, *m.module, begin, end, device);
     const rng::Stream stream{c.seed, rng::Purpose::kSampling};
     // Step 0 of the stream is x_T; sampler step i draws its noise at stream step i + 1.
-    const torch::Tensor x_T = rng::normal(stream, 0, idx, m.network.data_shape).to(device);
+    // Drawn on the device (the keyed generator gives the CPU's bits there).
+    const torch::Tensor x_T = rng::normal(stream, 0, idx, m.network.data_shape, device);
     auto noise = [&](int64_t i) {
-      return rng::normal(stream, static_cast<uint64_t>(i + 1), idx, m.network.data_shape);
+      return rng::normal(stream, static_cast<uint64_t>(i + 1), idx, m.network.data_shape, device);
     };
     objectives::DdpmSamplerOptions opts;
     opts.steps = steps;
@@ -420,6 +471,7 @@ torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device 
       log::info("sample", detail::str_cat(end, "/", c.num, " samples"));
     }
   }
+  log_rate(c.num, start);
   return torch::cat(chunks);
 }
 

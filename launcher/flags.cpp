@@ -131,11 +131,11 @@ DEFINE_double(dist_bucket_mb, 25, "gradient bucket size in MiB (all-reduced as s
 DEFINE_validator(dist_bucket_mb, &positive_double);
 DEFINE_bool(dist_overlap, true, "overlap gradient all-reduce with backward (false: all buckets after backward)");
 DEFINE_bool(optim_zero, false, "ZeRO-1: shard the optimizer state over the ranks (reduce-scatter, all-gather)");
-DEFINE_string(precision, "fp32", "train: fp32, or bf16 (forward pass and loss under bfloat16 autocast; weights, gradients, optimizer and EMA stay float32)");
-DEFINE_bool(channels_last, false, "train: images in channels-last (NHWC) layout, with the convolution weights");
+DEFINE_string(precision, "fp32", "train: fp32, or bf16 (forward pass and loss under bfloat16 autocast; weights, gradients, optimizer and EMA stay float32); sample: the network's forward pass in fp32 or under bf16 autocast (the sampler's arithmetic stays float32)");
+DEFINE_bool(channels_last, false, "train, sample: images in channels-last (NHWC) layout, with the convolution weights");
 DEFINE_bool(cuda_graph, false, "train on CUDA (one device per rank; several ranks need NCCL): capture the whole training step (forward, backward, gradient all-reduce, AdamW, EMA) in a CUDA graph after 3 eager steps and replay it every step (same results, far fewer kernel launches from the host)");
-DEFINE_bool(fused_group_norm, false, "train on CUDA with a unet: every GroupNorm with the SiLU after it (and the time embedding added before it) as one fused kernel that keeps bfloat16 activations in bfloat16 (less memory traffic; the same results up to rounding)");
-DEFINE_bool(cudnn_benchmark, false, "train on CUDA: let cuDNN time its convolution algorithms on the first steps and keep the fastest (faster; the chosen algorithms, so the last bits, may differ between runs)");
+DEFINE_bool(fused_group_norm, false, "train, sample on CUDA with a unet: every GroupNorm with the SiLU after it (and the time embedding added before it) as one fused kernel that keeps bfloat16 activations in bfloat16 (less memory traffic; the same results up to rounding)");
+DEFINE_bool(cudnn_benchmark, false, "train, sample on CUDA: let cuDNN time its convolution algorithms on the first steps and keep the fastest (faster; the chosen algorithms, so the last bits, may differ between runs)");
 DEFINE_int64(threads, 0, "intra-op threads per rank (0 = cores on the host / ranks on the host)");
 DEFINE_validator(threads, &non_negative);
 
@@ -246,7 +246,8 @@ const std::vector<Command>& commands() {
        "draw samples from a trained model into an HDF5 file (and a PNG beside it)",
        {"model", "checkpoint", "gmm_file", "schedule", "sampler", "steps", "spacing", "eta", "num",
         "sample_batch", "seed", "use_ema", "out", "plot_reference", "smld_inner", "smld_step",
-        "instaflow_variant", "oracle_ode_steps", "label", "cfg_scale", "cm_times", "clip_x0", "threads"}},
+        "instaflow_variant", "oracle_ode_steps", "label", "cfg_scale", "cm_times", "clip_x0", "threads",
+        "precision", "channels_last", "fused_group_norm", "cudnn_benchmark"}},
       {"eval",
        "distances between a samples file and a reference dataset, printed as one JSON line",
        {"samples", "reference", "projections", "max_samples", "seed", "classifier", "threads"}},
@@ -371,6 +372,10 @@ experiments::SampleConfig make_sample_config() {
   c.out = FLAGS_out;
   c.plot_reference = FLAGS_plot_reference;
   c.threads = static_cast<int>(FLAGS_threads);
+  c.precision = FLAGS_precision;
+  c.channels_last = FLAGS_channels_last;
+  c.fused_group_norm = FLAGS_fused_group_norm;
+  c.cudnn_benchmark = FLAGS_cudnn_benchmark;
   return c;
 }
 

@@ -221,6 +221,26 @@ expect 0 "samples written" -- "$bin" sample --checkpoint="$tmp/bf16" --sampler=d
   --threads=1 --out="$tmp/bf16.h5"
 "$py" -c "import h5py, sys; f = h5py.File(sys.argv[1]); assert all(d.dtype == 'float32' for g in ('params', 'ema') for d in f[g].values())" \
   "$tmp/bf16/model.h5" || fail "the bf16 run did not keep float32 weights"
+# Sampling with the network in bf16 (the sampler stays float32) or channels-last: the same keys give
+# the fp32 samples to float rounding in channels-last, and close but different ones in bf16 (so
+# autocast did run); each run reports its rate; misuse refused.
+expect 0 "4 samples drawn in .* s (.* samples/s)" -- "$bin" sample --checkpoint="$tmp/bf16" --sampler=ddim \
+  --steps=2 --num=4 --threads=1 --channels_last --out="$tmp/fp32-cl.h5"
+expect 0 "samples written" -- "$bin" sample --checkpoint="$tmp/bf16" --sampler=ddim --steps=2 --num=4 \
+  --threads=1 --precision=bf16 --channels_last --out="$tmp/bf16-cl.h5"
+"$py" - "$tmp" <<'PY' || fail "bf16 / channels-last sampling is not the fp32 sampling up to rounding"
+import sys, h5py, numpy as np
+d = sys.argv[1]
+ref, cl, bf = (h5py.File(f"{d}/{n}.h5")["data"][:] for n in ("bf16", "fp32-cl", "bf16-cl"))
+assert cl.dtype == bf.dtype == np.float32 and np.isfinite(bf).all()
+assert np.abs(cl - ref).max() < 1e-4, np.abs(cl - ref).max()
+assert 0 < np.abs(bf - ref).max() < 0.1, np.abs(bf - ref).max()
+PY
+expect 2 "--precision must be fp32 or bf16, got 'fp16'" -- "$bin" sample --checkpoint="$tmp/bf16" \
+  --precision=fp16 --out="$tmp/x.h5"
+expect 2 "--fused_group_norm runs CUDA kernels; this run is on cpu" -- "$bin" sample --checkpoint="$tmp/bf16" \
+  --fused_group_norm --out="$tmp/x.h5"
+[ ! -e "$tmp/x.h5" ] || fail "a refused sample run wrote its output"
 expect 2 "--precision must be fp32 or bf16, got 'fp16'" -- "$bin" train --data="$tmp/img8.h5" "${unet[@]}" \
   --precision=fp16 --run_dir="$tmp/fp16"
 [ ! -e "$tmp/fp16" ] || fail "a refused precision created its run directory"
