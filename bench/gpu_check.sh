@@ -119,6 +119,10 @@ if [ -f "$repo/.deps/fm-test-1000.h5" ]; then
   "$bin" sample --checkpoint=/tmp/ud-fm-bf16-nhwc-cudnn --sampler=ddim --steps=25 --num=256 \
     --out="$out/fm-samples.h5" >"$out/fm-sample.log" 2>&1
   row "fmnist unet sample (bf16 run)" "$(grep -E 'samples written|error' "$out/fm-sample.log" | head -1)"
+  # Sampling itself in bf16, channels-last, with the fused norms (the sampler stays float32).
+  "$bin" sample --checkpoint=/tmp/ud-fm-bf16-nhwc-cudnn --sampler=ddim --steps=25 --num=256 --precision=bf16 \
+    --channels_last --fused_group_norm --cudnn_benchmark --out="$out/fm-samples-bf16.h5" >"$out/fm-sample-bf16.log" 2>&1
+  row "fmnist sample fp32 / bf16 nhwc fusedGN" "$(grep -o '([0-9.]* samples/s)' "$out/fm-sample.log") / $(grep -oE '\([0-9.]* samples/s\)|error.*' "$out/fm-sample-bf16.log" | head -1)"
 else
   row "fmnist unet train" "SKIPPED (no .deps/fm-test-1000.h5)"
 fi
