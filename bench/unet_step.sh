@@ -127,10 +127,7 @@ for work in ("mlp", "ddim"):
         t = field(line, key)
         if t is None:
             print(f"| {who} | {work} | {label} | {line} | | |"); continue
-        rate = field(line, "steps_per_s") or field(line, "img_per_s") or "-"
-        if who == "unidiff" and work == "mlp": rate = f"{1e6 / float(t):.0f} steps/s"
-        elif work == "ddim": rate = f"{field(line, 'img_per_s')} img/s"
-        else: rate = f"{rate} steps/s"
+        rate = f"{1e6 / float(t):.0f} steps/s" if work == "mlp" else f"{field(line, 'img_per_s')} img/s"
         ratio = f"{peer[0] / float(t):.2f}x" if peer else "-"
         print(f"| {who} | {work} | {label} | {t} {what} | {rate} | {ratio} |")
 PY

@@ -181,53 +181,56 @@ void Reducer::launch_ready_locked() {
   if (launched) cv_.notify_all();
 }
 
+torch::Tensor Reducer::start_collective(int b) {
+  Bucket& bucket = buckets_[static_cast<size_t>(b)];
+  torch::NoGradGuard no_grad;
+  if (options_.shard_optimizer) return comm_->start_reduce_scatter(bucket.grads);
+  comm_->start_all_reduce(bucket.grads);
+  return {};
+}
+
+void Reducer::average(int b, const torch::Tensor& mine) {
+  const double world = static_cast<double>(comm_->size());
+  torch::NoGradGuard no_grad;
+  if (options_.shard_optimizer) {
+    mine.div_(world);
+    grad_shard(b).copy_(mine);
+  } else {
+    buckets_[static_cast<size_t>(b)].grads.div_(world);
+  }
+}
+
+int64_t Reducer::bucket_bytes(int b) const {
+  const torch::Tensor& grads = buckets_[static_cast<size_t>(b)].grads;
+  return grads.numel() * grads.element_size();
+}
+
 void Reducer::start_bucket_locked(int b) {
   // Called from the gradient hook, on the stream the bucket's last gradient was accumulated on:
   // the collective is queued behind it.
-  Bucket& bucket = buckets_[static_cast<size_t>(b)];
-  torch::NoGradGuard no_grad;
-  if (options_.shard_optimizer) {
-    scattered_[static_cast<size_t>(b)] = comm_->start_reduce_scatter(bucket.grads);
-  } else {
-    comm_->start_all_reduce(bucket.grads);
-  }
-  stats_.bytes += bucket.grads.numel() * bucket.grads.element_size();
+  scattered_[static_cast<size_t>(b)] = start_collective(b);
+  stats_.bytes += bucket_bytes(b);
 }
 
 void Reducer::finish_started_buckets() {
   comm_->join_started();
-  const double world = static_cast<double>(comm_->size());
-  torch::NoGradGuard no_grad;
   for (int b = 0; b < num_buckets(); ++b) {
-    // The same operations as reduce_bucket's, on the compute stream after the join.
-    if (options_.shard_optimizer) {
-      torch::Tensor& mine = scattered_[static_cast<size_t>(b)];
-      mine.div_(world);
-      grad_shard(b).copy_(mine);
-      mine = torch::Tensor();
-    } else {
-      buckets_[static_cast<size_t>(b)].grads.div_(world);
-    }
+    average(b, scattered_[static_cast<size_t>(b)]);  // on the compute stream, after the join
+    scattered_[static_cast<size_t>(b)] = torch::Tensor();
   }
 }
 
 void Reducer::reduce_bucket(int b) {
+  // A blocking communicator's start_* calls finish before they return; a stream-ordered one's
+  // result is there for this thread's stream after the join.
   const auto t0 = Clock::now();
-  Bucket& bucket = buckets_[static_cast<size_t>(b)];
-  const double world = static_cast<double>(comm_->size());
-  torch::NoGradGuard no_grad;
-  if (options_.shard_optimizer) {
-    torch::Tensor mine = comm_->reduce_scatter(bucket.grads);
-    mine.div_(world);
-    grad_shard(b).copy_(mine);
-  } else {
-    comm_->all_reduce(bucket.grads);
-    bucket.grads.div_(world);
-  }
+  const torch::Tensor mine = start_collective(b);
+  comm_->join_started();
+  average(b, mine);
   const double s = seconds_since(t0);
   std::lock_guard<std::mutex> lock(mutex_);
   stats_.comm_seconds += s;
-  stats_.bytes += bucket.grads.numel() * bucket.grads.element_size();
+  stats_.bytes += bucket_bytes(b);
 }
 
 void Reducer::worker_loop() {

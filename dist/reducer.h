@@ -123,6 +123,12 @@ class Reducer {
   void mark_ready(size_t param);
   bool communicating() const { return comm_->size() > 1 || options_.communicate_alone; }
   void launch_ready_locked();
+  /// Starts bucket b's all-reduce (or ZeRO-1 reduce-scatter: returns this rank's slice).
+  torch::Tensor start_collective(int b);
+  /// After the collective: the sum over ranks becomes the average (ZeRO-1: `mine` into the
+  /// gradient shard).
+  void average(int b, const torch::Tensor& mine);
+  int64_t bucket_bytes(int b) const;
   void start_bucket_locked(int b);
   void finish_started_buckets();
   void reduce_bucket(int b);

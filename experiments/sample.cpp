@@ -234,12 +234,7 @@ torch::Tensor guided_output(const SampleConfig& c, models::Network& net, const t
 /// Refuses network options the device cannot take (before any work).
 void check_network_options(const SampleConfig& c, torch::Device device) {
   models::validate_precision(c.precision);
-  if (c.fused_group_norm) {
-    UD_CHECK_INPUT(device.is_cuda(), "--fused_group_norm runs CUDA kernels; this run is on ", device.str(),
-                   " (the composite GroupNorm and SiLU are the CPU's fast path)");
-    UD_CHECK_INPUT(models::fused_group_norm_available(device.type()),
-                   "--fused_group_norm: this build has no CUDA kernels (configured without nvcc?)");
-  }
+  if (c.fused_group_norm) models::check_fused_group_norm(device);
 }
 
 /// The network on `device` in eval mode, in c's layout and with c's fused norms; cuDNN autotuning.

@@ -203,12 +203,7 @@ TrainResult train_diffusion(const TrainConfig& config) {
 
   // Everything that can fail on bad input happens before the run directory is touched.
   if (config.cuda_graph) GraphedPretrainStep::check_supported(device, *comm);
-  if (config.fused_group_norm) {
-    UD_CHECK_INPUT(device.is_cuda(), "--fused_group_norm runs CUDA kernels; this run is on ", device.str(),
-                   " (the composite GroupNorm and SiLU are the CPU's fast path)");
-    UD_CHECK_INPUT(models::fused_group_norm_available(device.type()),
-                   "--fused_group_norm: this build has no CUDA kernels (configured without nvcc?)");
-  }
+  if (config.fused_group_norm) models::check_fused_group_norm(device);
   const data::TensorDataset dataset = config.data.stream
                                           ? data::TensorDataset::open_streaming(config.data.path)
                                           : data::TensorDataset::load(config.data.path);

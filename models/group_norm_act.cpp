@@ -199,6 +199,13 @@ bool fused_group_norm_available(c10::DeviceType device) {
 #endif
 }
 
+void check_fused_group_norm(torch::Device device) {
+  UD_CHECK_INPUT(device.is_cuda(), "--fused_group_norm runs CUDA kernels; this run is on ", device.str(),
+                 " (the composite GroupNorm and SiLU are the CPU's fast path)");
+  UD_CHECK_INPUT(fused_group_norm_available(device.type()),
+                 "--fused_group_norm: this build has no CUDA kernels (configured without nvcc?)");
+}
+
 torch::Tensor group_norm_act(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& gamma,
                              const torch::Tensor& beta, int64_t groups, double eps, bool silu, bool fused) {
   UD_CHECK_INPUT(x.dim() >= 2 && groups > 0 && x.size(1) % groups == 0, "group norm: ", groups,

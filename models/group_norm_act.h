@@ -19,6 +19,10 @@ namespace unidiff::models {
 /// compiled the kernels.
 bool fused_group_norm_available(c10::DeviceType device);
 
+/// What `--fused_group_norm` needs (InputError otherwise, before any work): a CUDA device and a
+/// build with the kernels. The CPU's emulation is a check of the kernels' code, not a fast path.
+void check_fused_group_norm(torch::Device device);
+
 /// act(GroupNorm(x + bias)) for x [N, C, ...] with C divisible by `groups`; bias [N, C] or
 /// undefined; gamma, beta [C]. `fused` picks the fused path for 4-D float32/bfloat16/float16 x
 /// (other inputs take the composite path); its output has x's dtype and memory format.

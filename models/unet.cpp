@@ -2,6 +2,7 @@
 #include "models/unet.h"
 
 #include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/conv.h>
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/upsampling.h>
 
@@ -46,8 +47,10 @@ torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor&
   torch::Tensor h, bias = t_(torch::silu(temb));
   if (fused_) {
     const auto& o = c1_->options;
-    h = torch::conv2d(h1, c1_->weight, {}, o.stride(), std::get<torch::ExpandingArray<2>>(o.padding()), o.dilation(),
-                      o.groups());
+    h = torch::nn::functional::conv2d(
+        h1, c1_->weight,
+        torch::nn::functional::Conv2dFuncOptions().stride(o.stride()).padding(o.padding()).dilation(o.dilation()).groups(
+            o.groups()));
     bias = bias + c1_->bias;
   } else {
     h = c1_(h1);
