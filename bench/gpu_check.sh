@@ -66,7 +66,9 @@ gtest_row "fused GroupNorm kernels" "$build/tests/unit_tests" "FusedGroupNorm.Cu
 gtest_row "fused keyed dropout == composite" "$build/tests/unit_tests" "KeyedDropout.FusedCudaKernelEqualsTheCompositeBitForBit"
 gtest_row "NCCL (1 rank) == MPI path" "$build/tests/dist_tests" "Gradients.NcclPathMatchesTheMpiPathOnOneGpu"
 gtest_row "CUDA graph step == eager step" "$build/tests/dist_tests" "CudaGraph.ReplayedStepsMatchEagerSteps"
-grep -E "^\[ graph" "$out/CudaGraph.ReplayedStepsMatchEagerSteps.log" >"$out/graph_cases.txt" 2>/dev/null
+gtest_row "step never waits for the GPU" "$build/tests/dist_tests" "PretrainStep.NeverWaitsForTheGpu"
+grep -hE "^\[ (graph|no sync)" "$out/CudaGraph.ReplayedStepsMatchEagerSteps.log" \
+  "$out/PretrainStep.NeverWaitsForTheGpu.log" >"$out/graph_cases.txt" 2>/dev/null
 "$build/bench/group_norm_bench" >"$out/group_norm.log" 2>&1
 sed -n '/^| shape/,$p' "$out/group_norm.log" >"$out/group_norm.md"
 row "group_norm_bench" "$(grep -c '^RESULT' "$out/group_norm.log") shapes (table above)"

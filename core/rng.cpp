@@ -2,6 +2,7 @@
 // implementation must reproduce.
 #include "core/rng.h"
 
+#include <ATen/record_function.h>
 #include <cmath>
 #include <numbers>
 #include <numeric>
@@ -223,6 +224,7 @@ torch::Tensor draw_on_cuda(CudaFloatKernel kernel, Stream stream, const StepKey&
 
 torch::Tensor normal(Stream stream, const StepKey& step, const torch::Tensor& indices,
                      at::IntArrayRef shape, torch::Device device) {
+  RECORD_FUNCTION("unidiff::keyed_normal", std::vector<c10::IValue>());  // one operator in profiles
 #ifdef UNIDIFF_WITH_CUDA_KERNELS
   if (device.is_cuda()) return draw_on_cuda(cuda::launch_normal, stream, step, indices, shape, device);
 #endif
@@ -231,6 +233,7 @@ torch::Tensor normal(Stream stream, const StepKey& step, const torch::Tensor& in
 
 torch::Tensor uniform(Stream stream, const StepKey& step, const torch::Tensor& indices,
                       at::IntArrayRef shape, torch::Device device) {
+  RECORD_FUNCTION("unidiff::keyed_uniform", std::vector<c10::IValue>());  // one operator in profiles
 #ifdef UNIDIFF_WITH_CUDA_KERNELS
   if (device.is_cuda()) return draw_on_cuda(cuda::launch_uniform, stream, step, indices, shape, device);
 #endif
@@ -239,6 +242,7 @@ torch::Tensor uniform(Stream stream, const StepKey& step, const torch::Tensor& i
 
 torch::Tensor randint(Stream stream, const StepKey& step, const torch::Tensor& indices, int64_t n,
                       torch::Device device) {
+  RECORD_FUNCTION("unidiff::keyed_randint", std::vector<c10::IValue>());  // one operator in profiles
   UD_ASSERT(n > 0 && n <= 0xFFFFFFFFll, "randint range ", n);
 #ifdef UNIDIFF_WITH_CUDA_KERNELS
   if (device.is_cuda()) {

@@ -12,6 +12,7 @@
 #include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
@@ -205,6 +206,20 @@ StepOutcome GraphedPretrainStep::run(const StepData& data) {
   }
   s.replay();
   return {s.loss, lr};
+}
+
+bool HostSyncTrap::available() { return GraphedPretrainStep::available(); }
+
+HostSyncTrap::HostSyncTrap() {
+#ifdef UNIDIFF_WITH_CUDA
+  c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+#endif
+}
+
+HostSyncTrap::~HostSyncTrap() {
+#ifdef UNIDIFF_WITH_CUDA
+  c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+#endif
 }
 
 }  // namespace unidiff::experiments

@@ -64,4 +64,18 @@ class GraphedPretrainStep {
   int captures_ = 0;
 };
 
+/// While one is alive, anything that makes the host wait for the GPU (a device-to-host copy, a
+/// synchronous host-to-device copy, `item()`, a stream or device synchronisation) throws instead:
+/// LibTorch's CUDA synchronisation debug mode set to "error" for the process. The tests hold one
+/// around training steps to check that a step never waits for the device. Not reentrant.
+class HostSyncTrap {
+ public:
+  /// Whether this build can set the mode (LibTorch with CUDA); without it the trap does nothing.
+  static bool available();
+  HostSyncTrap();
+  ~HostSyncTrap();
+  HostSyncTrap(const HostSyncTrap&) = delete;
+  HostSyncTrap& operator=(const HostSyncTrap&) = delete;
+};
+
 }  // namespace unidiff::experiments

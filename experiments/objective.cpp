@@ -1,5 +1,7 @@
 #include "experiments/objective.h"
 
+#include <ATen/record_function.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <numbers>
@@ -258,6 +260,8 @@ class ConsistencyTrainingObjective : public PretrainObjective {
   int64_t prepare(int64_t step) override {
     const int64_t n = o::ict_intervals(step, ctx_.total_steps, c_.ct_s0, c_.ct_s1);
     if (n != intervals_) {  // the curriculum moved on: new grid and interval weights
+      // Host arithmetic on float64 tables (then copied to the device), one operator in profiles.
+      RECORD_FUNCTION("unidiff::ict_curriculum_tables", std::vector<c10::IValue>());
       intervals_ = n;
       const torch::Tensor sigmas = o::karras_sigmas(n, c_.sigma_min, c_.sigma_max);
       probs_ = o::ict_interval_probs(sigmas, c_.p_mean, c_.p_std).to(ctx_.device);
