@@ -62,6 +62,7 @@ gtest_row() {  # gtest_row LABEL BINARY FILTER
   else row "$1" "passed ($(grep -o '\[  PASSED  \] [0-9]* test' "$log" | grep -o '[0-9]*') tests)"; fi
 }
 gtest_row "keyed RNG: CUDA == CPU bits" "$build/tests/unit_tests" "Rng.CudaDrawsEqualCpuDrawsBitForBit"
+gtest_row "loader: pinned, CUDA == CPU" "$build/tests/unit_tests" "Loader.CudaBatchesEqualCpuBatchesFromPinnedMemory"
 gtest_row "fused GroupNorm kernels" "$build/tests/unit_tests" "FusedGroupNorm.Cuda*"
 gtest_row "fused keyed dropout == composite" "$build/tests/unit_tests" "KeyedDropout.FusedCudaKernelEqualsTheCompositeBitForBit"
 gtest_row "NCCL (1 rank) == MPI path" "$build/tests/dist_tests" "Gradients.NcclPathMatchesTheMpiPathOnOneGpu"

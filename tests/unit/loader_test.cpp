@@ -1,10 +1,15 @@
 // The prefetching loader returns exactly the sampler's sequence whatever it reads ahead, counts
 // its position by batches returned, resumes from a saved position, flips by a keyed coin, and
-// reports reader failures to the caller.
+// reports reader failures to the caller; on a CUDA device (GPU host) it delivers the CPU loader's
+// batches, decoded on the device, from pinned host memory.
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
+
+#include <string>
 
 #include "core/error.h"
 #include "data/loader.h"
+#include "test_util.h"
 
 namespace unidiff::data {
 namespace {
@@ -62,6 +67,46 @@ TEST(Loader, RefusesFlipsOnVectorsAndBadPrefetch) {
   o.hflip = false;
   o.prefetch = 0;
   EXPECT_THROW(Loader(vec, ShardedSampler(10, 2, 1, 0, 0), o), InputError);
+}
+
+TEST(Loader, CudaBatchesEqualCpuBatchesFromPinnedMemory) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here (checked on the GPU host)";
+  testing::TempDir dir;
+  const torch::Tensor images = torch::randint(0, 256, {64, 3, 4, 6}, torch::kUInt8);
+  const torch::Tensor labels = torch::arange(64, torch::kInt64).remainder(10);
+  write_dataset(dir / "images.h5", images, labels, 10);
+  const torch::Device cuda(torch::kCUDA, 0);
+  for (const bool streaming : {false, true}) {
+    const std::string path = (dir / "images.h5").string();
+    const TensorDataset ds = streaming ? TensorDataset::open_streaming(path) : TensorDataset::load(path);
+    for (const bool decode : {true, false}) {
+      const std::string what = std::string(streaming ? "streaming" : "in memory") + (decode ? "" : ", raw");
+      LoaderOptions on_cpu;
+      on_cpu.hflip = true;
+      on_cpu.seed = 7;
+      on_cpu.decode = decode;
+      LoaderOptions on_gpu = on_cpu;
+      on_gpu.device = cuda;
+      on_gpu.prefetch = 2;
+      Loader a(ds, ShardedSampler(64, 8, 2, 1, 3), on_cpu);
+      Loader b(ds, ShardedSampler(64, 8, 2, 1, 3), on_gpu);
+      for (int k = 0; k < 12; ++k) {  // 3 epochs of this rank's 4 batches: flips and orders change
+        const Batch x = a.next(), y = b.next();
+        ASSERT_EQ(y.x.device(), cuda) << what;
+        EXPECT_EQ(y.x.scalar_type(), decode ? torch::kFloat32 : torch::kUInt8) << what;
+        // x / 127.5 - 1 in float32 on either device: the same numbers up to the last bit's rounding.
+        EXPECT_TRUE(torch::allclose(y.x.cpu().to(torch::kFloat64), x.x.to(torch::kFloat64), 0, 1e-6))
+            << what << ", batch " << k;
+        EXPECT_TRUE(torch::equal(y.index, x.index)) << what << ", batch " << k;
+        EXPECT_TRUE(torch::equal(y.labels, x.labels)) << what << ", batch " << k;
+        // The index and labels stay on the host, pinned, so that copying them does not wait.
+        EXPECT_TRUE(y.index.device().is_cpu() && y.index.is_pinned()) << what;
+        EXPECT_TRUE(y.labels.device().is_cpu() && y.labels.is_pinned()) << what;
+        EXPECT_FALSE(x.index.is_pinned()) << what;  // no pinning without a CUDA device
+        EXPECT_EQ(b.position(), a.position());
+      }
+    }
+  }
 }
 
 }  // namespace
