@@ -62,6 +62,9 @@ gtest_row() {  # gtest_row LABEL BINARY FILTER
   else row "$1" "passed ($(grep -o '\[  PASSED  \] [0-9]* test' "$log" | grep -o '[0-9]*') tests)"; fi
 }
 gtest_row "keyed RNG: CUDA == CPU bits" "$build/tests/unit_tests" "Rng.CudaDrawsEqualCpuDrawsBitForBit"
+(cd "$build" && ctest -R '^reference_math$' >"$out/reference_math.log" 2>&1)  # the PyTorch float64 values
+UNIDIFF_MATH_REFERENCE=$build/tests/math_reference.h5 \
+  gtest_row "schedule coefficients on CUDA" "$build/tests/unit_tests" "MathReference.ScheduleCoefficientsOnTheGpu"
 gtest_row "loader: pinned, CUDA == CPU" "$build/tests/unit_tests" "Loader.CudaBatchesEqualCpuBatchesFromPinnedMemory"
 gtest_row "fused GroupNorm kernels" "$build/tests/unit_tests" "FusedGroupNorm.Cuda*"
 gtest_row "fused keyed dropout == composite" "$build/tests/unit_tests" "KeyedDropout.FusedCudaKernelEqualsTheCompositeBitForBit"

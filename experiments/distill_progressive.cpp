@@ -61,7 +61,7 @@ o::X0Fn x0_of(models::Network& net, o::Prediction prediction, const o::Schedule&
   return [&net, prediction, &schedule](const torch::Tensor& z, const torch::Tensor& t) {
     const torch::Tensor out = net.forward(z, t);
     if (prediction == o::Prediction::kX0) return out;
-    return o::from_prediction(prediction, out, z, t.to(torch::kCPU, torch::kFloat64), schedule)
+    return o::from_prediction(prediction, out, z, t.to(torch::kFloat64), schedule)
         .x0.to(out.dtype());
   };
 }
@@ -74,6 +74,24 @@ void copy_weights(const torch::nn::Module& from, torch::nn::Module& to) {
 }
 
 }  // namespace
+
+torch::Tensor progressive_step(ModelGroup& student, const o::X0Fn& teacher_x0, const o::X0Fn& student_x0,
+                               const o::Schedule& schedule, const torch::Tensor& x0, const torch::Tensor& index,
+                               int64_t n, uint32_t seed, int64_t global_step, int64_t round_step) {
+  const auto s = static_cast<uint64_t>(global_step);
+  const torch::Device device = x0.device();
+  // Progress s = k / N with k uniform in 1..N, per sample (keyed; drawn on the device).
+  const torch::Tensor k = rng::randint({seed, rng::Purpose::kTimestep}, s, index, n, device) + 1;
+  const torch::Tensor eps =
+      rng::normal({seed, rng::Purpose::kNoise}, s, index, x0.sizes().slice(1), device);
+  student.begin_step();
+  const models::DropoutKeyScope dropout_key({seed, s, index});  // keyed masks
+  const o::PdLoss out = o::progressive_distillation_loss(teacher_x0, student_x0, schedule, x0, eps,
+                                                         k.to(torch::kFloat64) / static_cast<double>(n), n);
+  out.loss.backward();
+  student.end_step(round_step);
+  return out.loss.detach();
+}
 
 DistillResult distill_progressive(const TrainConfig& config) {
   validate(config);
@@ -220,18 +238,10 @@ DistillResult distill_progressive(const TrainConfig& config) {
     round.steps = n;
     for (int64_t step = first; step < dc.round_steps; ++step) {
       const data::Batch batch = loader.next();
-      const auto s = static_cast<uint64_t>(global_step);
-      // Progress s = k / N with k uniform in 1..N, per sample (keyed).
-      const torch::Tensor k = rng::randint({config.seed, rng::Purpose::kTimestep}, s, batch.index, n) + 1;
-      const torch::Tensor eps = rng::normal({config.seed, rng::Purpose::kNoise}, s, batch.index,
-                                            base.network.data_shape, device);
-      student.begin_step();
-      const models::DropoutKeyScope dropout_key({config.seed, s, batch.index});  // keyed masks
-      const o::PdLoss out = o::progressive_distillation_loss(
-          teacher_x0, student_x0, schedule, batch.x, eps, k.to(torch::kFloat64) / static_cast<double>(n), n);
-      out.loss.backward();
-      student.end_step(step);
-      loss_sum += out.loss.detach();
+      // The sample indices key every draw of the step: on the device once (pinned: no host wait).
+      const torch::Tensor index = batch.index.to(device, /*non_blocking=*/true);
+      loss_sum += progressive_step(student, teacher_x0, student_x0, schedule, batch.x, index, n, config.seed,
+                                   global_step, step);
       ++window;
       if ((step + 1) % config.log_every == 0 || step + 1 == dc.round_steps) {
         torch::Tensor mean = (loss_sum / static_cast<double>(window)).to(torch::kCPU, torch::kFloat64).reshape({1});

@@ -7,7 +7,14 @@
 // RUN_DIR/rounds.jsonl and saves the student as RUN_DIR/student-N.h5 (a model file).
 #pragma once
 
+#include <torch/types.h>
+
+#include <cstdint>
+
 #include "experiments/config.h"
+#include "experiments/model_group.h"
+#include "objectives/distill/progressive.h"
+#include "objectives/schedule.h"
 
 namespace unidiff::experiments {
 
@@ -27,5 +34,15 @@ struct DistillResult {
 };
 
 DistillResult distill_progressive(const TrainConfig& config);
+
+/// One student step of a round of `n` steps, as distill_progressive runs it: progress s = k / n
+/// with k uniform in 1..n and the noise keyed by (seed, global_step, sample index), dropout masks
+/// keyed the same way, the teacher's two DDIM half steps, the student's loss, backward and the
+/// group's update with the learning rate of `round_step`. x0 and `index` on the run's device.
+/// Queues device work only: nothing in it waits for the device. Returns the detached loss.
+torch::Tensor progressive_step(ModelGroup& student, const objectives::X0Fn& teacher_x0,
+                               const objectives::X0Fn& student_x0, const objectives::Schedule& schedule,
+                               const torch::Tensor& x0, const torch::Tensor& index, int64_t n, uint32_t seed,
+                               int64_t global_step, int64_t round_step);
 
 }  // namespace unidiff::experiments

@@ -17,7 +17,7 @@ torch::Tensor per_sample(const torch::Tensor& c, const torch::Tensor& x) {
 
 PdPoint pd_point(const Schedule& schedule, const torch::Tensor& s) {
   UD_ASSERT(schedule.family == ScheduleFamily::kDdpm, "progressive distillation runs on a DDPM schedule");
-  const torch::Tensor s64 = s.to(torch::kCPU, torch::kFloat64);
+  const torch::Tensor s64 = s.to(torch::kFloat64);  // on s's device: nothing waits for the host
   const torch::Tensor t = s64 * static_cast<double>(schedule.ddpm.num_steps - 1);
   const Coeffs c = schedule.at(t);
   const torch::Tensor clean = s64 <= 0;
@@ -38,7 +38,7 @@ PdLoss progressive_distillation_loss(const X0Fn& teacher, const X0Fn& student,
                                      const Schedule& schedule, const torch::Tensor& x0,
                                      const torch::Tensor& eps, const torch::Tensor& s, int64_t n) {
   UD_ASSERT(n >= 1, "student steps ", n);
-  const torch::Tensor s64 = s.to(torch::kCPU, torch::kFloat64);
+  const torch::Tensor s64 = s.to(x0.device(), torch::kFloat64);
   const PdPoint p = pd_point(schedule, s64);
   const PdPoint mid = pd_point(schedule, s64 - 0.5 / static_cast<double>(n));
   const PdPoint end = pd_point(schedule, s64 - 1.0 / static_cast<double>(n));
@@ -64,10 +64,11 @@ torch::Tensor pd_sample(const X0Fn& model, const Schedule& schedule, const torch
   UD_ASSERT(n >= 1, "sampling steps ", n);
   torch::NoGradGuard no_grad;
   const int64_t b = x_T.size(0);
+  const auto f64 = torch::dtype(torch::kFloat64).device(x_T.device());
   torch::Tensor z = x_T;
   for (int64_t k = n; k >= 1; --k) {
-    const PdPoint from = pd_point(schedule, torch::full({b}, static_cast<double>(k) / n, torch::kFloat64));
-    const PdPoint to = pd_point(schedule, torch::full({b}, static_cast<double>(k - 1) / n, torch::kFloat64));
+    const PdPoint from = pd_point(schedule, torch::full({b}, static_cast<double>(k) / n, f64));
+    const PdPoint to = pd_point(schedule, torch::full({b}, static_cast<double>(k - 1) / n, f64));
     const torch::Tensor x0 = model(z, from.t.to(z.device()));
     z = k == 1 ? x0 : pd_ddim_step(z, x0, from, to);
   }

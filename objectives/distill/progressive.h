@@ -23,7 +23,8 @@ namespace unidiff::objectives {
 /// A network's prediction turned into x0 (its parameterisation handled by the caller).
 using X0Fn = std::function<torch::Tensor(const torch::Tensor& z, const torch::Tensor& t)>;
 
-/// Schedule coefficients at progress s (per sample, float64 [B]) and the network time t.
+/// Schedule coefficients at progress s (per sample, float64 [B]) and the network time t, on s's
+/// device.
 struct PdPoint {
   torch::Tensor alpha, sigma;  ///< float64 [B]
   torch::Tensor t;             ///< float32 [B], the network's time input (T - 1) s
@@ -42,7 +43,7 @@ struct PdLoss {
 
 /// The distillation loss at progress s (float64 [B], multiples of 1/N in (0, 1]) for data x0 and
 /// noise eps: z = alpha x0 + sigma eps, the teacher's two half steps, the target, and the
-/// truncated-SNR-weighted error of the student's x0.
+/// truncated-SNR-weighted error of the student's x0. Computed on x0's device.
 PdLoss progressive_distillation_loss(const X0Fn& teacher, const X0Fn& student,
                                      const Schedule& schedule, const torch::Tensor& x0,
                                      const torch::Tensor& eps, const torch::Tensor& s, int64_t n);

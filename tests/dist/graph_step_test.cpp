@@ -23,6 +23,7 @@
 #include "dist/communicator.h"
 #include "dist/gradients.h"
 #include "deferred_communicator.h"
+#include "experiments/distill_progressive.h"
 #include "experiments/graph_step.h"
 #include "experiments/model_group.h"
 #include "experiments/objective.h"
@@ -31,6 +32,8 @@
 #include "models/network.h"
 #include "models/precision.h"
 #include "models/unet.h"
+#include "objectives/distill/progressive.h"
+#include "objectives/schedule.h"
 
 namespace unidiff::experiments {
 namespace {
@@ -234,6 +237,40 @@ TEST(CudaGraph, ReplayedStepsMatchEagerSteps) {
   }
 }
 
+/// Runs `steps` student steps of a progressive-distillation round of 4 steps (x0-predicting MLPs
+/// as teacher and student, linear DDPM schedule) on `device`, each rank on its own samples.
+void distill(const dist::Communicator& comm, torch::Device device, int64_t steps, const Watch& watch) {
+  torch::manual_seed(3);
+  models::NetworkConfig net;
+  net.data_shape = {2};
+  net.hidden = 64;
+  auto teacher = models::make_network(net);
+  auto student_net = models::make_network(net);
+  teacher->to(device);
+  student_net->to(device);
+  OptimConfig optim;
+  optim.lr = 1e-3;
+  optim.grad_clip = 1.0;
+  optim.ema_decay = 0.99;
+  ModelGroup student("student", ModelGroup::Role::kTrained, student_net, comm, optim, {}, steps);
+  const objectives::Schedule schedule = objectives::Schedule::ddpm_schedule(objectives::BetaSchedule::kLinear);
+  const objectives::X0Fn teacher_x0 = [&](const torch::Tensor& z, const torch::Tensor& t) {
+    return teacher->forward(z, t);
+  };
+  const objectives::X0Fn student_x0 = [&](const torch::Tensor& z, const torch::Tensor& t) {
+    return student.net().forward(z, t);
+  };
+  std::shared_ptr<void> watching;
+  for (int64_t step = 0; step < steps; ++step) {
+    if (step == watch.from) watching = watch.make();
+    const int64_t first = (step * comm.size() + comm.rank()) * 32;
+    const torch::Tensor index = torch::arange(first, first + 32, torch::dtype(torch::kInt64).device(device));
+    const torch::Tensor x0 = rng::normal({9, rng::Purpose::kDataGen}, 0, index, {2}, device).clamp(-1, 1);
+    progressive_step(student, teacher_x0, student_x0, schedule, x0, index, 4, 5, step, step);
+  }
+  ASSERT_EQ(student.optimizer().steps(), steps);
+}
+
 /// Records the operators run by this thread (and the backward passes it starts) that read a
 /// tensor's value on the host: item() and bool conversions, nonzero and what is built on it
 /// (boolean-mask indexing, masked_select, unique), equal. On a GPU each of them makes the host wait
@@ -318,6 +355,14 @@ TEST(PretrainStep, ReadsNoValueBackToTheHost) {
       EXPECT_TRUE(probe->seen().empty()) << name << " reads on the host:" << ops;
     }
   }
+  {  // A progressive-distillation student step (teacher half steps, schedule coefficients).
+    std::shared_ptr<HostReads> probe;
+    distill(*world, torch::kCPU, 5, {2, [&probe] { return probe = std::make_shared<HostReads>(); }});
+    ASSERT_TRUE(probe);
+    std::string ops;
+    for (const std::string& op : probe->seen()) ops += " " + op;
+    EXPECT_TRUE(probe->seen().empty()) << "progressive distillation reads on the host:" << ops;
+  }
 }
 
 TEST(PretrainStep, NeverWaitsForTheGpu) {
@@ -383,6 +428,12 @@ TEST(PretrainStep, NeverWaitsForTheGpu) {
     }
   }
   at::globalContext().setBenchmarkCuDNN(benchmark);
+  try {  // From the third step on (the first copies the schedule's table to the device).
+    distill(*comm, cuda, 6, {2, [] { return std::make_shared<HostSyncTrap>(); }});
+    std::printf("[ no sync  ] progressive distillation: 4 steps, none waited\n");
+  } catch (const c10::Error& e) {
+    ADD_FAILURE() << "progressive distillation: a step waited for the GPU: " << e.what();
+  }
 }
 
 }  // namespace

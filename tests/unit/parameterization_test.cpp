@@ -3,6 +3,7 @@
 // the VP-to-RF velocity mapping, TrigFlow's identities, the CM/LCM boundary coefficients and the
 // DDPO step log-density are checked too.
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 
 #include <cstdlib>
 #include <numbers>
@@ -45,6 +46,23 @@ TEST_F(MathReference, ScheduleCoefficients) {
     if (has(name + "/d_alpha")) {
       expect_close(c.d_alpha, get(name + "/d_alpha"), name + " d_alpha");
       expect_close(c.d_sigma, get(name + "/d_sigma"), name + " d_sigma");
+    }
+  }
+}
+
+TEST_F(MathReference, ScheduleCoefficientsOnTheGpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here (checked on the GPU host)";
+  const torch::Device cuda(torch::kCUDA, 0);
+  for (const std::string name : {"ddpm-linear", "ve", "rf", "trigflow"}) {
+    const Schedule s = Schedule::parse(name);
+    const Coeffs c = s.at(get(name + "/t").to(cuda));  // computed there, nothing copied back
+    ASSERT_EQ(c.alpha.device(), cuda) << name;
+    ASSERT_EQ(c.d_sigma.device(), cuda) << name;
+    expect_close(c.alpha.cpu(), get(name + "/alpha"), name + " alpha (cuda)");
+    expect_close(c.sigma.cpu(), get(name + "/sigma"), name + " sigma (cuda)");
+    if (has(name + "/d_alpha")) {
+      expect_close(c.d_alpha.cpu(), get(name + "/d_alpha"), name + " d_alpha (cuda)");
+      expect_close(c.d_sigma.cpu(), get(name + "/d_sigma"), name + " d_sigma (cuda)");
     }
   }
 }
@@ -147,6 +165,22 @@ TEST(Parameterization, CfgConvention) {
   const torch::Tensor c = torch::tensor({1.0, 2.0}), u = torch::tensor({0.5, 0.0});
   EXPECT_TRUE(torch::allclose(cfg_combine(c, u, 1.0), c));  // w = 1: no guidance
   EXPECT_TRUE(torch::allclose(cfg_combine(c, u, 3.0), torch::tensor({2.0, 6.0})));
+}
+
+TEST(Schedule, DdpmTablesReplacedAfterUseAreNoticed) {
+  // at() keeps log(abar) per device, shared by copies; a schedule given other tables afterwards
+  // must use them, and its copies their own.
+  const torch::Tensor t = torch::tensor({0.0, 17.25, 500.5, 998.9}, torch::kFloat64);
+  const Schedule linear = Schedule::ddpm_schedule(BetaSchedule::kLinear);
+  const Schedule cosine = Schedule::ddpm_schedule(BetaSchedule::kCosine);
+  Schedule s = linear;
+  const Coeffs before = s.at(t);
+  EXPECT_TRUE(torch::equal(before.alpha, linear.at(t).alpha));
+  s.ddpm = cosine.ddpm;
+  EXPECT_TRUE(torch::equal(s.at(t).alpha, cosine.at(t).alpha));
+  EXPECT_TRUE(torch::equal(s.at(t).d_sigma, cosine.at(t).d_sigma));
+  EXPECT_TRUE(torch::equal(linear.at(t).alpha, before.alpha));  // the copy it came from is unchanged
+  EXPECT_FALSE(torch::equal(before.alpha, s.at(t).alpha));
 }
 
 TEST(Schedule, KarrasGridAndUniformGrids) {
