@@ -320,7 +320,9 @@ torch::Tensor sample_continuous(const SampleConfig& c, LoadedModel& m, const Dif
   std::vector<torch::Tensor> chunks;
   for (int64_t begin = 0; begin < c.num; begin += c.batch) {
     const int64_t end = std::min(c.num, begin + c.batch);
-    const torch::Tensor idx = rng::arange_indices(begin, end);
+    // On the device once: every step's noise is keyed by it (a host tensor would be copied, and
+    // waited for, at every step).
+    const torch::Tensor idx = rng::arange_indices(begin, end).to(device);
     const rng::Stream stream{c.seed, rng::Purpose::kSampling};
     const torch::Tensor x_T = sch.sigma(sch.t_max) * rng::normal(stream, 0, idx, m.network.data_shape, device);
     const objectives::NoiseFn noise = [&](int64_t i) {
@@ -445,7 +447,7 @@ torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device 
   std::vector<torch::Tensor> chunks;
   for (int64_t begin = 0; begin < c.num; begin += c.batch) {
     const int64_t end = std::min(c.num, begin + c.batch);
-    const torch::Tensor idx = rng::arange_indices(begin, end);
+    const torch::Tensor idx = rng::arange_indices(begin, end).to(device);  // once: keys every step's noise
     labels = sample_labels(c, *m.module, begin, end, device);
     const rng::Stream stream{c.seed, rng::Purpose::kSampling};
     // Step 0 of the stream is x_T; sampler step i draws its noise at stream step i + 1.
