@@ -130,10 +130,13 @@ torch::Tensor randint_cpu(Stream stream, uint64_t step, const torch::Tensor& ind
 }
 
 #ifdef UNIDIFF_WITH_CUDA_KERNELS
-/// The indices as int64 on `device`, without a trip through the host when they are there already.
+/// The indices as int64 on `device`, without a trip through the host when they are there already;
+/// from pinned host memory (the loader's) the copy is queued without waiting. Callers that draw
+/// several times from host indices should copy them over once themselves.
 torch::Tensor device_indices(const torch::Tensor& indices, torch::Device device) {
   UD_ASSERT(indices.dim() == 1, "indices must be [B]");
-  return indices.to(device, torch::kInt64).contiguous();
+  const bool pinned = indices.device().is_cpu() && indices.is_pinned();
+  return indices.to(device, torch::kInt64, /*non_blocking=*/pinned).contiguous();
 }
 
 /// Indices on `device`, the output allocated there, and the current stream of that device.

@@ -139,6 +139,9 @@ TEST(Rng, CudaDrawsEqualCpuDrawsBitForBit) {
     EXPECT_TRUE(torch::equal(uniform(s, (step << 16) | 5u, idx, {9}),
                              uniform(s, StepKey(counter, 16, 5), idx_cuda, {9}, cuda).cpu()));
     EXPECT_TRUE(torch::equal(randint(s, step, idx, 1000), randint(s, StepKey(counter), idx_cuda, 1000, cuda).cpu()));
+    // From pinned host indices (the loader's), copied over without waiting.
+    const torch::Tensor idx_pinned = idx.pin_memory();
+    EXPECT_TRUE(torch::equal(normal(s, step, idx, {3, 5}), normal(s, step, idx_pinned, {3, 5}, cuda).cpu()));
   }
 }
 
