@@ -114,9 +114,11 @@ DistillResult distill_progressive(const TrainConfig& config) {
   UD_CHECK_INPUT(prediction == o::Prediction::kEps || prediction == o::Prediction::kX0 ||
                      prediction == o::Prediction::kV,
                  "the teacher predicts ", base.diffusion.prediction, " (valid: eps, x0, v)");
-  const o::Schedule schedule = o::Schedule::from_ddpm(o::DdpmSchedule::make(
-      o::parse_beta_schedule(base.diffusion.schedule), base.diffusion.timesteps,
-      base.diffusion.beta_start, base.diffusion.beta_end));
+  // Its tables on the device, where the steps read them (no copy, no host wait per step).
+  const o::Schedule schedule = o::Schedule::from_ddpm(
+      o::DdpmSchedule::make(o::parse_beta_schedule(base.diffusion.schedule), base.diffusion.timesteps,
+                            base.diffusion.beta_start, base.diffusion.beta_end)
+          .to(device));
   data::ShardedSampler sampler(dataset.size(), config.data.global_batch, world, rank, config.seed);
   // The settings a resume must not silently change.
   const std::map<std::string, std::string> settings = {

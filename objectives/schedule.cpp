@@ -67,26 +67,12 @@ Schedule Schedule::parse(const std::string& name) {
                 "' (valid: ddpm-linear, ddpm-cosine, ddpm-scaled-linear, ve, rf, trigflow)");
 }
 
-torch::Tensor Schedule::log_alpha_bars(c10::Device device) const {
-  std::lock_guard<std::mutex> lock(tables_->mutex);
-  if (!tables_->source.is_same(ddpm.alpha_bars)) {
-    tables_->source = ddpm.alpha_bars;
-    tables_->log_alpha_bars.clear();
-  }
-  for (const auto& [d, table] : tables_->log_alpha_bars) {
-    if (d == device) return table;
-  }
-  const torch::Tensor table = torch::log(ddpm.alpha_bars.to(torch::kFloat64)).to(device);
-  tables_->log_alpha_bars.emplace_back(device, table);
-  return table;
-}
-
 Coeffs Schedule::at(const torch::Tensor& t_in) const {
   const torch::Tensor t = t_in.to(torch::kFloat64);  // on its own device
   Coeffs c;
   switch (family) {
     case ScheduleFamily::kDdpm: {
-      const torch::Tensor la = log_alpha_bars(t.device());
+      const torch::Tensor la = torch::log(ddpm.alpha_bars.to(t.device(), torch::kFloat64));
       const int64_t n = ddpm.num_steps;
       const torch::Tensor tc = t.clamp(0, static_cast<double>(n - 1));
       const torch::Tensor lo = tc.floor().clamp_max(static_cast<double>(n - 2)).to(torch::kInt64);

@@ -14,10 +14,7 @@
 
 #include <torch/types.h>
 
-#include <memory>
-#include <mutex>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "objectives/ddpm_schedule.h"
@@ -51,8 +48,9 @@ struct Schedule {
   static Schedule parse(const std::string& name);
   static const std::vector<std::string>& names();
 
-  /// Coefficients at times t (any shape), in float64 on t's device. On a CUDA device nothing
-  /// waits for the host after the first call there (which copies the DDPM table over once).
+  /// Coefficients at times t (any shape), in float64 on t's device. The DDPM tables are read
+  /// where t is: tables moved there beforehand (`ddpm = ddpm.to(device)`) need no copy, so
+  /// nothing waits for the host; tables elsewhere are copied over on each call.
   Coeffs at(const torch::Tensor& t) const;
   /// Scalar versions.
   double alpha(double t) const;
@@ -63,17 +61,6 @@ struct Schedule {
   /// `steps` + 1 decreasing times from t_max to t_min: Karras steps (rho) for ve, uniform in t
   /// otherwise.
   std::vector<double> time_grid(int64_t steps) const;
-
- private:
-  /// log(abar) of `ddpm.alpha_bars` per device, made on first use there (copies share it; a
-  /// replaced table is noticed and the copies remade).
-  struct DeviceTables {
-    std::mutex mutex;
-    torch::Tensor source;  ///< the alpha_bars the entries were made from
-    std::vector<std::pair<c10::Device, torch::Tensor>> log_alpha_bars;
-  };
-  std::shared_ptr<DeviceTables> tables_ = std::make_shared<DeviceTables>();
-  torch::Tensor log_alpha_bars(c10::Device device) const;
 };
 
 }  // namespace unidiff::objectives

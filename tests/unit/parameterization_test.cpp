@@ -54,7 +54,8 @@ TEST_F(MathReference, ScheduleCoefficientsOnTheGpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here (checked on the GPU host)";
   const torch::Device cuda(torch::kCUDA, 0);
   for (const std::string name : {"ddpm-linear", "ve", "rf", "trigflow"}) {
-    const Schedule s = Schedule::parse(name);
+    Schedule s = Schedule::parse(name);
+    if (s.family == ScheduleFamily::kDdpm) s.ddpm = s.ddpm.to(cuda);  // its tables where t is
     const Coeffs c = s.at(get(name + "/t").to(cuda));  // computed there, nothing copied back
     ASSERT_EQ(c.alpha.device(), cuda) << name;
     ASSERT_EQ(c.d_sigma.device(), cuda) << name;
@@ -168,8 +169,8 @@ TEST(Parameterization, CfgConvention) {
 }
 
 TEST(Schedule, DdpmTablesReplacedAfterUseAreNoticed) {
-  // at() keeps log(abar) per device, shared by copies; a schedule given other tables afterwards
-  // must use them, and its copies their own.
+  // at() reads the tables the schedule holds when it is called (no stale copy of them anywhere):
+  // a schedule given other tables afterwards uses them, and the schedule it was copied from its own.
   const torch::Tensor t = torch::tensor({0.0, 17.25, 500.5, 998.9}, torch::kFloat64);
   const Schedule linear = Schedule::ddpm_schedule(BetaSchedule::kLinear);
   const Schedule cosine = Schedule::ddpm_schedule(BetaSchedule::kCosine);
