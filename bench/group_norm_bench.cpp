@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "models/group_norm_act.h"
 #include "models/precision.h"
 
@@ -42,6 +43,7 @@ double time_ms(const torch::Device& device, int64_t iters, const std::function<v
 }  // namespace
 
 int main(int argc, char** argv) {
+  unidiff::memory::keep_freed_pages();
   std::string device_name = "cuda";
   int64_t batch = 128, iters = 50;
   for (int i = 1; i < argc; ++i) {

@@ -15,6 +15,7 @@
 
 #include "core/fs.h"
 #include "core/h5.h"
+#include "core/memory.h"
 #include "data/dataset.h"
 #include "data/fashion_mnist.h"
 #include "data/loader.h"
@@ -92,6 +93,7 @@ Rate loader_rate(const d::TensorDataset& ds, int64_t batch, double bytes_per_sam
 }  // namespace
 
 int main(int argc, char** argv) {
+  unidiff::memory::keep_freed_pages();
   double gb = 2.0, seconds = 15;
   std::string dir = "/tmp";
   for (int i = 1; i < argc; ++i) {

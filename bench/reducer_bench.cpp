@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/memory.h"
 #include "dist/communicator.h"
 #include "dist/flat_adamw.h"
 #include "dist/gradients.h"
@@ -70,6 +71,7 @@ Result run(const Options& o, d::Communicator& comm, bool bucketed, int64_t& para
 }  // namespace
 
 int main(int argc, char** argv) {
+  unidiff::memory::keep_freed_pages();
   d::init(&argc, &argv);
   Options o;
   for (int i = 1; i < argc; ++i) {

@@ -46,6 +46,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "core/rng.h"
 #include "dist/communicator.h"
 #include "dist/world.h"
@@ -327,6 +328,7 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ud::memory::keep_freed_pages();
   ud::dist::init(&argc, &argv);
   int rc = 0;
   try {

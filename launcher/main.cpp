@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/memory.h"
 #include "data/dataset.h"
 #include "data/fashion_mnist.h"
 #include "data/image_folder.h"
@@ -202,6 +203,7 @@ int dispatch(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  unidiff::memory::keep_freed_pages();
   const int code = unidiff::dist::run_guarded([&] {
     unidiff::dist::init(&argc, &argv);
     unidiff::log::init(argv[0], unidiff::dist::rank());

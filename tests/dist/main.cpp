@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 #include <torch/utils.h>
 
+#include "core/memory.h"
 #include "dist/world.h"
 
 int main(int argc, char** argv) {
+  unidiff::memory::keep_freed_pages();
   unidiff::dist::init(&argc, &argv);
   testing::InitGoogleTest(&argc, argv);
   torch::set_num_threads(1);
