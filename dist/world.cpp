@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <thread>
 
@@ -104,6 +105,15 @@ torch::Device select_device(bool allow_cuda) {
 }
 
 int configure_threads(int threads) {
+  if (threads <= 0) {
+    // OMP_NUM_THREADS, where set to a positive number, is the threads of this process (as for
+    // LibTorch and OpenMP programs generally); a launcher exports it with `-x OMP_NUM_THREADS=n`.
+    if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+      char* end = nullptr;
+      const long n = std::strtol(env, &end, 10);
+      if (end != env && *end == '\0' && n > 0) threads = static_cast<int>(std::min<long>(n, 4096));
+    }
+  }
   if (threads <= 0) {
     cpu_set_t set;
     int cores = static_cast<int>(std::thread::hardware_concurrency());

@@ -26,8 +26,9 @@ std::string hostname();
 /// The device of this rank: cuda:local_rank when CUDA is usable (and `allow_cuda`), else CPU.
 torch::Device select_device(bool allow_cuda = true);
 
-/// Sets LibTorch's intra-op threads so the ranks on one host share its cores:
-/// max(1, cores / local_size), or `threads` when positive. Returns the number set.
+/// Sets LibTorch's intra-op threads: `threads` when positive, else OMP_NUM_THREADS when set to a
+/// positive number, else max(1, cores / local_size) so that the ranks on one host share its
+/// cores. Returns the number set.
 int configure_threads(int threads = 0);
 
 /// Ends the whole job with `code` from any rank: MPI_Abort when several ranks run (so no rank

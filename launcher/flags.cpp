@@ -136,7 +136,7 @@ DEFINE_bool(channels_last, false, "train, sample: images in channels-last (NHWC)
 DEFINE_bool(cuda_graph, false, "train on CUDA (one device per rank; several ranks need NCCL): capture the whole training step (forward, backward, gradient all-reduce, AdamW, EMA) in a CUDA graph after 3 eager steps and replay it every step (same results, far fewer kernel launches from the host)");
 DEFINE_bool(fused_group_norm, false, "train, sample on CUDA with a unet: every GroupNorm with the SiLU after it (and the time embedding added before it) as one fused kernel that keeps bfloat16 activations in bfloat16 (less memory traffic; the same results up to rounding)");
 DEFINE_bool(cudnn_benchmark, false, "train, sample on CUDA: let cuDNN time its convolution algorithms on the first steps and keep the fastest (faster; the chosen algorithms, so the last bits, may differ between runs)");
-DEFINE_int64(threads, 0, "intra-op threads per rank (0 = cores on the host / ranks on the host)");
+DEFINE_int64(threads, 0, "intra-op threads per rank (0 = $OMP_NUM_THREADS if set, else cores on the host / ranks on the host)");
 DEFINE_validator(threads, &non_negative);
 
 // --- sample ---

@@ -15,7 +15,7 @@
 set -euo pipefail
 bin=$UNIDIFF_BIN
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-mpi=("$MPIEXEC" --oversubscribe --bind-to none)
+mpi=("$MPIEXEC" --oversubscribe --bind-to none -x OMP_NUM_THREADS=1)
 "$bin" data toy --dist=moons --num=3000 --seed=1 --out="$tmp/d.h5" >/dev/null 2>&1
 common=(--data="$tmp/d.h5" --data_batch=96 --model_hidden=32 --model_layers=2 --model_time_dim=16
         --optim_lr=2e-3 --optim_warmup=5 --ema_decay=0.9 --log_every=10 --threads=1)

@@ -1,6 +1,14 @@
 // Collectives with closed-form answers: sums and maxima of rank numbers, broadcast from the last
 // rank, all-gather in rank order.
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <torch/utils.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <thread>
 
 #include "dist/communicator.h"
 #include "dist/world.h"
@@ -14,6 +22,34 @@ TEST(Collectives, WorldMatchesTheLauncher) {
   EXPECT_EQ(comm->rank(), rank());
   EXPECT_GE(local_size(), 1);
   EXPECT_LT(local_rank(), local_size());
+}
+
+// Threads: an explicit count wins, then a positive OMP_NUM_THREADS, then the host's cores shared by
+// its ranks (the test's launcher exports OMP_NUM_THREADS=1, so every branch is set up here).
+TEST(World, ThreadsFollowTheFlagThenOmpNumThreadsThenTheCoresPerRank) {
+  const char* saved = std::getenv("OMP_NUM_THREADS");
+  const std::optional<std::string> restore = saved ? std::optional<std::string>(saved) : std::nullopt;
+  const int before = torch::get_num_threads();
+  cpu_set_t set;
+  int cores = static_cast<int>(std::thread::hardware_concurrency());
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) cores = CPU_COUNT(&set);
+  const int shared = std::max(1, cores / local_size());
+
+  setenv("OMP_NUM_THREADS", "3", 1);
+  EXPECT_EQ(configure_threads(0), 3);
+  EXPECT_EQ(torch::get_num_threads(), 3);
+  EXPECT_EQ(configure_threads(5), 5);
+  EXPECT_EQ(torch::get_num_threads(), 5);
+  for (const char* bad : {"0", "-2", "two", "2x", ""}) {
+    setenv("OMP_NUM_THREADS", bad, 1);
+    EXPECT_EQ(configure_threads(0), shared) << "OMP_NUM_THREADS='" << bad << "'";
+  }
+  unsetenv("OMP_NUM_THREADS");
+  EXPECT_EQ(configure_threads(0), shared);
+  EXPECT_EQ(torch::get_num_threads(), shared);
+
+  if (restore) setenv("OMP_NUM_THREADS", restore->c_str(), 1);
+  torch::set_num_threads(before);
 }
 
 TEST(Collectives, AllReduceSumAndMax) {

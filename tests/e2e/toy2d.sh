@@ -16,7 +16,7 @@ sampler=("$@")
 bin=$UNIDIFF_BIN
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 "$bin" data toy --dist="$toy" --num=20000 --seed=1 --out="$tmp/data.h5"
-"$MPIEXEC" --oversubscribe --bind-to none -np 2 "$bin" train \
+"$MPIEXEC" --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -np 2 "$bin" train \
   --flagfile="$UNIDIFF_SOURCE_DIR/experiments/recipes/$recipe.flags" \
   --data="$tmp/data.h5" --run_dir="$tmp/run"
 : >"$tmp/model.jsonl"

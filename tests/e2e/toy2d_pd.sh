@@ -8,10 +8,10 @@ set -euo pipefail
 bin=$UNIDIFF_BIN
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 "$bin" data toy --dist=moons --num=20000 --seed=1 --out="$tmp/data.h5"
-"$MPIEXEC" --oversubscribe --bind-to none -np 2 "$bin" train \
+"$MPIEXEC" --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -np 2 "$bin" train \
   --flagfile="$UNIDIFF_SOURCE_DIR/experiments/recipes/toy2d_ddpm.flags" --prediction=v \
   --train_steps=2000 --data="$tmp/data.h5" --run_dir="$tmp/teacher"
-"$MPIEXEC" --oversubscribe --bind-to none -np 2 "$bin" train \
+"$MPIEXEC" --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -np 2 "$bin" train \
   --flagfile="$UNIDIFF_SOURCE_DIR/experiments/recipes/toy2d_pd.flags" \
   --pd_teacher="$tmp/teacher" --data="$tmp/data.h5" --run_dir="$tmp/pd"
 for n in 128 64 32 16 8 4 2 1; do test -s "$tmp/pd/student-$n.h5"; done

@@ -8,7 +8,7 @@
 set -euo pipefail
 bin=$UNIDIFF_BIN
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-run() { "$MPIEXEC" --oversubscribe --bind-to none -np 2 "$bin" train "$@"; }
+run() { "$MPIEXEC" --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -np 2 "$bin" train "$@"; }
 recipes=$UNIDIFF_SOURCE_DIR/experiments/recipes
 "$bin" data toy --dist=moons --num=20000 --seed=1 --out="$tmp/data.h5"
 run --flagfile="$recipes/toy2d_rf.flags" --data="$tmp/data.h5" --run_dir="$tmp/rf"
