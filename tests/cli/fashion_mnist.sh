@@ -47,12 +47,16 @@ assert (x[:, 0, 2:30, 2:30] == vi).all() and (x[:, 0, :2] == 0).all() and (y == 
 print("fashion-mnist: train", np.bincount(tl).tolist(), "test", np.bincount(vl).tolist())
 PY
 
-# The evaluation classifier: one epoch on the training set, then FD and class accuracy of real
-# test images (FD 0 against themselves, accuracy = the classifier's own), and FD of noise images
-# far above the FD between the test and training sets.
-"$bin" data fashion-mnist --split=test --out="$tmp/test28.h5"
-"$bin" eval train-classifier --data="$tmp/train.h5" --reference="$tmp/test28.h5" --classifier_epochs=1 \
-  --out="$tmp/clf.h5" 2>&1 | tail -n 2
+# The evaluation classifier: one epoch on a third of the training set (a shard of 20,000 images,
+# batches of 64: 0.847 on this machine; the whole set takes three times as long for 0.877), at
+# least 82% on a third of the test set (3,333 images, the reference below); then FD and class
+# accuracy of real test images (FD 0 against themselves, accuracy = the classifier's own), and FD
+# of noise images far above the FD between the test and training sets.
+"$bin" data fashion-mnist --split=train --shards=3 --out="$tmp/train-sh.h5" >/dev/null
+"$bin" data fashion-mnist --split=test --shards=3 --out="$tmp/test28-sh.h5" >/dev/null
+ref=$tmp/test28-sh-00000-of-00003.h5
+"$bin" eval train-classifier --data="$tmp/train-sh-00000-of-00003.h5" --reference="$ref" \
+  --classifier_epochs=1 --classifier_batch=64 --out="$tmp/clf.h5" 2>&1 | tail -n 2
 "$UNIDIFF_PYTHON" - "$tmp" <<'PY'
 import sys
 import h5py, numpy as np
@@ -65,24 +69,24 @@ rng = np.random.default_rng(0)
 with h5py.File(f"{d}/noise.h5", "w") as f:
     f["data"] = rng.integers(0, 256, size=(2000, 1, 28, 28), dtype=np.uint8)
 PY
-self=$("$bin" eval --samples="$tmp/test28.h5" --reference="$tmp/test28.h5" --classifier="$tmp/clf.h5")
-real=$("$bin" eval --samples="$tmp/sub.h5" --reference="$tmp/test28.h5" --classifier="$tmp/clf.h5")
-noise=$("$bin" eval --samples="$tmp/noise.h5" --reference="$tmp/test28.h5" --classifier="$tmp/clf.h5")
+self=$("$bin" eval --samples="$ref" --reference="$ref" --classifier="$tmp/clf.h5")
+real=$("$bin" eval --samples="$tmp/sub.h5" --reference="$ref" --classifier="$tmp/clf.h5")
+noise=$("$bin" eval --samples="$tmp/noise.h5" --reference="$ref" --classifier="$tmp/clf.h5")
 echo "self:  $self"; echo "train: $real"; echo "noise: $noise"
 "$UNIDIFF_PYTHON" - "$self" "$real" "$noise" <<'PY'
 import json, sys
 s, r, n = (json.loads(a) for a in sys.argv[1:4])
-assert s["classifier_test_accuracy"] >= 0.85, s["classifier_test_accuracy"]
+assert s["classifier_test_accuracy"] >= 0.82, s["classifier_test_accuracy"]
 assert abs(s["fd"]) < 1e-4, s["fd"]  # eigen round-off only
 assert abs(s["class_accuracy"] - s["classifier_test_accuracy"]) < 1e-9, s
-assert sum(s["class_histogram"]) == 10000 and len(s["class_histogram"]) == 10
+assert sum(s["class_histogram"]) == 3333 and len(s["class_histogram"]) == 10
 assert "class_accuracy" not in r and sum(r["class_histogram"]) == 5000
 assert n["fd"] > 10 * r["fd"], (n["fd"], r["fd"])
 print(f"classifier accuracy {s['classifier_test_accuracy']:.4f}; FD train-vs-test {r['fd']:.3f}, noise-vs-test {n['fd']:.3f}")
 PY
 set +e
-"$bin" eval --samples="$tmp/noise.h5" --reference="$tmp/test28.h5" 2>"$tmp/err"; rc=$?
-"$bin" eval --samples="$tmp/noise.h5" --reference="$tmp/test28.h5" --classifier="$tmp/train.h5" 2>"$tmp/err2"; rc2=$?
+"$bin" eval --samples="$tmp/noise.h5" --reference="$ref" 2>"$tmp/err"; rc=$?
+"$bin" eval --samples="$tmp/noise.h5" --reference="$ref" --classifier="$tmp/train.h5" 2>"$tmp/err2"; rc2=$?
 set -e
 [ $rc -eq 2 ] && grep -q "evaluate them with --classifier=FILE" "$tmp/err"
 [ $rc2 -eq 2 ] && grep -q "is not a unidiff classifier" "$tmp/err2"
@@ -96,7 +100,7 @@ done
 for r in rf cfg; do
   "$bin" train --flagfile="$UNIDIFF_SOURCE_DIR/experiments/recipes/fmnist_unet_$r.flags" --data="$tmp/train.h5" \
     --objective=rf --train_steps=2 --log_every=1 --eval_every=2 --eval_samples=20 --eval_classifier="$tmp/clf.h5" \
-    --eval_reference="$tmp/test28.h5" --run_dir="$tmp/fm-$r" 2>&1 | grep "\[eval\]"
+    --eval_reference="$ref" --run_dir="$tmp/fm-$r" 2>&1 | grep "\[eval\]"
 done
 grep -q '"eval_fd"' "$tmp/fm-rf/metrics.jsonl"
 grep -q '"eval_class_accuracy"' "$tmp/fm-cfg/metrics.jsonl"
