@@ -7,7 +7,8 @@
 #   UNIDIFF_CACHE      cache root for the venv and ccache (default ${XDG_CACHE_HOME:-~/.cache}/unidiff)
 #   UNIDIFF_BUILD_DIR  build folder (default ./build)
 #   UNIDIFF_BUILD_TYPE CMake build type (default Release)
-#   UNIDIFF_WERROR     ON to build with -Werror (CI sets it)
+#   UNIDIFF_WERROR     ON to build with -Werror (test.sh sets it); unset: the build folder's setting,
+#                      OFF for a new one
 #   UNIDIFF_JOBS       parallel build jobs (default: number of cores)
 set -euo pipefail
 
@@ -58,12 +59,19 @@ export CCACHE_DIR="${CCACHE_DIR:-$cache/ccache}"
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$repo}"  # relative paths: clones in other folders share hits
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
+# -Werror changes every compile command: unset, keep what the build folder has (the demo after the
+# tests reuses their build instead of compiling everything again without it), OFF for a new one.
+werror=${UNIDIFF_WERROR:-}
+if [ -z "$werror" ]; then
+  werror=$(sed -n 's/^UNIDIFF_WERROR:BOOL=//p' "$build_dir/CMakeCache.txt" 2>/dev/null || true)
+  werror=${werror:-OFF}
+fi
 cmake_args=(-G Ninja
   -DCMAKE_BUILD_TYPE="${UNIDIFF_BUILD_TYPE:-Release}"
   -DCMAKE_PREFIX_PATH="$torch_prefix"
   -DPython_EXECUTABLE="$venv/bin/python"
   -DUNIDIFF_PYTHON="$venv/bin/python"
-  -DUNIDIFF_WERROR="${UNIDIFF_WERROR:-OFF}"
+  -DUNIDIFF_WERROR="$werror"
   -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
   -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}")
 # Reconfigure when the arguments change or the build folder is new.
