@@ -25,7 +25,9 @@ TEST(Collectives, WorldMatchesTheLauncher) {
 }
 
 // Threads: an explicit count wins, then a positive OMP_NUM_THREADS, then the host's cores shared by
-// its ranks (the test's launcher exports OMP_NUM_THREADS=1, so every branch is set up here).
+// its ranks (the test's launcher exports OMP_NUM_THREADS=1, so every branch is set up here). The
+// last expected value is the documented rule computed here from the affinity mask and the launcher's
+// ranks per host.
 TEST(World, ThreadsFollowTheFlagThenOmpNumThreadsThenTheCoresPerRank) {
   const char* saved = std::getenv("OMP_NUM_THREADS");
   const std::optional<std::string> restore = saved ? std::optional<std::string>(saved) : std::nullopt;
