@@ -7,7 +7,7 @@
 //   build/bench/unet_step_bench [--device=cuda|cpu] [--batch=128] [--steps=30] [--warmup=5]
 //       [--precision=bf16|fp32] [--channels_last] [--cudnn_benchmark] [--cuda_graph] [--fused_group_norm] [--channels=128]
 //       [--profile=N] [--arch=unet|mlp] [--work=train|ddim] [--ddim_steps=50]
-// --cuda_graph runs the step as `unidiff train --cuda_graph` does (experiments/graph_step.h): three
+// --cuda_graph runs the step as `unidiff train --cuda_graph` does (experiments/pretrain/graph_step.h): three
 // eager steps, one capture, replays; the warm-up then covers at least those four steps.
 // --fused_group_norm: the UNet's GroupNorm (+ time embedding) + SiLU pairs as one kernel each
 // (models/group_norm_act.h), as `unidiff train --fused_group_norm`.
@@ -51,12 +51,12 @@
 #include "dist/communicator.h"
 #include "dist/world.h"
 #include "experiments/config.h"
-#include "experiments/graph_step.h"
-#include "experiments/model_group.h"
-#include "experiments/objective.h"
+#include "experiments/pretrain/graph_step.h"
+#include "experiments/run/model_group.h"
+#include "experiments/pretrain/objectives.h"
 #include "experiments/model_io.h"
 #include "experiments/sample.h"
-#include "experiments/train_diffusion.h"
+#include "experiments/pretrain/pretrain.h"
 #include "models/network.h"
 #include "models/precision.h"
 #include "models/unet.h"

@@ -401,6 +401,20 @@ std::optional<std::string> read_attr_string(const File& file, const std::string&
   return buf;
 }
 
+std::vector<std::string> list_attrs(const File& file, const std::string& object) {
+  std::vector<std::string> out;
+  if (!file.has(object)) return out;
+  const auto collect = [](hid_t, const char* name, const H5A_info_t*, void* data) -> herr_t {
+    static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+    return 0;
+  };
+  hsize_t idx = 0;
+  H5_CHECK(H5Aiterate_by_name(file.id(), object.c_str(), H5_INDEX_NAME, H5_ITER_INC, &idx, collect, &out,
+                              H5P_DEFAULT),
+           "listing the attributes of " + object, file.path());
+  return out;
+}
+
 std::vector<std::string> list_datasets(const File& file, const std::string& group) {
   struct Ctx {
     std::string base;

@@ -90,6 +90,9 @@ std::optional<std::string> read_attr_string(const File& file, const std::string&
 
 /// Names of the datasets under a group, recursively, as absolute paths, sorted.
 std::vector<std::string> list_datasets(const File& file, const std::string& group = "/");
+/// The names of the attributes of `object` (a group or dataset path), in creation-name order;
+/// empty when the object does not exist.
+std::vector<std::string> list_attrs(const File& file, const std::string& object);
 
 /// Writes `path` through a temporary file in the same folder and an atomic rename, so a failure
 /// midway never leaves a damaged file at `path` (an older file there stays intact).

@@ -47,7 +47,7 @@ uint32_t StepKey::word() const {
 
 void fill_bits(Stream stream, uint64_t step, uint64_t index, uint32_t* out, int64_t count) {
   UD_ASSERT(step <= 0xFFFFFFFFull, "step ", step, " exceeds the 32-bit counter word");
-  const PhiloxKey key{stream.seed, static_cast<uint32_t>(stream.purpose)};
+  const PhiloxKey key{stream.seed, stream.key_word()};
   for (int64_t block = 0; block * 4 < count; ++block) {
     const PhiloxCounter ctr{static_cast<uint32_t>(block), static_cast<uint32_t>(index),
                             static_cast<uint32_t>(index >> 32), static_cast<uint32_t>(step)};
@@ -188,7 +188,7 @@ torch::Tensor apply_dropout_mask(Stream stream, const StepKey& step, const torch
     const auto elem = dtype == torch::kFloat      ? cuda::Elem::kFloat
                       : dtype == torch::kBFloat16 ? cuda::Elem::kBFloat16
                                                   : cuda::Elem::kHalf;
-    cuda::launch_dropout(stream.seed, static_cast<uint32_t>(stream.purpose), l.step, l.idx.data_ptr<int64_t>(),
+    cuda::launch_dropout(stream.seed, stream.key_word(), l.step, l.idx.data_ptr<int64_t>(),
                          l.idx.size(0), numel_of(x.sizes().slice(1)), cl ? x.size(1) : 1, cl, static_cast<float>(p),
                          static_cast<float>(scale), elem, xc.data_ptr(), out.data_ptr(), l.stream);
     return out;
@@ -217,7 +217,7 @@ torch::Tensor draw_on_cuda(CudaFloatKernel kernel, Stream stream, const StepKey&
   CudaLaunch l(indices, step, device);
   torch::Tensor out = torch::empty(out_shape(l.idx.size(0), shape),
                                    torch::dtype(torch::kFloat32).device(device));
-  kernel(stream.seed, static_cast<uint32_t>(stream.purpose), l.step,
+  kernel(stream.seed, stream.key_word(), l.step,
          l.idx.data_ptr<int64_t>(), l.idx.size(0), numel_of(shape), out.data_ptr<float>(), l.stream);
   return out;
 }
@@ -251,7 +251,7 @@ torch::Tensor randint(Stream stream, const StepKey& step, const torch::Tensor& i
   if (device.is_cuda()) {
     CudaLaunch l(indices, step, device);
     torch::Tensor out = torch::empty({l.idx.size(0)}, torch::dtype(torch::kInt64).device(device));
-    cuda::launch_randint(stream.seed, static_cast<uint32_t>(stream.purpose), l.step,
+    cuda::launch_randint(stream.seed, stream.key_word(), l.step,
                          l.idx.data_ptr<int64_t>(), l.idx.size(0), static_cast<uint64_t>(n),
                          out.data_ptr<int64_t>(), l.stream);
     return out;

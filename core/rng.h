@@ -31,9 +31,23 @@ enum class Purpose : uint32_t {
 std::string to_string(Purpose purpose);
 
 /// One keyed stream: seed and purpose fixed, then (step, index) addresses a sample's numbers.
+/// A step with several phases or sub-steps (k fake-score updates per generator update, PPO's
+/// inner epochs over stored rollouts) names them in the key too: `phase` (0..255, a method's
+/// numbering of its phases) and `sub` (0..65535, the sub-step within the phase). Phase 0, sub 0
+/// is the plain stream of a single-phase step.
 struct Stream {
   uint32_t seed = 0;
   Purpose purpose = Purpose::kNoise;
+  uint8_t phase = 0;
+  uint16_t sub = 0;
+
+  /// The second word of the Philox key: purpose | phase << 8 | sub << 16 (purposes stay below
+  /// 256), so phase 0 and sub-step 0 keep the plain stream's numbers.
+  uint32_t key_word() const {
+    return static_cast<uint32_t>(purpose) | static_cast<uint32_t>(phase) << 8 | static_cast<uint32_t>(sub) << 16;
+  }
+  /// This stream in phase `p`, sub-step `s`.
+  Stream in(uint8_t p, uint16_t s = 0) const { return {seed, purpose, p, s}; }
 };
 
 /// The step word of a draw's Philox counter. Usually a number known on the host; for a step that

@@ -1,6 +1,8 @@
 // Loading and validating HDF5 datasets (data/dataset.h).
 #include "data/dataset.h"
 
+#include <tuple>
+
 #include <glob.h>
 
 #include <algorithm>
@@ -48,8 +50,8 @@ struct Part {
   bool is_image = false;
 };
 
-Part load_file(const std::filesystem::path& path) {
-  const h5::File file = h5::File::open_read(path);
+/// The layout of /data (dtype, [N, ...], images [N, C, H, W]), checked; InputError naming the file.
+h5::DatasetInfo check_data(const h5::File& file, const std::filesystem::path& path) {
   UD_CHECK_INPUT(file.has("/data"), "'", path.string(),
                  "' has no /data dataset (expected uint8 [N, C, H, W] or float32 [N, ...])");
   const h5::DatasetInfo info = h5::dataset_info(file, "/data");
@@ -60,11 +62,36 @@ Part load_file(const std::filesystem::path& path) {
   UD_CHECK_INPUT(info.shape.size() >= 2, "'", path.string(), "' /data must be [N, ...] with at ",
                  "least 2 dimensions, got ", info.shape.size());
   UD_CHECK_INPUT(info.shape[0] > 0, "'", path.string(), "' /data holds no samples");
+  UD_CHECK_INPUT(info.dtype != torch::kUInt8 || info.shape.size() == 4, "'", path.string(),
+                 "' uint8 /data must be images [N, C, H, W], got ", info.shape.size(), " dims");
+  return info;
+}
+
+/// /labels of a file with n samples, checked (integer type, [n], every label in [0, num_classes)),
+/// with num_classes (the attribute, else the largest label + 1); undefined labels when there are none.
+std::pair<torch::Tensor, int64_t> read_labels(const h5::File& file, const std::filesystem::path& path, int64_t n) {
+  if (!file.has("/labels")) return {torch::Tensor(), 0};
+  const h5::DatasetInfo li = h5::dataset_info(file, "/labels");
+  UD_CHECK_INPUT(li.supported && (li.dtype == torch::kInt64 || li.dtype == torch::kInt32 ||
+                                  li.dtype == torch::kUInt8),
+                 "'", path.string(), "' /labels has type ", li.type_name, " (expected int64)");
+  UD_CHECK_INPUT(li.shape.size() == 1 && li.shape[0] == n, "'", path.string(),
+                 "' /labels must be [N] with N = ", n, " like /data");
+  const torch::Tensor labels = h5::read_tensor(file, "/labels").to(torch::kInt64);
+  const auto nc = h5::read_attr_int(file, "/labels", "num_classes");
+  const int64_t num_classes = nc ? *nc : labels.max().item<int64_t>() + 1;
+  const int64_t lo = labels.min().item<int64_t>(), hi = labels.max().item<int64_t>();
+  UD_CHECK_INPUT(lo >= 0 && hi < num_classes, "'", path.string(), "' /labels range [", lo,
+                 ", ", hi, "] does not fit num_classes = ", num_classes);
+  return {labels, num_classes};
+}
+
+Part load_file(const std::filesystem::path& path) {
+  const h5::File file = h5::File::open_read(path);
+  const h5::DatasetInfo info = check_data(file, path);
   Part part;
   torch::Tensor raw = h5::read_tensor(file, "/data");
   if (info.dtype == torch::kUInt8) {
-    UD_CHECK_INPUT(info.shape.size() == 4, "'", path.string(),
-                   "' uint8 /data must be images [N, C, H, W], got ", info.shape.size(), " dims");
     part.x = raw;  // decoded per batch (TensorDataset::decode)
     part.is_image = true;
   } else {
@@ -74,20 +101,7 @@ Part load_file(const std::filesystem::path& path) {
     UD_CHECK_INPUT(n_bad == 0, "'", path.string(), "' /data has non-finite values (NaN or Inf) in ",
                    n_bad, " samples, the first at index ", bad.nonzero()[0][0].item<int64_t>());
   }
-  if (file.has("/labels")) {
-    const h5::DatasetInfo li = h5::dataset_info(file, "/labels");
-    UD_CHECK_INPUT(li.supported && (li.dtype == torch::kInt64 || li.dtype == torch::kInt32 ||
-                                    li.dtype == torch::kUInt8),
-                   "'", path.string(), "' /labels has type ", li.type_name, " (expected int64)");
-    UD_CHECK_INPUT(li.shape.size() == 1 && li.shape[0] == info.shape[0], "'", path.string(),
-                   "' /labels must be [N] with N = ", info.shape[0], " like /data");
-    part.labels = h5::read_tensor(file, "/labels").to(torch::kInt64);
-    const auto nc = h5::read_attr_int(file, "/labels", "num_classes");
-    part.num_classes = nc ? *nc : part.labels.max().item<int64_t>() + 1;
-    const int64_t lo = part.labels.min().item<int64_t>(), hi = part.labels.max().item<int64_t>();
-    UD_CHECK_INPUT(lo >= 0 && hi < part.num_classes, "'", path.string(), "' /labels range [", lo,
-                   ", ", hi, "] does not fit num_classes = ", part.num_classes);
-  }
+  std::tie(part.labels, part.num_classes) = read_labels(file, path, info.shape[0]);
   return part;
 }
 
@@ -160,17 +174,8 @@ TensorDataset TensorDataset::open_streaming(const std::string& spec) {
   int64_t total = 0;
   for (const auto& path : expand_paths(spec)) {
     h5::File f = h5::File::open_read(path);
-    UD_CHECK_INPUT(f.has("/data"), "'", path.string(), "' has no /data dataset");
-    const h5::DatasetInfo info = h5::dataset_info(f, "/data");
-    UD_CHECK_INPUT(info.supported && (info.dtype == torch::kUInt8 || info.dtype == torch::kFloat32 ||
-                                      info.dtype == torch::kFloat64),
-                   "'", path.string(), "' /data has unsupported type ", info.type_name,
-                   " (expected uint8 images or float32)");
-    UD_CHECK_INPUT(info.shape.size() >= 2 && info.shape[0] > 0, "'", path.string(),
-                   "' /data must be [N, ...] with N > 0");
+    const h5::DatasetInfo info = check_data(f, path);
     const bool image = info.dtype == torch::kUInt8;
-    UD_CHECK_INPUT(!image || info.shape.size() == 4, "'", path.string(),
-                   "' uint8 /data must be images [N, C, H, W]");
     const std::vector<int64_t> shape(info.shape.begin() + 1, info.shape.end());
     if (ds.shards_->files.empty()) {
       ds.sample_shape_ = shape;
@@ -178,12 +183,9 @@ TensorDataset TensorDataset::open_streaming(const std::string& spec) {
     }
     UD_CHECK_INPUT(shape == ds.sample_shape_ && image == ds.is_image_, "shard '", path.string(),
                    "' differs from '", ds.shards_->paths[0].string(), "' in sample shape or dtype");
-    if (f.has("/labels")) {
-      const torch::Tensor l = h5::read_tensor(f, "/labels").to(torch::kInt64);
-      UD_CHECK_INPUT(l.dim() == 1 && l.size(0) == info.shape[0], "'", path.string(),
-                     "' /labels must be [N] with N = ", info.shape[0], " like /data");
-      ds.num_classes_ = std::max(ds.num_classes_, h5::read_attr_int(f, "/labels", "num_classes")
-                                                      .value_or(l.max().item<int64_t>() + 1));
+    const auto [l, num_classes] = read_labels(f, path, info.shape[0]);
+    if (l.defined()) {
+      ds.num_classes_ = std::max(ds.num_classes_, num_classes);
       labels.push_back(l);
     }
     UD_CHECK_INPUT(labels.empty() || labels.size() == ds.shards_->files.size() + 1, "shard '",

@@ -7,12 +7,13 @@
 namespace unidiff::data {
 
 ShardedSampler::ShardedSampler(int64_t dataset_size, int64_t global_batch, int world_size,
-                               int rank, uint32_t seed)
+                               int rank, uint32_t seed, uint8_t stream)
     : dataset_size_(dataset_size),
       global_batch_(global_batch),
       world_size_(world_size),
       rank_(rank),
-      seed_(seed) {
+      seed_(seed),
+      stream_(stream) {
   UD_CHECK_INPUT(global_batch > 0, "the global batch size must be positive, got ", global_batch);
   UD_CHECK_INPUT(global_batch <= dataset_size, "the global batch size ", global_batch,
                  " is larger than the dataset (", dataset_size, " samples)");
@@ -23,7 +24,7 @@ ShardedSampler::ShardedSampler(int64_t dataset_size, int64_t global_batch, int w
 
 const torch::Tensor& ShardedSampler::order(int64_t epoch) {
   if (epoch != cached_epoch_) {
-    cached_order_ = rng::permutation({seed_, rng::Purpose::kDataOrder},
+    cached_order_ = rng::permutation(rng::Stream{seed_, rng::Purpose::kDataOrder}.in(stream_),
                                      static_cast<uint64_t>(epoch), dataset_size_);
     cached_epoch_ = epoch;
   }

@@ -14,8 +14,10 @@ namespace unidiff::data {
 class ShardedSampler {
  public:
   /// Throws InputError when the global batch is larger than the dataset or not divisible by W.
+  /// `stream` tells apart the orders of several data streams of one run (0: the first; its order
+  /// is the plain keyed permutation).
   ShardedSampler(int64_t dataset_size, int64_t global_batch, int world_size, int rank,
-                 uint32_t seed);
+                 uint32_t seed, uint8_t stream = 0);
 
   /// Global dataset indices of this rank's share of the next global batch: int64 [B / W].
   torch::Tensor next();
@@ -37,6 +39,7 @@ class ShardedSampler {
   int world_size_;
   int rank_;
   uint32_t seed_;
+  uint8_t stream_;
   int64_t position_ = 0;
   int64_t cached_epoch_ = -1;
   torch::Tensor cached_order_;

@@ -326,6 +326,8 @@ std::optional<std::string> CheckpointReader::attr_string(const std::string& key)
   return manifest_->has("/attrs") ? h5::read_attr_string(*manifest_, "/attrs", key) : std::nullopt;
 }
 
+std::vector<std::string> CheckpointReader::attr_names() const { return h5::list_attrs(*manifest_, "/attrs"); }
+
 std::string CheckpointReader::describe() const {
   std::ostringstream out;
   out << "checkpoint " << dir_.string() << "\n  step " << step_ << ", written by " << world_size_

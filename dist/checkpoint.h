@@ -86,6 +86,8 @@ class CheckpointReader {
   /// The whole tensor, assembled from its pieces (CPU).
   torch::Tensor read(const std::string& name) const;
   std::vector<std::string> names() const;
+  /// The names of the scalar attributes (set_attr keys).
+  std::vector<std::string> attr_names() const;
   std::optional<int64_t> attr_int(const std::string& key) const;
   std::optional<double> attr_double(const std::string& key) const;
   std::optional<std::string> attr_string(const std::string& key) const;

@@ -1,13 +1,17 @@
-// Configuration of runs as plain structs. "What the model is" (NetworkConfig, DiffusionConfig:
-// saved with the weights, enough to rebuild it) stays apart from "how this run executes" (batch,
-// steps, paths). The launcher fills these from flags; nothing here reads a flag.
+// Configuration as plain structs. "What the model is" (NetworkConfig, DiffusionConfig: saved with
+// the weights, enough to rebuild it) stays apart from "how this run executes" (batch, steps,
+// paths). Each struct's settings are declared once, in its table (core/settings.h): the flag, its
+// help, the model-file attribute and the resume guard all come from there. The launcher parses
+// command lines against the tables; nothing here reads a command line.
 #pragma once
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "core/settings.h"
 #include "models/network.h"
 
 namespace unidiff::experiments {
@@ -16,7 +20,7 @@ namespace unidiff::experiments {
 inline constexpr double kObjectiveDefault = std::numeric_limits<double>::quiet_NaN();
 
 struct DiffusionConfig {
-  /// The pre-training objective (experiments/objective.h): ddpm, rf, ncsn, trigflow, ict, scm;
+  /// The pre-training objective (experiments/pretrain/objectives.h): ddpm, rf, ncsn, trigflow, ict, scm;
   /// empty = ddpm, or rf when schedule is rf.
   std::string objective;
   std::string schedule = "linear";  ///< DDPM beta schedule (linear, cosine, scaled-linear) or rf
@@ -44,6 +48,11 @@ struct DiffusionConfig {
   bool reflow = false;              ///< rf: train on reflow pairs, the noise end of each pair
                                     ///< regenerated from its key instead of fresh noise
   uint32_t reflow_seed = 0;         ///< rf with reflow: the pairs' noise key (from the pairs file)
+  // How the model is sampled when `unidiff sample` names no sampler (model-file attributes; a
+  // distilled generator records its own): empty / 0 = the objective's default.
+  std::string sampler;              ///< default sampler
+  int64_t sampler_steps = 0;        ///< its default steps
+  std::string sampler_spacing;      ///< its default spacing on DDPM tables (leading, trailing, uniform)
 };
 
 struct OptimConfig {
@@ -55,6 +64,18 @@ struct OptimConfig {
   std::string decay = "cosine"; ///< after warm-up: constant or cosine (to 0 at the last step)
   double grad_clip = 1.0;       ///< clip the global gradient norm to this (0 = no clipping)
   double ema_decay = 0.999;     ///< EMA decay (with warm-up); 0 = EMA equals the weights
+};
+
+/// A trained group's own optimizer settings (`--<group>_optim_lr`, ...): each unset one is the
+/// run's (`--optim_lr`, ...).
+struct OptimOverrides {
+  std::optional<double> lr, beta1, beta2, weight_decay;
+  std::optional<int64_t> warmup_steps;
+  std::optional<std::string> decay;
+  std::optional<double> grad_clip, ema_decay;
+  std::optional<bool> zero;
+  /// The run's settings with these overrides applied.
+  OptimConfig resolve(const OptimConfig& run) const;
 };
 
 /// How a trained group synchronises over the ranks (dist/reducer.h).
@@ -71,16 +92,7 @@ struct DataConfig {
   bool stream = false;        ///< read batches from the HDF5 files instead of loading them whole
 };
 
-/// Progressive distillation (experiments/distill_progressive.h).
-struct DistillConfig {
-  std::string teacher;            ///< the teacher: a model file or a run directory (EMA weights)
-  int64_t start_steps = 256;      ///< the teacher's sampling steps; round 1's student takes half
-  int64_t end_steps = 1;          ///< the last round's student steps
-  int64_t round_steps = 500;      ///< optimizer steps per round
-  int64_t eval_samples = 2000;    ///< samples per distance in the round table (0 = no table)
-};
-
-/// Checkpoints and resume (dist/checkpoint.h, experiments/checkpointing.h).
+/// Checkpoints and resume (dist/checkpoint.h, experiments/run/checkpointing.h).
 struct CheckpointConfig {
   std::string resume = "auto";     ///< auto, never, or a checkpoint / run directory
   int64_t save_every = 0;          ///< steps between checkpoints (0: at the end and on a signal)
@@ -88,33 +100,6 @@ struct CheckpointConfig {
   int keep = 3;                    ///< newest complete checkpoints kept (0: all)
   bool allow_config_change = false;///< resume even when recorded settings differ
   int64_t stop_at = 0;             ///< checkpoint and stop after this step, as on a signal (0: off)
-};
-
-struct TrainConfig {
-  std::string run_dir;           ///< where config, metrics and weights go
-  bool overwrite = false;        ///< allow replacing a finished run in run_dir
-  int64_t steps = 3000;          ///< optimizer steps
-  uint32_t seed = 0;             ///< the key of every random draw
-  int64_t log_every = 100;       ///< steps between progress lines and metrics.jsonl rows
-  int threads = 0;               ///< intra-op threads per rank (0 = cores / ranks on the host)
-  std::string precision = "fp32";///< fp32, or bf16: forward and loss under bfloat16 autocast (models/precision.h)
-  bool channels_last = false;    ///< images: convolution weights and inputs in channels-last layout
-  bool cudnn_benchmark = false;  ///< CUDA: cuDNN autotuning (not bit-reproducible between runs)
-  bool cuda_graph = false;       ///< CUDA, one rank: the whole step captured in a CUDA graph and replayed
-  bool fused_group_norm = false; ///< CUDA, unet: GroupNorm (+ bias) + SiLU as one kernel (models/group_norm_act.h)
-  std::string resolved_flags;    ///< the resolved command line, written to run_dir/config.flags
-  DataConfig data;
-  models::NetworkConfig network;
-  DiffusionConfig diffusion;
-  OptimConfig optim;
-  DistConfig dist;
-  CheckpointConfig ckpt;
-  std::string method = "ddpm";   ///< ddpm (pre-training) or progressive (distillation)
-  std::string init_from;         ///< start from these weights (a model file or run directory, EMA)
-  int64_t eval_every = 0;        ///< evaluate the EMA weights every this many steps (0: off)
-  std::string eval_reference;    ///< what samples are compared with (empty: the training data)
-  std::string eval_classifier;   ///< images: the classifier of the FD (unidiff eval train-classifier)
-  DistillConfig distill;
 };
 
 struct SampleConfig {
@@ -126,9 +111,9 @@ struct SampleConfig {
   std::string instaflow_variant = "ddim"; ///< posterior (Alg 6), simple (Alg 7) or ddim (Alg 8)
   int64_t oracle_ode_steps = 64; ///< Heun steps of the mixture's numerical consistency function
   std::string checkpoint;      ///< a run directory or a model file
-  std::string sampler;         ///< empty = the model's default (objective.h); see sampler_names
+  std::string sampler;         ///< empty = the model's default (objectives/sampling/registry.h)
   int64_t steps = 0;           ///< sampling steps (0 = the model's T)
-  std::string spacing = "leading"; ///< timestep spacing on a subsequence: leading or trailing
+  std::string spacing;         ///< DDPM tables: leading, trailing or uniform (empty: the model's own, else leading)
   std::vector<double> cm_times;  ///< cm: the multistep times, decreasing (empty: the schedule's grid)
   double eta = 0.0;            ///< DDIM stochasticity
   int64_t num = 2000;          ///< samples to draw
@@ -158,5 +143,26 @@ struct EvalConfig {
   std::string classifier;      ///< images: the classifier file (FD, class histogram, accuracy)
   int threads = 0;             ///< intra-op threads (0 = the cores this process may use)
 };
+
+/// The settings tables (core/settings.h) of these structs: each setting's flag, help, checks,
+/// model-file attribute and whether a resume must keep it.
+const settings::Table<OptimConfig>& optim_settings();
+const settings::Table<OptimOverrides>& optim_override_settings();
+const settings::Table<DistConfig>& dist_settings();
+const settings::Table<DataConfig>& data_settings();
+const settings::Table<CheckpointConfig>& checkpoint_settings();
+/// The pre-training objective's settings; those with attributes are the model file's diffusion
+/// attributes.
+const settings::Table<DiffusionConfig>& diffusion_settings();
+const settings::Table<SampleConfig>& sample_settings();
+const settings::Table<EvalConfig>& eval_settings();
+
+/// Flags several commands share: one declaration each (name, help, checks).
+settings::Decl seed_decl();
+settings::Decl threads_decl();
+settings::Decl precision_decl();
+settings::Decl channels_last_decl();
+settings::Decl fused_group_norm_decl();
+settings::Decl cudnn_benchmark_decl();
 
 }  // namespace unidiff::experiments

@@ -1,6 +1,7 @@
 #include "experiments/model_io.h"
 
-#include <sstream>
+#include <optional>
+#include <variant>
 
 #include "core/error.h"
 #include "core/h5.h"
@@ -10,18 +11,49 @@ namespace {
 
 constexpr const char* kFormat = "unidiff-model-v1";
 
-std::string join_shape(const std::vector<int64_t>& shape) {
-  std::ostringstream os;
-  for (size_t i = 0; i < shape.size(); ++i) os << (i ? "," : "") << shape[i];
-  return os.str();
+/// Writes every setting of `table` that has a model-file attribute.
+template <class C>
+void write_attrs(h5::File& f, const settings::Table<C>& table, const C& c) {
+  for (const auto& s : table.all()) {
+    if (s.decl.attribute.empty()) continue;
+    const settings::Value v = s.value(c);
+    if (const auto* b = std::get_if<bool>(&v)) h5::write_attr(f, "/", s.decl.attribute, static_cast<int64_t>(*b));
+    else if (const auto* i = std::get_if<int64_t>(&v)) h5::write_attr(f, "/", s.decl.attribute, *i);
+    else if (const auto* d = std::get_if<double>(&v)) h5::write_attr(f, "/", s.decl.attribute, *d);
+    else h5::write_attr(f, "/", s.decl.attribute, std::get<std::string>(v));
+  }
 }
 
-std::vector<int64_t> parse_shape(const std::string& s) {
-  std::vector<int64_t> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(std::stoll(item));
-  return out;
+/// Reads them back: a missing attribute keeps the struct's default (files of earlier versions),
+/// unless the setting is required.
+template <class C>
+void read_attrs(const h5::File& f, const std::filesystem::path& path, const settings::Table<C>& table, C& c) {
+  for (const auto& s : table.all()) {
+    const std::string& key = s.decl.attribute;
+    if (key.empty()) continue;
+    std::optional<settings::Value> v;
+    switch (s.kind) {
+      case settings::Kind::kBool:
+      case settings::Kind::kInt:
+        if (const auto x = h5::read_attr_int(f, "/", key)) v = *x;
+        break;
+      case settings::Kind::kDouble:
+        if (const auto x = h5::read_attr_double(f, "/", key)) v = *x;
+        break;
+      default:
+        if (const auto x = h5::read_attr_string(f, "/", key)) v = *x;
+        break;
+    }
+    if (!v) {
+      UD_CHECK_INPUT(!s.decl.is_required, "'", path.string(), "' lacks the attribute ", key);
+      continue;
+    }
+    try {
+      s.assign(c, *v);
+    } catch (const std::exception& e) {
+      UD_FAIL_INPUT("'", path.string(), "' has a bad attribute ", key, ": ", e.what());
+    }
+  }
 }
 
 }  // namespace
@@ -32,30 +64,8 @@ void save_model(const std::filesystem::path& path, const models::NetworkConfig& 
   h5::write_atomically(path, [&](h5::File& f) {
     h5::write_attr(f, "/", "format", std::string(kFormat));
     h5::write_attr(f, "/", "step", step);
-    h5::write_attr(f, "/", "arch", network.arch);
-    h5::write_attr(f, "/", "data_shape", join_shape(network.data_shape));
-    h5::write_attr(f, "/", "hidden", network.hidden);
-    h5::write_attr(f, "/", "layers", network.layers);
-    h5::write_attr(f, "/", "time_dim", network.time_dim);
-    h5::write_attr(f, "/", "fourier", network.fourier);
-    h5::write_attr(f, "/", "channels", network.channels);
-    h5::write_attr(f, "/", "channel_mult", join_shape(network.channel_mult));
-    h5::write_attr(f, "/", "res_blocks", network.res_blocks);
-    h5::write_attr(f, "/", "attn_res", join_shape(network.attn_res));
-    h5::write_attr(f, "/", "dropout", network.dropout);
-    h5::write_attr(f, "/", "num_classes", network.num_classes);
-    h5::write_attr(f, "/", "depth", network.depth);
-    h5::write_attr(f, "/", "heads", network.heads);
-    h5::write_attr(f, "/", "patch", network.patch);
-    h5::write_attr(f, "/", "schedule", diffusion.schedule);
-    h5::write_attr(f, "/", "timesteps", diffusion.timesteps);
-    h5::write_attr(f, "/", "beta_start", diffusion.beta_start);
-    h5::write_attr(f, "/", "beta_end", diffusion.beta_end);
-    h5::write_attr(f, "/", "prediction", diffusion.prediction);
-    h5::write_attr(f, "/", "objective", diffusion.objective);
-    h5::write_attr(f, "/", "sigma_min", diffusion.sigma_min);
-    h5::write_attr(f, "/", "sigma_max", diffusion.sigma_max);
-    h5::write_attr(f, "/", "sigma_d", diffusion.sigma_d);
+    write_attrs(f, models::network_settings(), network);
+    write_attrs(f, diffusion_settings(), diffusion);
     h5::write_attr(f, "/", "ema_decay", ema.decay());
     for (const auto& p : module.named_parameters()) {
       h5::write_tensor(f, "/params/" + p.key(), p.value().detach().to(torch::kCPU));
@@ -74,49 +84,13 @@ LoadedModel load_model(const std::filesystem::path& given, bool use_ema) {
   UD_CHECK_INPUT(format && *format == kFormat, "'", path.string(),
                  "' is not a unidiff model file (format attribute ", format ? *format : "missing",
                  ", expected ", kFormat, ")");
-  auto need_int = [&](const char* key) {
-    const auto v = h5::read_attr_int(f, "/", key);
-    UD_CHECK_INPUT(v.has_value(), "'", path.string(), "' lacks the attribute ", key);
-    return *v;
-  };
-  auto need_str = [&](const char* key) {
-    const auto v = h5::read_attr_string(f, "/", key);
-    UD_CHECK_INPUT(v.has_value(), "'", path.string(), "' lacks the attribute ", key);
-    return *v;
-  };
-  auto need_double = [&](const char* key) {
-    const auto v = h5::read_attr_double(f, "/", key);
-    UD_CHECK_INPUT(v.has_value(), "'", path.string(), "' lacks the attribute ", key);
-    return *v;
-  };
   LoadedModel m;
-  m.step = need_int("step");
-  m.network.arch = need_str("arch");
-  m.network.data_shape = parse_shape(need_str("data_shape"));
-  m.network.hidden = need_int("hidden");
-  m.network.layers = need_int("layers");
-  m.network.time_dim = need_int("time_dim");
-  m.network.fourier = h5::read_attr_int(f, "/", "fourier").value_or(0);  // older files: none
-  // The unet's settings (files written before the unet existed lack them: defaults).
-  m.network.channels = h5::read_attr_int(f, "/", "channels").value_or(m.network.channels);
-  if (const auto v = h5::read_attr_string(f, "/", "channel_mult")) m.network.channel_mult = parse_shape(*v);
-  m.network.res_blocks = h5::read_attr_int(f, "/", "res_blocks").value_or(m.network.res_blocks);
-  if (const auto v = h5::read_attr_string(f, "/", "attn_res")) m.network.attn_res = parse_shape(*v);
-  m.network.dropout = h5::read_attr_double(f, "/", "dropout").value_or(m.network.dropout);
-  m.network.num_classes = h5::read_attr_int(f, "/", "num_classes").value_or(0);
-  m.network.depth = h5::read_attr_int(f, "/", "depth").value_or(m.network.depth);
-  m.network.heads = h5::read_attr_int(f, "/", "heads").value_or(m.network.heads);
-  m.network.patch = h5::read_attr_int(f, "/", "patch").value_or(m.network.patch);
-  m.diffusion.schedule = need_str("schedule");
-  m.diffusion.timesteps = need_int("timesteps");
-  m.diffusion.beta_start = need_double("beta_start");
-  m.diffusion.beta_end = need_double("beta_end");
-  m.diffusion.prediction = need_str("prediction");
-  // Files written before the objective registry: ddpm, or rf on the rf schedule.
-  m.diffusion.objective = h5::read_attr_string(f, "/", "objective").value_or("");
-  m.diffusion.sigma_min = h5::read_attr_double(f, "/", "sigma_min").value_or(m.diffusion.sigma_min);
-  m.diffusion.sigma_max = h5::read_attr_double(f, "/", "sigma_max").value_or(m.diffusion.sigma_max);
-  m.diffusion.sigma_d = h5::read_attr_double(f, "/", "sigma_d").value_or(m.diffusion.sigma_d);
+  const auto step = h5::read_attr_int(f, "/", "step");
+  UD_CHECK_INPUT(step.has_value(), "'", path.string(), "' lacks the attribute step");
+  m.step = *step;
+  read_attrs(f, path, models::network_settings(), m.network);
+  // Files written before the objective registry have no objective: ddpm, or rf on the rf schedule.
+  read_attrs(f, path, diffusion_settings(), m.diffusion);
   m.module = models::make_network(m.network);
   read_parameters(f, path, use_ema ? "/ema" : "/params", *m.module);
   return m;

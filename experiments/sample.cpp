@@ -13,16 +13,15 @@
 #include "data/dataset.h"
 #include "dist/world.h"
 #include "experiments/model_io.h"
-#include "experiments/objective.h"
+#include "experiments/pretrain/objectives.h"
 #include "objectives/ddpm_schedule.h"
 #include "models/gmm.h"
 #include "models/group_norm_act.h"
 #include "models/precision.h"
 #include "models/unet.h"
 #include "models/network.h"
-#include "objectives/ode_samplers.h"
+#include "objectives/sampling/registry.h"
 #include "objectives/parameterization.h"
-#include "objectives/samplers.h"
 #include "objectives/schedule.h"
 
 namespace unidiff::experiments {
@@ -30,146 +29,59 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::vector<std::string>& sampler_names() {
-  static const std::vector<std::string> names = {"ddpm", "ddim"};
-  return names;
-}
-
-/// Which schedule families each oracle sampler takes.
-struct SamplerRule {
-  const char* name;
-  std::vector<objectives::ScheduleFamily> families;  // empty = every schedule
-  const char* takes;
-};
-
-const std::vector<SamplerRule>& oracle_samplers() {
-  using F = objectives::ScheduleFamily;
-  static const std::vector<SamplerRule> rules = {
-      {"ddpm", {F::kDdpm}, "ddpm-linear, ddpm-cosine, ddpm-scaled-linear"},
-      {"ddpm-simple", {F::kDdpm}, "ddpm-linear, ddpm-cosine, ddpm-scaled-linear"},
-      {"ddim", {F::kDdpm}, "ddpm-linear, ddpm-cosine, ddpm-scaled-linear"},
-      {"instaflow", {F::kDdpm}, "ddpm-linear, ddpm-cosine, ddpm-scaled-linear"},
-      {"lcm", {F::kDdpm}, "ddpm-linear, ddpm-cosine, ddpm-scaled-linear"},
-      {"smld", {F::kVe}, "ve"},
-      {"cm", {F::kVe}, "ve"},
-      {"trigflow", {F::kTrigflow}, "trigflow"},
-      {"euler", {}, "every schedule"},
-      {"heun", {}, "every schedule"},
-      {"fewstep", {}, "every schedule"},
-  };
-  return rules;
-}
-
-void check_oracle_sampler(const std::string& sampler, const objectives::Schedule& sch) {
-  std::string known;
-  for (const auto& r : oracle_samplers()) {
-    known += (known.empty() ? "" : ", ") + std::string(r.name);
-    if (sampler != r.name) continue;
-    const bool ok = r.families.empty() ||
-                    std::find(r.families.begin(), r.families.end(), sch.family) != r.families.end();
-    UD_CHECK_INPUT(ok, "sampler '", sampler, "' takes schedules: ", r.takes, " (got '", sch.name, "')");
-    return;
-  }
-  UD_FAIL_INPUT("unknown --sampler '", sampler, "' (valid: ", known, ")");
-}
-
-/// Samples from the mixture oracle with any sampler: one chunk of samples with indices idx.
-torch::Tensor oracle_chunk(const SampleConfig& c, const models::GaussianMixture& gmm,
-                           const objectives::Schedule& sch, const torch::Tensor& idx) {
+/// The mixture oracle as a sampler model: every function the registry's samplers need, exact.
+objectives::SamplerModel oracle_model(const SampleConfig& c, const models::GaussianMixture& gmm,
+                                      const objectives::Schedule& sch) {
   namespace o = objectives;
-  const rng::Stream stream{c.seed, rng::Purpose::kSampling};
-  const std::vector<int64_t> shape{gmm.dim()};
-  const o::NoiseFn noise = [&](int64_t i) {
-    return rng::normal(stream, static_cast<uint64_t>(i + 1), idx, shape).to(torch::kFloat64);
-  };
-  const torch::Tensor x_T =
-      sch.sigma(sch.t_max) * rng::normal(stream, 0, idx, shape).to(torch::kFloat64);
-  const o::DenoiseFn denoise = [&](const torch::Tensor& x, double t) {
+  o::SamplerModel m;
+  m.schedule = sch;
+  m.kind = "the mixture oracle";
+  m.denoise = [&gmm, sch](const torch::Tensor& x, double t) {
     return gmm.posterior_mean(x, torch::tensor(sch.alpha(t), torch::kFloat64),
                               torch::tensor(sch.sigma(t), torch::kFloat64));
   };
-  auto x0_at = [&](const torch::Tensor& x, const torch::Tensor& t) {
+  const auto x0_at = [&gmm, sch](const torch::Tensor& x, const torch::Tensor& t) {
     const o::Coeffs co = sch.at(t);
     return gmm.posterior_mean(x, co.alpha, co.sigma);
   };
-  const o::EpsFn eps_fn = [&](const torch::Tensor& x, const torch::Tensor& t) {
+  m.eps = [x0_at, sch](const torch::Tensor& x, const torch::Tensor& t) {
     const torch::Tensor tf = t.to(torch::kFloat64);
     return o::from_prediction(o::Prediction::kX0, x0_at(x, tf), x, tf, sch).eps;
+  };
+  m.instaflow_w = [x0_at, sch](const torch::Tensor& x, const torch::Tensor& t) {
+    const torch::Tensor tf = t.to(torch::kFloat64);
+    return o::to_prediction(o::Prediction::kInstaflow, o::from_prediction(o::Prediction::kX0, x0_at(x, tf), x, tf, sch),
+                            x, tf, sch);
   };
   // The exact consistency function: closed form for one Gaussian, the ODE otherwise. On ve it
   // ends at sigma = t_min (the CM boundary); elsewhere at the data.
   const bool ve = sch.family == o::ScheduleFamily::kVe;
-  const o::ConsistencyFn ode_f = o::ode_consistency(denoise, sch, c.oracle_ode_steps);
-  const o::ConsistencyFn f = [&](const torch::Tensor& x, double t) {
-    if (gmm.components() == 1) {
-      return gmm.ode_map(x, sch.alpha(t), sch.sigma(t), 1.0, ve ? sch.t_min : 0.0);
-    }
+  const o::ConsistencyFn ode_f = o::ode_consistency(m.denoise, sch, c.oracle_ode_steps);
+  m.consistency = [&gmm, sch, ve, ode_f](const torch::Tensor& x, double t) {
+    if (gmm.components() == 1) return gmm.ode_map(x, sch.alpha(t), sch.sigma(t), 1.0, ve ? sch.t_min : 0.0);
     return ode_f(x, t);
   };
-  const int64_t steps = c.steps > 0 ? c.steps
-                                    : (sch.family == o::ScheduleFamily::kDdpm ? sch.ddpm.num_steps : 50);
-  o::DdpmSamplerOptions ddpm_opts;
-  ddpm_opts.steps = steps;
-  ddpm_opts.spacing = o::parse_spacing(c.spacing);
-  auto multistep_times = [&] {
-    std::vector<double> g = sch.time_grid(steps);
-    g.pop_back();  // t_min is where the consistency function lands, not a re-noising level
-    return g;
-  };
-  const std::string& s = c.sampler;
-  if (s == "ddpm") return o::sample_ddpm(eps_fn, sch.ddpm, x_T, ddpm_opts, noise);
-  if (s == "ddim") return o::sample_ddim(eps_fn, sch.ddpm, x_T, ddpm_opts, c.eta, noise);
-  if (s == "ddpm-simple") {
-    return o::sample_instaflow(
-        [&](const torch::Tensor& x, const torch::Tensor& t) {
-          const torch::Tensor tf = t.to(torch::kFloat64);
-          return o::convert(o::Prediction::kEps, o::Prediction::kInstaflow, eps_fn(x, t), x, tf, sch);
-        },
-        sch, x_T, ddpm_opts, o::InstaflowVariant::kSimple, c.eta, noise);
-  }
-  if (s == "instaflow") {
-    const o::InstaflowVariant v = c.instaflow_variant == "posterior" ? o::InstaflowVariant::kPosterior
-                                  : c.instaflow_variant == "simple"  ? o::InstaflowVariant::kSimple
-                                                                     : o::InstaflowVariant::kDdim;
-    UD_CHECK_INPUT(c.instaflow_variant == "posterior" || c.instaflow_variant == "simple" ||
-                       c.instaflow_variant == "ddim",
-                   "unknown --instaflow_variant '", c.instaflow_variant,
-                   "' (valid: posterior, simple, ddim)");
-    const o::EpsFn w_fn = [&](const torch::Tensor& x, const torch::Tensor& t) {
-      const torch::Tensor tf = t.to(torch::kFloat64);
-      return o::to_prediction(o::Prediction::kInstaflow,
-                              o::from_prediction(o::Prediction::kX0, x0_at(x, tf), x, tf, sch), x, tf,
-                              sch);
-    };
-    return o::sample_instaflow(w_fn, sch, x_T, ddpm_opts, v, c.eta, noise);
-  }
-  if (s == "euler" || s == "heun") {
-    return o::sample_ode(denoise, sch, x_T, steps, s == "euler" ? o::OdeMethod::kEuler : o::OdeMethod::kHeun);
-  }
-  if (s == "smld") {
-    const double eps_step = c.smld_step * sch.t_min * sch.t_min;  // a_i / sigma_i^2 = smld_step
-    return o::sample_smld(denoise, sch, x_T, steps, c.smld_inner, eps_step, noise);
-  }
-  if (s == "cm" || s == "fewstep") return o::sample_multistep(f, sch, x_T, multistep_times(), noise);
-  if (s == "lcm") {
-    std::vector<double> times;
-    for (int64_t t : o::timestep_subsequence(sch.ddpm.num_steps, steps, o::Spacing::kTrailing)) {
-      times.push_back(static_cast<double>(t));
-    }
-    return o::sample_multistep(f, sch, x_T, times, noise);
-  }
-  if (s == "trigflow") {
-    // A TrigFlow consistency model outputs F; its one-step map to t = 0 is trigflow_step(t -> 0).
-    const o::ConsistencyFn via_F = [&](const torch::Tensor& x, double t) {
-      const torch::Tensor F = (std::cos(t) * x - f(x, t)) / (std::sin(t) * sch.sigma_d);
-      return o::trigflow_step(x, F, t, 0.0, sch.sigma_d);
-    };
-    std::vector<double> times = multistep_times();
-    times[0] = std::min(times[0], std::atan(80.0 / sch.sigma_d));  // sCM's t_max: sin t > 0 margin
-    return o::sample_multistep(via_F, sch, x_T, times, noise);
-  }
-  UD_ASSERT(false, "sampler ", s, " not dispatched");
-  return {};
+  return m;
+}
+
+objectives::InstaflowVariant instaflow_variant(const std::string& v) {
+  if (v == "posterior") return objectives::InstaflowVariant::kPosterior;
+  if (v == "simple") return objectives::InstaflowVariant::kSimple;
+  UD_CHECK_INPUT(v == "ddim", "unknown --instaflow_variant '", v, "' (valid: posterior, simple, ddim)");
+  return objectives::InstaflowVariant::kDdim;
+}
+
+/// The sampler options of a SampleConfig; `spacing` resolved by the caller.
+objectives::SamplerOptions sampler_options(const SampleConfig& c, const std::string& spacing, int64_t steps) {
+  objectives::SamplerOptions o;
+  o.steps = steps;
+  o.spacing = objectives::parse_spacing(spacing.empty() ? "leading" : spacing);
+  o.eta = c.eta;
+  o.times = c.cm_times;
+  o.smld_inner = c.smld_inner;
+  o.smld_step = c.smld_step;
+  o.instaflow = instaflow_variant(c.instaflow_variant);
+  return o;
 }
 
 torch::Tensor run_oracle_sample(const SampleConfig& c) {
@@ -192,13 +104,21 @@ torch::Tensor sample_gmm_oracle(const SampleConfig& c, const models::GaussianMix
                                 int64_t begin, int64_t end) {
   const objectives::Schedule sch = objectives::Schedule::parse(c.schedule);
   UD_CHECK_INPUT(!c.sampler.empty(), "--model=gmm needs a --sampler");
-  check_oracle_sampler(c.sampler, sch);
+  const objectives::SamplerModel model = oracle_model(c, gmm, sch);
+  const objectives::SamplerSpec& spec = objectives::select_sampler(c.sampler, model);
   if (sch.family == objectives::ScheduleFamily::kDdpm) {
-    UD_CHECK_INPUT(c.steps <= sch.ddpm.num_steps, "--steps ", c.steps, " exceeds T = ",
-                   sch.ddpm.num_steps);
+    UD_CHECK_INPUT(c.steps <= sch.ddpm.num_steps, "--steps ", c.steps, " exceeds T = ", sch.ddpm.num_steps);
   }
+  const torch::Tensor idx = rng::arange_indices(begin, end);
+  const rng::Stream stream{c.seed, rng::Purpose::kSampling};
+  const std::vector<int64_t> shape{gmm.dim()};
+  const objectives::NoiseFn noise = [&](int64_t i) {
+    return rng::normal(stream, static_cast<uint64_t>(i + 1), idx, shape).to(torch::kFloat64);
+  };
+  const torch::Tensor x_T = sch.sigma(sch.t_max) * rng::normal(stream, 0, idx, shape).to(torch::kFloat64);
   torch::NoGradGuard no_grad;
-  return oracle_chunk(c, gmm, sch, rng::arange_indices(begin, end)).to(torch::kFloat32);
+  return objectives::run_sampler(spec, model, x_T, sampler_options(c, c.spacing, c.steps), noise)
+      .to(torch::kFloat32);
 }
 
 namespace {
@@ -275,83 +195,51 @@ bool clip_x0(const SampleConfig& c, const std::vector<int64_t>& data_shape) {
   return c.clip_x0 == "on";
 }
 
-/// A model of a continuous-time objective (rf, ncsn, trigflow, ict, scm; objective.h): its
-/// denoiser or consistency function under the samplers it takes. x_T = sigma(t_max) N(0, I),
-/// keyed per sample at stream step 0 (reflow pairs regenerate it from that key); sampler step i
-/// draws its noise at stream step i + 1.
-torch::Tensor sample_continuous(const SampleConfig& c, LoadedModel& m, const DiffusionConfig& diffusion,
-                                torch::Device device) {
-  prepare_network(c, m, device);
-  check_guidance(c, *m.module);
-  torch::Tensor labels;  // of the current chunk
-  ModelFunctions fns = model_functions(diffusion, [&](const torch::Tensor& x, const torch::Tensor& t) {
-    return guided_output(c, *m.module, x, t, labels);
-  });
-  if (clip_x0(c, m.network.data_shape)) {
-    // Every sampler below sees the clamped estimate (the consistency function's output too).
-    if (fns.denoise) {
-      fns.denoise = [d = fns.denoise](const torch::Tensor& x, double t) { return d(x, t).clamp(-1, 1); };
-    }
-    if (fns.consistency) {
-      fns.consistency = [f = fns.consistency](const torch::Tensor& x, double t) { return f(x, t).clamp(-1, 1); };
-    }
-  }
-  const std::string sampler = c.sampler.empty() ? fns.samplers.front() : c.sampler;
-  std::string valid;
-  for (const auto& n : fns.samplers) valid += (valid.empty() ? "" : ", ") + n;
-  UD_CHECK_INPUT(std::find(fns.samplers.begin(), fns.samplers.end(), sampler) != fns.samplers.end(),
-                 "unknown --sampler '", sampler, "' for a ", diffusion.objective, " model (valid: ", valid, ")");
-  const objectives::Schedule& sch = fns.schedule;
-  const bool consistency = static_cast<bool>(fns.consistency);
-  // Defaults: 50 ODE steps or noise levels; one consistency step.
-  const int64_t steps = !c.cm_times.empty() ? static_cast<int64_t>(c.cm_times.size())
-                                            : c.steps > 0 ? c.steps : (consistency ? 1 : 50);
-  UD_CHECK_INPUT(c.cm_times.empty() || consistency, "--cm_times is for consistency models (ict, scm)");
-  for (size_t i = 0; i < c.cm_times.size(); ++i) {
-    UD_CHECK_INPUT(c.cm_times[i] > sch.t_min && c.cm_times[i] <= sch.t_max &&
-                       (i == 0 || c.cm_times[i] < c.cm_times[i - 1]),
-                   "--cm_times must decrease within (", sch.t_min, ", ", sch.t_max, "] (the model's times)");
-  }
-  log::info("sample", detail::str_cat(c.num, " samples of a ", diffusion.objective, " model with ", sampler,
-                                      ", ", steps, " steps, ", c.use_ema ? "EMA" : "raw",
-                                      " weights of step ", m.step));
-  torch::NoGradGuard no_grad;
-  const auto start = std::chrono::steady_clock::now();
-  std::vector<torch::Tensor> chunks;
-  for (int64_t begin = 0; begin < c.num; begin += c.batch) {
-    const int64_t end = std::min(c.num, begin + c.batch);
-    // On the device once: every step's noise is keyed by it (a host tensor would be copied, and
-    // waited for, at every step).
-    const torch::Tensor idx = rng::arange_indices(begin, end).to(device);
-    const rng::Stream stream{c.seed, rng::Purpose::kSampling};
-    const torch::Tensor x_T = sch.sigma(sch.t_max) * rng::normal(stream, 0, idx, m.network.data_shape, device);
-    const objectives::NoiseFn noise = [&](int64_t i) {
-      return rng::normal(stream, static_cast<uint64_t>(i + 1), idx, m.network.data_shape, device);
+/// A trained network as a sampler model, its labels read from `labels` (the current chunk's):
+/// a DDPM model gives eps at code indices (x0 and v networks converted); the continuous objectives
+/// their denoiser or consistency function (experiments/pretrain/objectives.h). Every x0 estimate
+/// is clamped to [-1, 1] with --clip_x0.
+objectives::SamplerModel trained_model(const SampleConfig& c, LoadedModel& m, const DiffusionConfig& diffusion,
+                                       const torch::Tensor& labels) {
+  namespace o = objectives;
+  models::Network& net = *m.module;
+  const bool clip = clip_x0(c, m.network.data_shape);
+  o::SamplerModel model;
+  if (diffusion.objective == "ddpm") {
+    const o::DdpmSchedule tables = o::DdpmSchedule::make(o::parse_beta_schedule(diffusion.schedule),
+                                                         diffusion.timesteps, diffusion.beta_start, diffusion.beta_end);
+    model.schedule = o::Schedule::from_ddpm(tables);
+    model.kind = "a DDPM model";
+    model.samplers = {"ddpm", "ddim"};
+    // The samplers take eps; x0- and v-prediction networks are converted (parameterization.h).
+    const o::Prediction prediction = o::parse_prediction(diffusion.prediction);
+    const o::Schedule unified = model.schedule;
+    model.eps = [&c, &net, &labels, prediction, unified](const torch::Tensor& x, const torch::Tensor& t) {
+      const torch::Tensor out = guided_output(c, net, x, t.to(torch::kFloat32), labels);
+      if (prediction == o::Prediction::kEps) return out;
+      return o::from_prediction(prediction, out, x, t.to(torch::kCPU, torch::kFloat64), unified).eps.to(out.dtype());
     };
-    labels = sample_labels(c, *m.module, begin, end, device);
-    torch::Tensor x;
-    if (sampler == "euler" || sampler == "heun") {
-      x = objectives::sample_ode(fns.denoise, sch, x_T, steps,
-                                 sampler == "heun" ? objectives::OdeMethod::kHeun : objectives::OdeMethod::kEuler);
-    } else if (sampler == "ddim") {
-      x = objectives::sample_ddim_any(fns.denoise, sch, x_T, steps, c.eta, noise);
-    } else if (sampler == "smld") {
-      const double eps_step = c.smld_step * sch.t_min * sch.t_min;  // a_i / sigma_i^2 = smld_step
-      x = objectives::sample_smld(fns.denoise, sch, x_T, steps, c.smld_inner, eps_step, noise);
-    } else {
-      // Multistep consistency sampling (Algorithm 4) at --cm_times, or the first `steps` times of
-      // the schedule's grid.
-      std::vector<double> times = c.cm_times;
-      if (times.empty()) {
-        times = sch.time_grid(steps);
-        times.pop_back();  // t_min is where the consistency function lands
-      }
-      x = objectives::sample_multistep(fns.consistency, sch, x_T, times, noise);
-    }
-    chunks.push_back(x.to(torch::kCPU, torch::kFloat32));
+    return model;
   }
-  log_rate(c.num, start);
-  return torch::cat(chunks);
+  ModelFunctions fns = model_functions(diffusion, [&c, &net, &labels](const torch::Tensor& x, const torch::Tensor& t) {
+    return guided_output(c, net, x, t, labels);
+  });
+  model.schedule = fns.schedule;
+  model.kind = "a " + diffusion.objective + " model";
+  model.samplers = fns.samplers;
+  model.denoise = fns.denoise;
+  model.consistency = fns.consistency;
+  if (clip) {
+    // Every sampler below sees the clamped estimate (the consistency function's output too).
+    if (model.denoise) {
+      model.denoise = [d = model.denoise](const torch::Tensor& x, double t) { return d(x, t).clamp(-1, 1); };
+    }
+    if (model.consistency) {
+      model.consistency = [f = model.consistency](const torch::Tensor& x, double t) { return f(x, t).clamp(-1, 1); };
+    }
+  }
+  model.default_steps = model.consistency ? 1 : 50;  // one consistency step; 50 ODE steps or noise levels
+  return model;
 }
 
 /// `attrs`: how the samples were drawn (sampling_seed, sampling_objective), for reflow; a
@@ -415,58 +303,60 @@ torch::Tensor run_sample(const SampleConfig& c) {
 torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device device) {
   UD_CHECK_INPUT(c.num > 0 && c.batch > 0, "the number of samples and the batch must be positive");
   const DiffusionConfig diffusion = resolve_diffusion(m.diffusion);
-  if (diffusion.objective != "ddpm") return sample_continuous(c, m, diffusion, device);
-  const std::string sampler = c.sampler.empty() ? "ddpm" : c.sampler;
-  UD_CHECK_INPUT(std::find(sampler_names().begin(), sampler_names().end(), sampler) !=
-                     sampler_names().end(),
-                 "unknown --sampler '", sampler, "' for a DDPM model (valid: ddpm, ddim)");
-  const objectives::Spacing spacing = objectives::parse_spacing(c.spacing);
-  const bool clip = clip_x0(c, m.network.data_shape);
-  const objectives::DdpmSchedule schedule = objectives::DdpmSchedule::make(
-      objectives::parse_beta_schedule(m.diffusion.schedule), m.diffusion.timesteps,
-      m.diffusion.beta_start, m.diffusion.beta_end);
-  const int64_t steps = c.steps > 0 ? c.steps : schedule.num_steps;
-  UD_CHECK_INPUT(steps <= schedule.num_steps, "--steps ", steps, " exceeds the model's T = ",
-                 schedule.num_steps);
-  prepare_network(c, m, device);
-  // The samplers take eps; x0- and v-prediction networks are converted (parameterization.h).
-  const objectives::Prediction prediction = objectives::parse_prediction(m.diffusion.prediction);
-  const objectives::Schedule unified = objectives::Schedule::from_ddpm(schedule);
-  check_guidance(c, *m.module);
   torch::Tensor labels;  // of the current chunk
-  auto eps_fn = [&](const torch::Tensor& x, const torch::Tensor& t) {
-    const torch::Tensor out = guided_output(c, *m.module, x, t.to(torch::kFloat32), labels);
-    if (prediction == objectives::Prediction::kEps) return out;
-    return objectives::from_prediction(prediction, out, x, t.to(torch::kCPU, torch::kFloat64), unified)
-        .eps.to(out.dtype());
-  };
-  log::info("sample", detail::str_cat(c.num, " samples with ", sampler, ", ", steps, " of T = ",
-                                      schedule.num_steps, " steps (", c.spacing, "), ",
-                                      c.use_ema ? "EMA" : "raw", " weights of step ", m.step));
+  const objectives::SamplerModel model = trained_model(c, m, diffusion, labels);
+  // The model's own sampler, steps and spacing (a distilled student records them) unless asked.
+  const std::string asked = c.sampler.empty() ? diffusion.sampler : c.sampler;
+  const objectives::SamplerSpec& spec = objectives::select_sampler(asked, model);
+  const bool own = !diffusion.sampler.empty() && spec.name == diffusion.sampler;
+  const int64_t steps_asked = c.steps > 0 ? c.steps : own ? diffusion.sampler_steps : 0;
+  const std::string spacing = !c.spacing.empty() ? c.spacing : own ? diffusion.sampler_spacing : "";
+  objectives::SamplerOptions options = sampler_options(c, spacing, steps_asked);
+  options.clip_x0 = clip_x0(c, m.network.data_shape);
+  const objectives::Schedule& sch = model.schedule;
+  const bool ddpm = diffusion.objective == "ddpm";
+  const int64_t steps = objectives::sampler_steps(model, options);
+  if (ddpm) {
+    UD_CHECK_INPUT(steps <= sch.ddpm.num_steps, "--steps ", steps, " exceeds the model's T = ", sch.ddpm.num_steps);
+  } else {
+    UD_CHECK_INPUT(c.cm_times.empty() || model.consistency, "--cm_times is for consistency models (ict, scm)");
+    for (size_t i = 0; i < c.cm_times.size(); ++i) {
+      UD_CHECK_INPUT(c.cm_times[i] > sch.t_min && c.cm_times[i] <= sch.t_max &&
+                         (i == 0 || c.cm_times[i] < c.cm_times[i - 1]),
+                     "--cm_times must decrease within (", sch.t_min, ", ", sch.t_max, "] (the model's times)");
+    }
+  }
+  prepare_network(c, m, device);
+  check_guidance(c, *m.module);
+  if (ddpm) {
+    log::info("sample", detail::str_cat(c.num, " samples with ", spec.name, ", ", steps, " of T = ",
+                                        sch.ddpm.num_steps, " steps (", spacing.empty() ? "leading" : spacing, "), ",
+                                        c.use_ema ? "EMA" : "raw", " weights of step ", m.step));
+  } else {
+    log::info("sample", detail::str_cat(c.num, " samples of a ", diffusion.objective, " model with ", spec.name, ", ",
+                                        steps, " steps, ", c.use_ema ? "EMA" : "raw", " weights of step ", m.step));
+  }
+  // x_T = sigma(t_max) N(0, I) on the continuous schedules; N(0, I) on DDPM tables.
+  const double scale = ddpm ? 1.0 : sch.sigma(sch.t_max);
+  torch::NoGradGuard no_grad;
   const auto start = std::chrono::steady_clock::now();
   std::vector<torch::Tensor> chunks;
   for (int64_t begin = 0; begin < c.num; begin += c.batch) {
     const int64_t end = std::min(c.num, begin + c.batch);
-    const torch::Tensor idx = rng::arange_indices(begin, end).to(device);  // once: keys every step's noise
+    // On the device once: every step's noise is keyed by it (a host tensor would be copied, and
+    // waited for, at every step).
+    const torch::Tensor idx = rng::arange_indices(begin, end).to(device);
     labels = sample_labels(c, *m.module, begin, end, device);
     const rng::Stream stream{c.seed, rng::Purpose::kSampling};
-    // Step 0 of the stream is x_T; sampler step i draws its noise at stream step i + 1.
-    // Drawn on the device (the keyed generator gives the CPU's bits there).
-    const torch::Tensor x_T = rng::normal(stream, 0, idx, m.network.data_shape, device);
-    auto noise = [&](int64_t i) {
+    // Step 0 of the stream is x_T (reflow pairs regenerate it from that key); sampler step i draws
+    // its noise at stream step i + 1. Drawn on the device (the CPU's bits there).
+    torch::Tensor x_T = rng::normal(stream, 0, idx, m.network.data_shape, device);
+    if (scale != 1.0) x_T = scale * x_T;
+    const objectives::NoiseFn noise = [&](int64_t i) {
       return rng::normal(stream, static_cast<uint64_t>(i + 1), idx, m.network.data_shape, device);
     };
-    objectives::DdpmSamplerOptions opts;
-    opts.steps = steps;
-    opts.spacing = spacing;
-    opts.clip_x0 = clip;
-    torch::Tensor x = sampler == "ddpm"
-                          ? objectives::sample_ddpm(eps_fn, schedule, x_T, opts, noise)
-                          : objectives::sample_ddim(eps_fn, schedule, x_T, opts, c.eta, noise);
-    chunks.push_back(x.to(torch::kCPU));
-    if (c.num > c.batch) {
-      log::info("sample", detail::str_cat(end, "/", c.num, " samples"));
-    }
+    chunks.push_back(objectives::run_sampler(spec, model, x_T, options, noise).to(torch::kCPU, torch::kFloat32));
+    if (c.num > c.batch) log::info("sample", detail::str_cat(end, "/", c.num, " samples"));
   }
   log_rate(c.num, start);
   return torch::cat(chunks);

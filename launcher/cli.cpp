@@ -1,6 +1,5 @@
+// launcher/cli.h.
 #include "launcher/cli.h"
-
-#include <gflags/gflags.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -19,20 +18,17 @@ std::string trim(const std::string& s) {
   return s.substr(b, e - b + 1);
 }
 
-bool accepts(const Command& c, const std::string& name) {
-  return std::find(c.flags.begin(), c.flags.end(), name) != c.flags.end();
+const settings::FlagInfo* find(const Command& c, const std::string& name) {
+  for (const auto& f : c.flags) {
+    if (f.name == name || std::find(f.aliases.begin(), f.aliases.end(), name) != f.aliases.end()) return &f;
+  }
+  return nullptr;
 }
 
 std::string flag_list(const Command& c) {
   std::string s;
-  for (const auto& f : c.flags) s += (s.empty() ? "--" : ", --") + f;
+  for (const auto& f : c.flags) s += (s.empty() ? "--" : ", --") + f.name;
   return s;
-}
-
-gflags::CommandLineFlagInfo info_of(const std::string& name) {
-  gflags::CommandLineFlagInfo info;
-  UD_ASSERT(gflags::GetCommandLineFlagInfo(name.c_str(), &info), "flag ", name, " is not defined");
-  return info;
 }
 
 class Parser {
@@ -47,10 +43,9 @@ class Parser {
         result_.help = true;
         continue;
       }
-      UD_CHECK_INPUT(arg.rfind("--", 0) == 0 || arg.rfind("-", 0) == 0,
-                     "unexpected argument '", arg, "' for 'unidiff ", command_.name, "'",
+      UD_CHECK_INPUT(arg.rfind("-", 0) == 0, "unexpected argument '", arg, "' for 'unidiff ", command_.name, "'",
                      origin.empty() ? "" : " in " + origin, " (flags look like --name=value)");
-      std::string body = arg.substr(arg.rfind("--", 0) == 0 ? 2 : 1);
+      const std::string body = arg.substr(arg.rfind("--", 0) == 0 ? 2 : 1);
       std::string name = body, value;
       bool has_value = false;
       if (const auto eq = body.find('='); eq != std::string::npos) {
@@ -66,30 +61,31 @@ class Parser {
         read_flagfile(value, depth);
         continue;
       }
-      gflags::CommandLineFlagInfo info;
-      bool known = accepts(command_, name) && gflags::GetCommandLineFlagInfo(name.c_str(), &info);
-      if (!known && !has_value && name.rfind("no", 0) == 0 && accepts(command_, name.substr(2)) &&
-          gflags::GetCommandLineFlagInfo(name.substr(2).c_str(), &info) && info.type == "bool") {
-        name = name.substr(2);
-        value = "false";
-        has_value = true;
-        known = true;
+      const settings::FlagInfo* flag = find(command_, name);
+      if (flag == nullptr && !has_value && name.rfind("no", 0) == 0) {
+        const settings::FlagInfo* negated = find(command_, name.substr(2));
+        if (negated != nullptr && negated->type == "bool") {
+          flag = negated;
+          value = "false";
+          has_value = true;
+        }
       }
-      UD_CHECK_INPUT(known, "unknown flag --", name, " for 'unidiff ", command_.name, "'",
+      UD_CHECK_INPUT(flag != nullptr, "unknown flag --", name, " for 'unidiff ", command_.name, "'",
                      origin.empty() ? "" : " in " + origin, "; valid flags: ", flag_list(command_));
       if (!has_value) {
-        if (info.type == "bool") {
+        if (flag->type == "bool") {
           value = "true";
         } else {
-          UD_CHECK_INPUT(i + 1 < args.size(), "flag --", name, " needs a value (", info.type, ")");
+          UD_CHECK_INPUT(i + 1 < args.size(), "flag --", name, " needs a value (", flag->type, ")");
           value = args[++i];
         }
       }
-      const std::string ok = gflags::SetCommandLineOption(name.c_str(), value.c_str());
-      UD_CHECK_INPUT(!ok.empty(), "bad value '", value, "' for --", name,
-                     origin.empty() ? "" : " in " + origin, ": expected ", info.type, ", ",
-                     info.description);
-      result_.set.push_back(name);
+      try {
+        flag->normalize(value);
+      } catch (const InputError& e) {
+        UD_FAIL_INPUT(e.what(), origin.empty() ? "" : " in " + origin);
+      }
+      result_.set.emplace_back(flag->name, value);
     }
   }
 
@@ -133,12 +129,16 @@ ParsedArgs parse_flags(const Command& command, const std::vector<std::string>& a
   return p.result();
 }
 
-std::string resolved_flags(const Command& command) {
+std::string resolved_flags(const std::string& command, const std::vector<settings::FlagInfo>& flags,
+                           const settings::Assignments& set) {
   std::ostringstream os;
-  os << "# resolved configuration of 'unidiff " << command.name << "'\n";
-  for (const auto& f : command.flags) {
-    const auto info = info_of(f);
-    os << "--" << f << "=" << info.current_value << "\n";
+  os << "# resolved configuration of 'unidiff " << command << "'\n";
+  for (const auto& f : flags) {
+    std::string value = f.default_text;
+    for (const auto& [name, text] : set) {
+      if (name == f.name) value = f.normalize(text);
+    }
+    os << "--" << f.name << "=" << value << "\n";
   }
   return os.str();
 }
@@ -147,11 +147,19 @@ std::string command_help(const Command& command) {
   std::ostringstream os;
   os << "usage: unidiff " << command.name << " [--flagfile=FILE] [--flag=value ...]\n"
      << "  " << command.summary << "\n\nflags:\n";
+  std::string group;
   for (const auto& f : command.flags) {
-    const auto info = info_of(f);
-    os << "  --" << f << " (" << info.type << ", default ";
-    os << (info.default_value.empty() ? "\"\"" : info.default_value) << ")\n      "
-       << info.description << "\n";
+    if (f.group != group) {
+      group = f.group;
+      os << "\n" << group << ":\n";
+    }
+    os << "  --" << f.name << " (" << f.type << ", default " << (f.default_text.empty() ? "\"\"" : f.default_text)
+       << ")\n      " << f.help << "\n";
+    if (!f.aliases.empty()) {
+      os << "      (also --";
+      for (size_t i = 0; i < f.aliases.size(); ++i) os << (i ? ", --" : "") << f.aliases[i];
+      os << ")\n";
+    }
   }
   os << "\nFlags apply in order: --flagfile=F loads F's lines (one --flag=value each, # comments)\n"
         "and later flags override earlier ones.\n";

@@ -2,8 +2,10 @@
 // the ranks, runs the command, and turns failures into exit codes: 0 done, 2 bad input (flags,
 // files, shapes; the message names the problem), 1 any other failure. One rank's failure ends the
 // whole job (MPI_Abort) instead of leaving the others in a collective.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -19,14 +21,14 @@
 #include "dist/world.h"
 #include "dist/checkpoint.h"
 #include "dist/signals.h"
-#include "experiments/checkpointing.h"
-#include "experiments/distill_progressive.h"
 #include "experiments/classifier.h"
 #include "experiments/eval.h"
+#include "experiments/run/checkpointing.h"
+#include "experiments/run/method.h"
+#include "experiments/run/run.h"
 #include "experiments/sample.h"
-#include "experiments/train_diffusion.h"
 #include "launcher/cli.h"
-#include "launcher/flags.h"
+#include "launcher/commands.h"
 #include "models/gmm.h"
 
 namespace {
@@ -42,10 +44,10 @@ std::string overview() {
   std::string s =
       "unidiff: trains diffusion models on a CPU, a GPU or a cluster (launch with mpirun).\n\n"
       "usage: unidiff <command> [--flagfile=FILE] [--flag=value ...]\n\ncommands:\n";
+  size_t width = 0;
+  for (const auto& c : unidiff::launcher::commands()) width = std::max(width, c.name.size());
   for (const auto& c : unidiff::launcher::commands()) {
-    char line[256];
-    std::snprintf(line, sizeof(line), "  %-10s %s\n", c.name.c_str(), c.summary.c_str());
-    s += line;
+    s += "  " + c.name + std::string(width + 2 - c.name.size(), ' ') + c.summary + "\n";
   }
   s += "\n'unidiff <command> --help' lists a command's flags. Exit codes: 0 done, 1 failure,\n"
        "2 bad input (flags, files, shapes).\n";
@@ -73,8 +75,11 @@ std::string sub_commands(const std::string& group) {
   return s;
 }
 
-int run_data_toy() {
-  const auto c = unidiff::launcher::make_toy_data_config();
+using unidiff::settings::Assignments;
+namespace launcher = unidiff::launcher;
+
+int run_data_toy(const Assignments& set) {
+  const auto c = launcher::toy_data_settings().build(set);
   UD_CHECK_INPUT(!c.out.empty(), "--out is required (the HDF5 file to write)");
   const torch::Tensor x = unidiff::data::make_toy(c.dist, c.num, c.seed);
   unidiff::data::write_dataset_shards(c.out, x, {}, 0, "toy:" + c.dist, c.shards);
@@ -83,8 +88,8 @@ int run_data_toy() {
   return kExitOk;
 }
 
-int run_data_fashion_mnist() {
-  const auto c = unidiff::launcher::make_fashion_mnist_config();
+int run_data_fashion_mnist(const Assignments& set) {
+  const auto c = launcher::fashion_mnist_settings().build(set);
   UD_CHECK_INPUT(!c.out.empty(), "--out is required (the HDF5 file to write)");
   const auto d = unidiff::data::read_fashion_mnist(c.dir, c.split, c.pad);
   unidiff::data::write_dataset_shards(c.out, d.images, d.labels, 10, "fashion-mnist:" + c.split,
@@ -96,8 +101,8 @@ int run_data_fashion_mnist() {
   return kExitOk;
 }
 
-int run_data_images() {
-  const auto c = unidiff::launcher::make_image_folder_config();
+int run_data_images(const Assignments& set) {
+  const auto c = launcher::image_folder_settings().build(set);
   UD_CHECK_INPUT(!c.dir.empty(), "--dir is required (the folder of images)");
   UD_CHECK_INPUT(!c.out.empty(), "--out is required (the HDF5 file to write)");
   const auto d = unidiff::data::read_image_folder(c.dir, c.channels, c.image_size);
@@ -111,8 +116,8 @@ int run_data_images() {
   return kExitOk;
 }
 
-int run_data_gmm() {
-  const auto c = unidiff::launcher::make_gmm_data_config();
+int run_data_gmm(const Assignments& set) {
+  const auto c = launcher::gmm_data_settings().build(set);
   UD_CHECK_INPUT(!c.gmm_file.empty(), "--gmm_file is required (HDF5 with /weights, /means, /stds)");
   UD_CHECK_INPUT(!c.out.empty(), "--out is required (the HDF5 file to write)");
   const auto gmm = unidiff::models::GaussianMixture::load(c.gmm_file);
@@ -120,6 +125,34 @@ int run_data_gmm() {
   unidiff::log::info("data", unidiff::detail::str_cat("wrote ", c.num, " exact samples of the ",
                                                       gmm.components(), "-component mixture to ", c.out));
   return kExitOk;
+}
+
+/// `unidiff train`: the run's settings, the method's (refusing another method's flags), the
+/// resolved configuration, then the run.
+int run_train(const Command& command, const Assignments& set) {
+  namespace ex = unidiff::experiments;
+  ex::RunConfig config = ex::run_settings().build(set);
+  const ex::MethodInfo& method = ex::find_method(config.method);
+  std::vector<unidiff::settings::FlagInfo> flags = launcher::run_flags();
+  std::set<std::string> own;
+  for (const auto& f : flags) own.insert(f.name);
+  for (const auto& f : method.flags()) {
+    if (own.insert(f.name).second) flags.push_back(f);
+  }
+  for (const auto& [flag, value] : set) {
+    if (own.count(flag)) continue;
+    std::string owners;
+    for (const ex::MethodInfo* m : ex::methods()) {
+      for (const auto& f : m->flags()) {
+        if (f.name == flag) owners += (owners.empty() ? "" : ", ") + m->name;
+      }
+    }
+    UD_FAIL_INPUT("--", flag, " is a flag of --method=", owners, "; this run's method is ", method.name);
+  }
+  (void)command;
+  config.resolved_flags = launcher::resolved_flags("train", flags, set);
+  const auto result = ex::train(config, set);
+  return result.stopped ? unidiff::dist::kExitRequeue : kExitOk;
 }
 
 int dispatch(int argc, char** argv) {
@@ -153,49 +186,39 @@ int dispatch(int argc, char** argv) {
   }
   const Command* command = find_command(name);
   UD_CHECK_INPUT(command != nullptr, "unknown command '", name, "' (valid: ", valid_commands(), ")");
-  const auto parsed = unidiff::launcher::parse_flags(
+  const auto parsed = launcher::parse_flags(
       *command, std::vector<std::string>(args.begin() + static_cast<long>(first_flag), args.end()));
   if (parsed.help) {
     std::cout << unidiff::launcher::command_help(*command);
     return kExitOk;
   }
 
-  if (name == "train") {
-    auto config = unidiff::launcher::make_train_config();
-    config.resolved_flags = unidiff::launcher::resolved_flags(*command);
-    if (config.method == "progressive") {
-      const auto result = unidiff::experiments::distill_progressive(config);
-      return result.stopped ? unidiff::dist::kExitRequeue : kExitOk;
-    }
-    UD_CHECK_INPUT(config.method == "ddpm", "unknown --method '", config.method,
-                   "' (valid: ddpm, progressive)");
-    const auto result = unidiff::experiments::train_diffusion(config);
-    return result.stopped ? unidiff::dist::kExitRequeue : kExitOk;
-  }
+  const Assignments& set = parsed.set;
+  if (name == "train") return run_train(*command, set);
   // The other commands are single-process: rank 0 does the work.
   if (unidiff::dist::rank() != 0) return kExitOk;
   if (name == "sample") {
-    unidiff::experiments::run_sample(unidiff::launcher::make_sample_config());
+    unidiff::experiments::run_sample(unidiff::experiments::sample_settings().build(set));
     return kExitOk;
   }
   if (name == "eval") {
-    std::cout << unidiff::experiments::run_eval(unidiff::launcher::make_eval_config()) << std::endl;
+    std::cout << unidiff::experiments::run_eval(unidiff::experiments::eval_settings().build(set)) << std::endl;
     return kExitOk;
   }
   if (name == "eval train-classifier") {
-    unidiff::experiments::train_classifier(unidiff::launcher::make_classifier_config());
+    unidiff::experiments::train_classifier(launcher::classifier_settings().build(set));
     return kExitOk;
   }
   if (name == "ckpt info") {
-    const std::string path = unidiff::launcher::checkpoint_flag();
+    const std::string path = launcher::checkpoint_info_settings().build(set).checkpoint;
     UD_CHECK_INPUT(!path.empty(), "--checkpoint is required (a checkpoint or run directory)");
     std::cout << unidiff::experiments::checkpoint_to_resume(path, path)->describe();
     return kExitOk;
   }
-  if (name == "data toy") return run_data_toy();
-  if (name == "data gmm") return run_data_gmm();
-  if (name == "data fashion-mnist") return run_data_fashion_mnist();
-  if (name == "data images") return run_data_images();
+  if (name == "data toy") return run_data_toy(set);
+  if (name == "data gmm") return run_data_gmm(set);
+  if (name == "data fashion-mnist") return run_data_fashion_mnist(set);
+  if (name == "data images") return run_data_images(set);
   UD_ASSERT(false, "command ", name, " has no handler");
   return kExitFailure;
 }

@@ -190,6 +190,8 @@ torch::Tensor composite(const torch::Tensor& x, const torch::Tensor& bias, const
 
 }  // namespace
 
+bool has_forward_grad(const torch::Tensor& t) { return t.defined() && t._fw_grad(/*level=*/0).defined(); }
+
 bool fused_group_norm_available(c10::DeviceType device) {
   if (device == c10::DeviceType::CPU) return true;
 #ifdef UNIDIFF_WITH_CUDA_KERNELS
@@ -217,7 +219,10 @@ torch::Tensor group_norm_act(const torch::Tensor& x, const torch::Tensor& bias, 
   const bool fusable = x.dim() == 4 && gamma.defined() && beta.defined() &&
                        (dtype == torch::kFloat || dtype == torch::kBFloat16 || dtype == torch::kHalf) &&
                        x.size(1) / groups <= gn::kMaxThreads && fused_group_norm_available(x.device().type());
-  if (!fused || !fusable) return composite(x, bias, gamma, beta, groups, eps, silu);
+  // Forward-mode AD (sCM's JVP) goes through the composite: the fused autograd function has no
+  // forward-mode rule. The same values either way.
+  const bool dual = has_forward_grad(x) || has_forward_grad(bias) || has_forward_grad(gamma) || has_forward_grad(beta);
+  if (!fused || !fusable || dual) return composite(x, bias, gamma, beta, groups, eps, silu);
   return FusedGroupNormAct::apply(x, bias.defined() ? bias : torch::empty({0}, x.options().dtype(torch::kFloat)),
                                   gamma, beta, groups, eps, silu);
 }

@@ -15,6 +15,11 @@
 
 namespace unidiff::models {
 
+/// Whether `t` carries a forward-mode tangent (a dual tensor of forward AD, level 0): the fused
+/// autograd functions (this one, the CUDA keyed dropout) have no forward-mode rule, so such inputs
+/// take the composite operations, which give the same values.
+bool has_forward_grad(const torch::Tensor& t);
+
 /// Whether the fused path can run on `device`: the CPU always (emulated); CUDA when the build
 /// compiled the kernels.
 bool fused_group_norm_available(c10::DeviceType device);
@@ -25,7 +30,8 @@ void check_fused_group_norm(torch::Device device);
 
 /// act(GroupNorm(x + bias)) for x [N, C, ...] with C divisible by `groups`; bias [N, C] or
 /// undefined; gamma, beta [C]. `fused` picks the fused path for 4-D float32/bfloat16/float16 x
-/// (other inputs take the composite path); its output has x's dtype and memory format.
+/// (other inputs, and dual tensors of forward-mode AD, take the composite path); its output has
+/// x's dtype and memory format.
 torch::Tensor group_norm_act(const torch::Tensor& x, const torch::Tensor& bias, const torch::Tensor& gamma,
                              const torch::Tensor& beta, int64_t groups, double eps, bool silu, bool fused);
 

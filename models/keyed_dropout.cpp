@@ -1,5 +1,7 @@
 #include "models/keyed_dropout.h"
 
+#include "models/group_norm_act.h"
+
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/nn/functional/dropout.h>
 
@@ -64,9 +66,12 @@ torch::Tensor keyed_dropout(const torch::Tensor& x, double p, bool training, int
                                 ? rng::StepKey(current_key->step_counter, 16, static_cast<uint32_t>(layer))
                                 : rng::StepKey((current_key->step << 16) | static_cast<uint64_t>(layer));
   const rng::Stream stream{current_key->seed, rng::Purpose::kDropout};
-  // On CUDA one fused kernel each way; elsewhere the uniforms and two products (autograd keeps
-  // the mask). The same numbers bit for bit.
-  if (x.is_cuda() && rng::has_cuda_kernels()) return FusedKeyedDropout::apply(x, current_key->index, stream, step, p);
+  // On CUDA one fused kernel each way; elsewhere, and under forward-mode AD (sCM's JVP: the fused
+  // function has no forward-mode rule), the uniforms and two products (autograd keeps the mask).
+  // The same numbers bit for bit.
+  if (x.is_cuda() && rng::has_cuda_kernels() && !has_forward_grad(x)) {
+    return FusedKeyedDropout::apply(x, current_key->index, stream, step, p);
+  }
   return rng::apply_dropout_mask(stream, step, current_key->index, x, p);
 }
 

@@ -96,4 +96,54 @@ std::shared_ptr<Network> make_network(const NetworkConfig& config) {
   return it->second(config);
 }
 
+const settings::Table<NetworkConfig>& network_settings() {
+  static const settings::Table<NetworkConfig> t = [] {
+    using settings::Decl;
+    using C = NetworkConfig;
+    const auto pos = settings::positive();
+    settings::Table<C> t;
+    t.add(Decl("model_arch", "network architecture: mlp (vectors), unet, dit (width --model_hidden), dit-s, dit-b "
+                             "(images, latents)")
+              .guarded()
+              .attr("arch")
+              .required(),
+          &C::arch);
+    t.add(Decl("", "shape of one sample").guarded().attr("data_shape").required(), &C::data_shape);
+    t.add(Decl("model_hidden", "hidden width").guarded().attr("hidden").required().check(pos), &C::hidden);
+    t.add(Decl("model_layers", "hidden layers").guarded().attr("layers").required().check(pos), &C::layers);
+    t.add(Decl("model_time_dim", "size of the sinusoidal time embedding (even)").guarded().attr("time_dim").required().check(pos),
+          &C::time_dim);
+    t.add(Decl("model_fourier", "mlp: K octaves of input Fourier features [x, sin(2^k pi x), cos(2^k pi x)], k < K "
+                                "(0: x alone)")
+              .guarded()
+              .attr("fourier")
+              .check(settings::non_negative()),
+          &C::fourier);
+    t.add(Decl("model_channels", "unet: base width (a multiple of 32)").guarded().attr("channels").check(pos),
+          &C::channels);
+    t.add(Decl("model_mult", "unet: width multiplier per level, comma-separated").guarded().attr("channel_mult"),
+          &C::channel_mult);
+    t.add(Decl("model_res_blocks", "unet: residual blocks per level").guarded().attr("res_blocks").check(pos),
+          &C::res_blocks);
+    t.add(Decl("model_attn_res", "unet: resolutions with self-attention, comma-separated (empty: none)")
+              .guarded()
+              .attr("attn_res"),
+          &C::attn_res);
+    t.add(Decl("model_dropout", "unet: dropout in the residual blocks").guarded().attr("dropout").check(
+              settings::unit_interval()),
+          &C::dropout);
+    t.add(Decl("", "classes of a conditional network (0: unconditional)").guarded().attr("num_classes"),
+          &C::num_classes);
+    t.add(Decl("model_depth", "dit: transformer blocks (dit-s and dit-b: 12)").guarded().attr("depth").check(pos),
+          &C::depth);
+    t.add(Decl("model_heads", "dit: attention heads (dit-s: 6, dit-b: 12)").guarded().attr("heads").check(pos),
+          &C::heads);
+    t.add(Decl("model_patch", "dit, dit-s, dit-b: patch side (2 or 4 for the standard sizes)").guarded().attr(
+              "patch").check(pos),
+          &C::patch);
+    return t;
+  }();
+  return t;
+}
+
 }  // namespace unidiff::models

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "core/settings.h"
+
 namespace unidiff::models {
 
 /// A network mapping (x [B, ...], t [B]) to a tensor shaped like x. What the output means is
@@ -43,6 +45,10 @@ struct NetworkConfig {
   int64_t heads = 6;                           ///< attention heads
   int64_t patch = 2;                           ///< patch side
 };
+
+/// Its settings (core/settings.h): the model_* flags, the model file's attributes, the resume
+/// guard. data_shape and num_classes come from the data (attributes only).
+const settings::Table<NetworkConfig>& network_settings();
 
 /// Architecture names the registry knows, sorted.
 std::vector<std::string> network_names();

@@ -2,6 +2,7 @@
 #include "objectives/distill/progressive.h"
 
 #include "core/error.h"
+#include "objectives/sampling/ddim.h"
 
 namespace unidiff::objectives {
 namespace {
@@ -30,8 +31,8 @@ PdPoint pd_point(const Schedule& schedule, const torch::Tensor& s) {
 
 torch::Tensor pd_ddim_step(const torch::Tensor& z, const torch::Tensor& x0, const PdPoint& from,
                            const PdPoint& to) {
-  const torch::Tensor eps = (z - per_sample(from.alpha, z) * x0) / per_sample(from.sigma, z);
-  return per_sample(to.alpha, z) * x0 + per_sample(to.sigma, z) * eps;
+  return ddim_step_deterministic(z, x0, per_sample(from.alpha, z), per_sample(from.sigma, z), per_sample(to.alpha, z),
+                                 per_sample(to.sigma, z));
 }
 
 PdLoss progressive_distillation_loss(const X0Fn& teacher, const X0Fn& student,
@@ -59,20 +60,20 @@ PdLoss progressive_distillation_loss(const X0Fn& teacher, const X0Fn& student,
   return out;
 }
 
-torch::Tensor pd_sample(const X0Fn& model, const Schedule& schedule, const torch::Tensor& x_T,
-                        int64_t n) {
+std::vector<double> pd_times(const Schedule& schedule, int64_t n) {
   UD_ASSERT(n >= 1, "sampling steps ", n);
-  torch::NoGradGuard no_grad;
-  const int64_t b = x_T.size(0);
-  const auto f64 = torch::dtype(torch::kFloat64).device(x_T.device());
-  torch::Tensor z = x_T;
+  std::vector<double> times;
   for (int64_t k = n; k >= 1; --k) {
-    const PdPoint from = pd_point(schedule, torch::full({b}, static_cast<double>(k) / n, f64));
-    const PdPoint to = pd_point(schedule, torch::full({b}, static_cast<double>(k - 1) / n, f64));
-    const torch::Tensor x0 = model(z, from.t.to(z.device()));
-    z = k == 1 ? x0 : pd_ddim_step(z, x0, from, to);
+    times.push_back(static_cast<double>(k) / static_cast<double>(n) * static_cast<double>(schedule.ddpm.num_steps - 1));
   }
-  return z;
+  return times;
+}
+
+torch::Tensor pd_sample(const X0Fn& model, const Schedule& schedule, const torch::Tensor& x_T, int64_t n) {
+  const DenoiseFn denoise = [&](const torch::Tensor& z, double t) {
+    return model(z, torch::full({z.size(0)}, t, torch::dtype(torch::kFloat32).device(z.device())));
+  };
+  return sample_ddim_times(denoise, schedule, x_T, pd_times(schedule, n), 0.0, false, {});
 }
 
 }  // namespace unidiff::objectives

@@ -48,8 +48,11 @@ PdLoss progressive_distillation_loss(const X0Fn& teacher, const X0Fn& student,
                                      const Schedule& schedule, const torch::Tensor& x0,
                                      const torch::Tensor& eps, const torch::Tensor& s, int64_t n);
 
-/// Deterministic DDIM sampling from x_T over the N-step grid (the way a distilled student of N
-/// steps, and a teacher compared at N steps, are sampled).
+/// The N-step grid's network times (T - 1) k / N, k = N .. 1 (the last step goes to clean data).
+std::vector<double> pd_times(const Schedule& schedule, int64_t n);
+
+/// Deterministic DDIM (objectives/sampling/ddim.h) from x_T over the N-step grid (the way a
+/// distilled student of N steps, and a teacher compared at N steps, are sampled).
 torch::Tensor pd_sample(const X0Fn& model, const Schedule& schedule, const torch::Tensor& x_T,
                         int64_t n);
 

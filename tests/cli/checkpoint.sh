@@ -10,20 +10,21 @@
 #     checkpoint and says so;
 #   - SIGTERM to one rank of `mpirun -np 2`: checkpoint, exit code 75, and the resumed run matches
 #     an uninterrupted one bit for bit;
-#   - `unidiff ckpt info`; the README's h5py snippet reads every checkpoint compared here;
+#   - `unidiff ckpt info`; the h5py snippet of docs/checkpoints.md reads every checkpoint compared here;
 #   - progressive distillation stopped mid-round and resumed: bit-exact on 1 and 2 ranks.
 set -euo pipefail
 bin=$UNIDIFF_BIN
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/expect.sh"
 mpi=("$MPIEXEC" --oversubscribe --bind-to none -x OMP_NUM_THREADS=1)
 "$bin" data toy --dist=moons --num=3000 --seed=1 --out="$tmp/d.h5" >/dev/null 2>&1
 common=(--data="$tmp/d.h5" --data_batch=96 --model_hidden=32 --model_layers=2 --model_time_dim=16
         --optim_lr=2e-3 --optim_warmup=5 --ema_decay=0.9 --log_every=10 --threads=1)
 
-# The README's snippet (the python block after <!-- checkpoint-snippet -->) reads checkpoints below.
+# The snippet of docs/checkpoints.md (the python block after <!-- checkpoint-snippet -->) reads checkpoints below.
 awk '/<!-- checkpoint-snippet -->/ {on = 1; next} on && /^```python/ {inside = 1; next}
-     inside && /^```/ {exit} inside {print}' "$UNIDIFF_SOURCE_DIR/README.md" >"$tmp/read_ckpt.py"
-grep -q "def read_checkpoint" "$tmp/read_ckpt.py" || { echo "README snippet not found"; exit 1; }
+     inside && /^```/ {exit} inside {print}' "$UNIDIFF_SOURCE_DIR/docs/checkpoints.md" >"$tmp/read_ckpt.py"
+grep -q "def read_checkpoint" "$tmp/read_ckpt.py" || { echo "docs/checkpoints.md snippet not found"; exit 1; }
 compare() {  # compare RUN_A RUN_B exact|close
   "$UNIDIFF_PYTHON" - "$tmp" "$1" "$2" "$3" <<'PY'
 import sys, os, h5py, numpy as np
@@ -99,23 +100,14 @@ compare "$tmp/s2false" "$tmp/killed" exact
 "$bin" train "${common[@]}" --train_steps=30 --save_every=10 --run_dir="$tmp/bad" >/dev/null 2>&1
 shard="$tmp/bad/checkpoints/step-000000030/shard-00000.h5"
 printf 'garbage' | dd of="$shard" bs=1 seek=4000 conv=notrunc status=none
-set +e
-"$bin" ckpt info --checkpoint="$tmp/bad/checkpoints/step-000000030" 2>"$tmp/err"; rc=$?
-set -e
-[ $rc -eq 2 ] && grep -q "shard-00000.h5' is corrupted" "$tmp/err" || { cat "$tmp/err"; exit 1; }
-set +e
-"$bin" train "${common[@]}" --train_steps=40 --resume="$tmp/bad/checkpoints/step-000000030" \
-  --run_dir="$tmp/bad" 2>"$tmp/err" >/dev/null; rc=$?
-set -e
-[ $rc -eq 2 ] && grep -q "corrupted" "$tmp/err"
+expect 2 "shard-00000.h5' is corrupted" -- "$bin" ckpt info --checkpoint="$tmp/bad/checkpoints/step-000000030"
+expect 2 "corrupted" -- "$bin" train "${common[@]}" --train_steps=40 \
+  --resume="$tmp/bad/checkpoints/step-000000030" --run_dir="$tmp/bad"
 "$bin" train "${common[@]}" --train_steps=40 --run_dir="$tmp/bad" >"$tmp/out" 2>&1
 grep -q "unusable" "$tmp/out" && grep -q "resumed from .*step-000000020" "$tmp/out" || { cat "$tmp/out"; exit 1; }
 
 # --- a changed setting is refused, naming it -----------------------------------------------------
-set +e
-"$bin" train "${common[@]}" --data_batch=48 --train_steps=50 --run_dir="$tmp/bad" 2>"$tmp/err"; rc=$?
-set -e
-[ $rc -eq 2 ] && grep -q "data_batch: 96 -> 48" "$tmp/err" || { cat "$tmp/err"; exit 1; }
+expect 2 "data_batch: 96 -> 48" -- "$bin" train "${common[@]}" --data_batch=48 --train_steps=50 --run_dir="$tmp/bad"
 
 # --- SIGTERM to one rank --------------------------------------------------------------------------
 long=(--train_steps=400 --log_every=5)

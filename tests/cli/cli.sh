@@ -10,12 +10,7 @@ failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 # expect CODE PATTERN -- command...: exit code CODE and stderr+stdout matching PATTERN.
-expect() {
-  local code=$1 pattern=$2; shift 3
-  "$@" >"$tmp/out" 2>&1; local rc=$?
-  if [ $rc -ne "$code" ]; then fail "'$*' exited $rc, expected $code"; cat "$tmp/out"; return; fi
-  if ! grep -qE -- "$pattern" "$tmp/out"; then fail "'$*' output lacks /$pattern/"; cat "$tmp/out"; fi
-}
+. "$(dirname "$0")/expect.sh"
 
 expect 2 "usage: unidiff <command>" -- "$bin"
 expect 0 "train +train a model" -- "$bin" --help
@@ -222,6 +217,9 @@ expect 2 "--label 4 is not a class of the model \(0..3\)" -- "$bin" sample --che
   --sampler=ddim --steps=2 --num=2 --label=4 --out="$tmp/x.h5"
 expect 0 "step 3/3" -- "$bin" train --data="$tmp/img8.h5" "${unet[@]}" --data_batch=8 --train_steps=3 \
   --log_every=3 --run_dir="$tmp/uncond"
+# The resume guard covers every setting of the network and the objective (the dropout too).
+expect 2 "model_dropout: 0.1 -> 0.2" -- "$bin" train --data="$tmp/img8.h5" "${unet[@]}" --model_dropout=0.2 \
+  --data_batch=8 --train_steps=4 --log_every=3 --run_dir="$tmp/uncond"
 expect 2 "need a class-conditional model" -- "$bin" sample --checkpoint="$tmp/uncond" --sampler=ddim \
   --steps=2 --num=2 --cfg_scale=3 --out="$tmp/x.h5"
 # A tiny class-conditional DiT through sCM (forward-mode JVP through the transformer), sampled in
@@ -243,8 +241,8 @@ expect 2 "--class_conditional needs a dataset with /labels" -- "$bin" train --da
 # the model file); a bad precision is refused before anything is written; distillation refuses both.
 expect 0 "step 3/3 .*" -- "$bin" train --data="$tmp/img8.h5" "${unet[@]}" --precision=bf16 --channels_last \
   --cudnn_benchmark --data_batch=8 --train_steps=3 --log_every=3 --run_dir="$tmp/bf16"
-grep -q "1 rank(s) on cpu, .* bf16, channels-last" "$tmp/out" || fail "the bf16 run does not say so"
-grep -q "cudnn_benchmark has no effect on cpu" "$tmp/out" || fail "--cudnn_benchmark on the CPU is not flagged"
+grep -q "1 rank(s) on cpu, .* bf16, channels-last" "$expect_out" || fail "the bf16 run does not say so"
+grep -q "cudnn_benchmark has no effect on cpu" "$expect_out" || fail "--cudnn_benchmark on the CPU is not flagged"
 expect 0 "samples written" -- "$bin" sample --checkpoint="$tmp/bf16" --sampler=ddim --steps=2 --num=4 \
   --threads=1 --out="$tmp/bf16.h5"
 "$py" -c "import h5py, sys; f = h5py.File(sys.argv[1]); assert all(d.dtype == 'float32' for g in ('params', 'ema') for d in f[g].values())" \
@@ -272,13 +270,32 @@ expect 2 "--fused_group_norm runs CUDA kernels; this run is on cpu" -- "$bin" sa
 expect 2 "--precision must be fp32 or bf16, got 'fp16'" -- "$bin" train --data="$tmp/img8.h5" "${unet[@]}" \
   --precision=fp16 --run_dir="$tmp/fp16"
 [ ! -e "$tmp/fp16" ] || fail "a refused precision created its run directory"
-expect 2 "apply to --method=ddpm" -- "$bin" train --method=progressive --pd_teacher="$tmp/uncond" \
+expect 2 "apply to --method=pretrain" -- "$bin" train --method=progressive --pd_teacher="$tmp/uncond" \
   --data="$tmp/img8.h5" --precision=bf16 --run_dir="$tmp/pd-bf16"
+# Methods: registered by name (pre-training keeps its earlier name ddpm), listed by --help with their
+# own flags; another method's flag is refused; the teacher flag has its earlier name too.
+expect 2 "unknown --method 'nope' \(valid: pretrain \(alias ddpm\), progressive" -- "$bin" train --method=nope \
+  --data="$tmp/moons.h5" --run_dir="$tmp/nope"
+expect 0 "--method=progressive: progressive distillation" -- "$bin" train --help
+grep -q -- "(also --pd_teacher)" "$expect_out" || fail "train --help does not give --teacher's earlier name"
+expect 2 "--teacher is a flag of --method=progressive; this run's method is pretrain" -- "$bin" train \
+  --flagfile="$tmp/small.flags" --pd_teacher="$tmp/ok" --run_dir="$tmp/cross"
+[ ! -e "$tmp/cross" ] || fail "a refused flag created its run directory"
+expect 0 "step 5/5" -- "$bin" train --flagfile="$tmp/small.flags" --method=ddpm --run_dir="$tmp/alias"
+grep -qx -- "--method=ddpm" "$tmp/alias/config.flags" || fail "config.flags lacks the method as given"
+# A diverged loss is no bad input: exit 1, naming the first non-finite step and its batch's samples.
+"$py" - "$tmp/huge.h5" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "w") as f:
+    f["data"] = np.full((40, 2), 1e30, np.float32)
+PY
+expect 1 "training diverged: the loss is (inf|nan) \(first at step 1\); its batch of stream 'data' held the global sample indices \[[0-9]+, " \
+  -- "$bin" train --flagfile="$tmp/small.flags" --data="$tmp/huge.h5" --run_dir="$tmp/huge"
 # The step in a CUDA graph needs a CUDA device: refused on the CPU before the run directory exists.
 expect 2 "--cuda_graph needs a CUDA device; this run is on cpu" -- "$bin" train --data="$tmp/img8.h5" "${unet[@]}" \
   --cuda_graph --run_dir="$tmp/graph"
 [ ! -e "$tmp/graph" ] || fail "a refused --cuda_graph run created its run directory"
-expect 2 "--cuda_graph applies to --method=ddpm" -- "$bin" train --method=progressive --pd_teacher="$tmp/uncond" \
+expect 2 "--cuda_graph applies to --method=pretrain" -- "$bin" train --method=progressive --pd_teacher="$tmp/uncond" \
   --data="$tmp/img8.h5" --cuda_graph --run_dir="$tmp/pd-graph"
 # The fused GroupNorm kernels run on CUDA only.
 expect 2 "--fused_group_norm runs CUDA kernels; this run is on cpu" -- "$bin" train --data="$tmp/img8.h5" \

@@ -9,16 +9,11 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
 fi
 bin=$UNIDIFF_BIN
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/expect.sh"
 "$bin" data fashion-mnist --split=train --out="$tmp/train.h5"
 "$bin" data fashion-mnist --split=test --pad=2 --shards=3 --out="$tmp/test.h5"
-set +e
-"$bin" data fashion-mnist --split=dev --out="$tmp/bad.h5" 2>"$tmp/err"; rc=$?
-set -e
-[ $rc -eq 2 ] && grep -q "unknown --split 'dev' (valid: train, test)" "$tmp/err"
-set +e
-"$bin" data fashion-mnist --fashion_mnist_dir="$tmp/nowhere" --out="$tmp/bad.h5" 2>"$tmp/err"; rc=$?
-set -e
-[ $rc -eq 2 ] && grep -q "does not exist" "$tmp/err"
+expect 2 "unknown --split 'dev' \(valid: train, test\)" -- "$bin" data fashion-mnist --split=dev --out="$tmp/bad.h5"
+expect 2 "does not exist" -- "$bin" data fashion-mnist --fashion_mnist_dir="$tmp/nowhere" --out="$tmp/bad.h5"
 [ ! -e "$tmp/bad.h5" ]
 "$UNIDIFF_PYTHON" - "$tmp" <<'PY'
 import gzip, glob, sys
@@ -85,12 +80,9 @@ assert "class_accuracy" not in r and sum(r["class_histogram"]) == 5000
 assert n["fd"] > 10 * r["fd"], (n["fd"], r["fd"])
 print(f"classifier accuracy {s['classifier_test_accuracy']:.4f}; FD train-vs-test {r['fd']:.3f}, noise-vs-test {n['fd']:.3f}")
 PY
-set +e
-"$bin" eval --samples="$tmp/noise.h5" --reference="$ref" 2>"$tmp/err"; rc=$?
-"$bin" eval --samples="$tmp/noise.h5" --reference="$ref" --classifier="$tmp/train.h5" 2>"$tmp/err2"; rc2=$?
-set -e
-[ $rc -eq 2 ] && grep -q "evaluate them with --classifier=FILE" "$tmp/err"
-[ $rc2 -eq 2 ] && grep -q "is not a unidiff classifier" "$tmp/err2"
+expect 2 "evaluate them with --classifier=FILE" -- "$bin" eval --samples="$tmp/noise.h5" --reference="$ref"
+expect 2 "is not a unidiff classifier" -- "$bin" eval --samples="$tmp/noise.h5" --reference="$ref" \
+  --classifier="$tmp/train.h5"
 # The Fashion-MNIST recipes start (2 steps each; the hour-long runs are the README's table), and
 # evaluation during training writes FD (and class accuracy for the conditional model) rows.
 for r in eps v; do

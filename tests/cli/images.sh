@@ -6,6 +6,7 @@
 set -euo pipefail
 bin=$UNIDIFF_BIN
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/expect.sh"
 mkdir -p "$tmp/imgs/cat" "$tmp/imgs/dog" "$tmp/imgs/emu"
 
 # PNGs of known pixels: RGB 8-bit, grey 8-bit, RGBA (alpha composited onto black), 16-bit RGB.
@@ -82,10 +83,8 @@ PY
 
 # Sizes: a mismatch is refused with a hint; --image_size resizes and centre-crops.
 cp "$tmp/wide.png" "$tmp/imgs/dog/wide.png"
-set +e
-"$bin" data images --dir="$tmp/imgs" --out="$tmp/bad.h5" 2>"$tmp/err"; rc=$?
-set -e
-[ $rc -eq 2 ] && grep -q "wide.png' is 8x12" "$tmp/err" && grep -q -- "--image_size" "$tmp/err"
+expect 2 "wide.png' is 8x12" -- "$bin" data images --dir="$tmp/imgs" --out="$tmp/bad.h5"
+grep -q -- "--image_size" "$expect_out" || fail "the size refusal does not name --image_size"
 [ ! -e "$tmp/bad.h5" ]
 "$bin" data images --dir="$tmp/imgs" --image_size=4 --out="$tmp/small.h5"
 "$UNIDIFF_PYTHON" -c "import h5py,sys; s=h5py.File(sys.argv[1])['/data'].shape; assert s == (6, 3, 4, 4), s" "$tmp/small.h5"
@@ -122,13 +121,8 @@ fi
 # Bad input: exit 2, the file named, no output left.
 expect_bad() {  # expect_bad PATTERN ARGS...
   local pattern=$1; shift
-  set +e
-  "$bin" data images "$@" --out="$tmp/bad.h5" 2>"$tmp/err"; local rc=$?
-  set -e
-  if [ $rc -ne 2 ] || ! grep -q -- "$pattern" "$tmp/err"; then
-    echo "expected exit 2 and '$pattern' for: $*"; cat "$tmp/err"; exit 1
-  fi
-  [ ! -e "$tmp/bad.h5" ]
+  expect 2 "$pattern" -- "$bin" data images "$@" --out="$tmp/bad.h5"
+  [ ! -e "$tmp/bad.h5" ] || fail "a refused conversion left $tmp/bad.h5"
 }
 expect_bad "does not exist" --dir="$tmp/nowhere"
 mkdir -p "$tmp/empty"

@@ -24,7 +24,7 @@
 #include "dist/reducer.h"
 #include "dist/world.h"
 #include "deferred_communicator.h"
-#include "experiments/train_diffusion.h"
+#include "experiments/run/run.h"
 #include "models/network.h"
 #include "models/precision.h"
 #include "../unit/test_util.h"
@@ -386,16 +386,14 @@ TEST(Gradients, TrainingLoopKeepsReplicasInSync) {
     data::write_dataset(dir / "moons.h5", data::make_toy("moons", 600, 0));
   }
   comm->barrier();
-  experiments::TrainConfig c;
+  experiments::RunConfig c;
   c.run_dir = (dir / "run").string();
   c.data.path = (dir / "moons.h5").string();
   c.data.global_batch = 60;
   c.steps = 20;
   c.log_every = 10;
   c.threads = 1;
-  c.network.hidden = 32;
-  c.network.layers = 2;
-  const auto result = experiments::train_diffusion(c);
+  const auto result = experiments::train(c, {{"model_hidden", "32"}, {"model_layers", "2"}});
   EXPECT_EQ(result.replica_divergence, 0.0);
   EXPECT_TRUE(std::isfinite(result.final_loss));
   EXPECT_GT(result.final_loss, 0.0);

@@ -1,4 +1,4 @@
-// The training step captured in a CUDA graph (experiments/graph_step.h) against the eager step:
+// The training step captured in a CUDA graph (experiments/pretrain/graph_step.h) against the eager step:
 // the same parameters, EMA and optimizer counts after steps that cross warm-up, capture, replays
 // and (iCT) re-captures when the curriculum moves. On the CPU the replays are emulated (the
 // kernels rerun with the host values frozen at "capture" and the live device buffers), which must
@@ -23,11 +23,11 @@
 #include "dist/communicator.h"
 #include "dist/gradients.h"
 #include "deferred_communicator.h"
-#include "experiments/distill_progressive.h"
-#include "experiments/graph_step.h"
-#include "experiments/model_group.h"
-#include "experiments/objective.h"
-#include "experiments/train_diffusion.h"
+#include "experiments/distill/progressive.h"
+#include "experiments/pretrain/graph_step.h"
+#include "experiments/run/model_group.h"
+#include "experiments/pretrain/objectives.h"
+#include "experiments/pretrain/pretrain.h"
 #include "models/group_norm_act.h"
 #include "models/network.h"
 #include "models/precision.h"
@@ -253,7 +253,7 @@ void distill(const dist::Communicator& comm, torch::Device device, int64_t steps
   optim.grad_clip = 1.0;
   optim.ema_decay = 0.99;
   ModelGroup student("student", ModelGroup::Role::kTrained, student_net, comm, optim, {}, steps);
-  // The tables on the device, as distill_progressive puts them.
+  // The tables on the device, as progressive distillation puts them.
   const objectives::Schedule schedule = objectives::Schedule::from_ddpm(
       objectives::DdpmSchedule::make(objectives::BetaSchedule::kLinear, 1000).to(device));
   const objectives::X0Fn teacher_x0 = [&](const torch::Tensor& z, const torch::Tensor& t) {

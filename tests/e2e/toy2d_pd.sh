@@ -18,6 +18,11 @@ for n in 128 64 32 16 8 4 2 1; do test -s "$tmp/pd/student-$n.h5"; done
 "$bin" sample --checkpoint="$tmp/pd/student-1.h5" --sampler=ddim --steps=1 --spacing=trailing \
   --num=2000 --seed=3 --out="$tmp/s1.h5"
 one=$("$bin" eval --samples="$tmp/s1.h5" --reference="$tmp/data.h5")
+# RUN_DIR/model.h5 is the last student, sampled by default on its own grid (ddim, uniform, 1 step).
+"$bin" sample --checkpoint="$tmp/pd" --num=2000 --seed=3 --out="$tmp/default.h5" 2>&1 | tee "$tmp/default.log"
+grep -q "samples with ddim, 1 of T = 1000 steps (uniform)" "$tmp/default.log"
+"$UNIDIFF_PYTHON" -c "import h5py, numpy as np, sys; a, b = (h5py.File(f)['data'][:] for f in sys.argv[1:]); \
+assert np.abs(a - b).max() < 1e-4, np.abs(a - b).max()" "$tmp/s1.h5" "$tmp/default.h5"
 "$UNIDIFF_PYTHON" - "$tmp/pd/rounds.jsonl" "$one" <<'PY'
 import json, sys
 rounds = {r["steps"]: r for r in map(json.loads, open(sys.argv[1]))}

@@ -6,18 +6,20 @@
 // Gaussian law that its affine steps imply (computed in closed form below).
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <cstdlib>
 
 #include "core/h5.h"
 #include "core/rng.h"
-#include "objectives/samplers.h"
+#include "objectives/sampling/ddim.h"
+#include "objectives/sampling/ddpm.h"
 
 namespace unidiff::objectives {
 namespace {
 
 TEST(DdpmSampler, SingleStepsMatchThePyTorchReference) {
-  const char* ref = std::getenv("UNIDIFF_DDPM_REFERENCE");
-  if (!ref) GTEST_SKIP() << "UNIDIFF_DDPM_REFERENCE not set (ctest sets it)";
+  UD_REFERENCE_FILE(ref, "UNIDIFF_DDPM_REFERENCE");
   const h5::File f = h5::File::open_read(ref);
   const DdpmSchedule s = DdpmSchedule::make(BetaSchedule::kLinear, 1000);
   auto get = [&](const std::string& k) { return h5::read_tensor(f, "/step/" + k); };

@@ -55,8 +55,7 @@ NetworkConfig small() {
 }
 
 TEST(Dit, ForwardMatchesThePyTorchReferenceOnItsWeights) {
-  const char* p = std::getenv("UNIDIFF_DIT_REFERENCE");
-  if (!p) GTEST_SKIP() << "UNIDIFF_DIT_REFERENCE not set (ctest sets it)";
+  UD_REFERENCE_FILE(p, "UNIDIFF_DIT_REFERENCE");
   const h5::File f = h5::File::open_read(p);
   auto net = make_network(small());
   testing::load_reference_params(*net, f, "/small/params");

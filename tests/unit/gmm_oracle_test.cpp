@@ -7,15 +7,14 @@
 #include "core/error.h"
 #include "core/h5.h"
 #include "models/gmm.h"
-#include "objectives/ode_samplers.h"
+#include "objectives/sampling/ode.h"
 #include "test_util.h"
 
 namespace unidiff::models {
 namespace {
 
 TEST(GaussianMixture, PosteriorMeanMatchesThePyTorchReference) {
-  const char* p = std::getenv("UNIDIFF_MATH_REFERENCE");
-  if (!p) GTEST_SKIP() << "UNIDIFF_MATH_REFERENCE not set (ctest sets it)";
+  UD_REFERENCE_FILE(p, "UNIDIFF_MATH_REFERENCE");
   const h5::File f = h5::File::open_read(p);
   const GaussianMixture gmm(h5::read_tensor(f, "/gmm/weights"), h5::read_tensor(f, "/gmm/means"),
                             h5::read_tensor(f, "/gmm/stds"));

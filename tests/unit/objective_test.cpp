@@ -1,4 +1,4 @@
-// The pre-training objectives (experiments/objective.h) and their math (objectives/consistency.h,
+// The pre-training objectives (experiments/pretrain/objectives.h) and their math (objectives/pretrain/consistency.h,
 // objectives/jvp.h) against closed forms: the iCT curriculum, grid and interval weights, the
 // pseudo-Huber distance, TrigFlow's time map, the sCM target against a finite-difference df/dt,
 // forward-mode JVPs against analytic derivatives and finite differences, and every denoising
@@ -11,12 +11,16 @@
 
 #include "core/error.h"
 #include "core/rng.h"
-#include "experiments/objective.h"
+#include "experiments/pretrain/objectives.h"
 #include "models/network.h"
-#include "objectives/consistency.h"
+#include "objectives/pretrain/consistency.h"
 #include "objectives/ddpm_schedule.h"
 #include "objectives/jvp.h"
 #include "objectives/schedule.h"
+#include "models/group_norm_act.h"
+#include "models/keyed_dropout.h"
+#include "models/unet.h"
+#include "test_util.h"
 
 namespace unidiff::experiments {
 namespace {
@@ -346,3 +350,42 @@ TEST(SampleDdimAny, GaussianDataIsReproducedOnEverySchedule) {
 
 }  // namespace
 }  // namespace unidiff::objectives
+
+namespace unidiff::experiments {
+namespace {
+
+TEST(Objectives, ScmThroughTheFusedGroupNormEqualsTheComposite) {
+  // sCM's forward-mode JVP meets the fused GroupNorm (and on CUDA the fused keyed dropout), whose
+  // autograd functions have no forward-mode rule: dual inputs take the composite operations. On
+  // the CPU the fused path is the kernels' block program, so this is the GPU run's code path: the
+  // loss and every gradient equal those of the composite network (to the block program's rounding).
+  auto net = models::make_network(testing::small_unet_config({1, 8, 8}, 4, 0.1));
+  net->train();
+  DiffusionConfig c;
+  c.objective = "scm";
+  const ObjectiveContext ctx{3, 100, {1, 8, 8}, torch::kCPU};
+  auto objective = make_pretrain_objective(resolve_diffusion(c, ctx), ctx);
+  const torch::Tensor x0 = rng::normal({1, rng::Purpose::kNoise}, 0, rng::arange_indices(0, 4), {1, 8, 8});
+  const StepData batch{x0, rng::arange_indices(0, 4), {}, 7};
+  const auto run = [&](bool fused) {
+    EXPECT_TRUE(models::set_fused_group_norm(*net, fused));
+    net->zero_grad();
+    const models::DropoutKeyScope key({3, 7, batch.index});
+    const torch::Tensor loss = objective->loss(*net, batch).loss;
+    loss.backward();
+    std::vector<torch::Tensor> grads{loss.detach()};
+    for (const auto& p : net->parameters()) grads.push_back(p.grad().clone());
+    return grads;
+  };
+  const auto composite = run(false);
+  const auto fused = run(true);
+  ASSERT_EQ(composite.size(), fused.size());
+  EXPECT_NEAR(fused[0].item<double>(), composite[0].item<double>(), 1e-4 * composite[0].item<double>());
+  for (size_t i = 1; i < composite.size(); ++i) {
+    const double scale = composite[i].abs().max().item<double>();
+    EXPECT_TRUE(torch::allclose(fused[i], composite[i], 1e-3, 1e-4 * (1 + scale))) << "parameter " << i;
+  }
+}
+
+}  // namespace
+}  // namespace unidiff::experiments

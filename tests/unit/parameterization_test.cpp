@@ -3,6 +3,8 @@
 // the VP-to-RF velocity mapping, TrigFlow's identities, the CM/LCM boundary coefficients and the
 // DDPO step log-density are checked too.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <torch/cuda.h>
 
 #include <cstdlib>
@@ -10,7 +12,7 @@
 
 #include "core/error.h"
 #include "core/h5.h"
-#include "objectives/ode_samplers.h"
+#include "objectives/sampling/ode.h"
 #include "objectives/parameterization.h"
 #include "objectives/schedule.h"
 
@@ -20,8 +22,7 @@ namespace {
 class MathReference : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* p = std::getenv("UNIDIFF_MATH_REFERENCE");
-    if (!p) GTEST_SKIP() << "UNIDIFF_MATH_REFERENCE not set (ctest sets it)";
+    UD_REFERENCE_FILE(p, "UNIDIFF_MATH_REFERENCE");
     file_.emplace(h5::File::open_read(p));
   }
   torch::Tensor get(const std::string& name) { return h5::read_tensor(*file_, name); }

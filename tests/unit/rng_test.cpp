@@ -147,3 +147,35 @@ TEST(Rng, CudaDrawsEqualCpuDrawsBitForBit) {
 
 }  // namespace
 }  // namespace unidiff::rng
+
+namespace unidiff::rng {
+namespace {
+
+TEST(KeyedRng, PhasesAndSubStepsAreStreamsOfTheirOwn) {
+  // Phase 0, sub-step 0 is the plain stream (every earlier run's numbers); the key word is
+  // purpose | phase << 8 | sub << 16.
+  const Stream plain{7, Purpose::kNoise};
+  EXPECT_EQ(plain.key_word(), 3u);
+  EXPECT_EQ(plain.in(2, 5).key_word(), 3u | 2u << 8 | 5u << 16);
+  const torch::Tensor idx = arange_indices(0, 64);
+  EXPECT_TRUE(torch::equal(normal(plain.in(0, 0), 3, idx, {4}), normal(plain, 3, idx, {4})));
+  uint32_t raw[4], keyed[4];
+  fill_bits(plain, 3, 5, raw, 4);
+  const PhiloxCounter direct = philox4x32_10({0, 5, 0, 3}, {7, 3});
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(raw[i], direct[i]);  // Philox under the key (seed, purpose)
+  // Every (phase, sub-step) pair draws other numbers, still per sample and batch-independent.
+  std::vector<torch::Tensor> draws;
+  for (uint8_t p : {0, 1, 2}) {
+    for (uint16_t s : {0, 1, 4}) draws.push_back(normal(plain.in(p, s), 3, idx, {4}));
+  }
+  for (size_t a = 0; a < draws.size(); ++a) {
+    for (size_t b = a + 1; b < draws.size(); ++b) EXPECT_FALSE(torch::allclose(draws[a], draws[b])) << a << " " << b;
+  }
+  const torch::Tensor some = normal(plain.in(1, 4), 3, torch::tensor({9, 2}, torch::kInt64), {4});
+  EXPECT_TRUE(torch::equal(some[0], draws[5][9]));
+  fill_bits(plain.in(1, 4), 3, 5, keyed, 4);
+  EXPECT_NE(keyed[0], raw[0]);
+}
+
+}  // namespace
+}  // namespace unidiff::rng

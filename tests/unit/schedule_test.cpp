@@ -2,6 +2,8 @@
 // the forward-marginal / Tweedie pair in both directions.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <cstdlib>
 
 #include "core/h5.h"
@@ -10,14 +12,8 @@
 namespace unidiff::objectives {
 namespace {
 
-std::string reference_file() {
-  const char* p = std::getenv("UNIDIFF_DDPM_REFERENCE");
-  return p ? p : "";
-}
-
 TEST(DdpmSchedule, MatchesThePyTorchReference) {
-  const std::string ref = reference_file();
-  if (ref.empty()) GTEST_SKIP() << "UNIDIFF_DDPM_REFERENCE not set (ctest sets it)";
+  UD_REFERENCE_FILE(ref, "UNIDIFF_DDPM_REFERENCE");
   const h5::File f = h5::File::open_read(ref);
   const std::vector<std::tuple<std::string, BetaSchedule, double, double>> cases = {
       {"linear", BetaSchedule::kLinear, 1e-4, 0.02},

@@ -4,8 +4,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <functional>
 
+#include "core/error.h"
 #include "core/fs.h"
 #include "core/h5.h"
 #include <string>
@@ -14,6 +17,20 @@
 #include <vector>
 
 #include "models/network.h"
+
+/// Declares `const char* var` = the reference file named by environment variable `env` (written
+/// by a PyTorch script that ctest runs as a fixture). Under ctest (UNIDIFF_REQUIRE_REFERENCES set)
+/// a missing variable or file fails the test: a broken reference script must not pass as a skip.
+/// Run by hand without the variable, the test is skipped.
+#define UD_REFERENCE_FILE(var, env)                                                                   \
+  const char* var = std::getenv(env);                                                                 \
+  if (var == nullptr || !std::filesystem::exists(var)) {                                              \
+    if (std::getenv("UNIDIFF_REQUIRE_REFERENCES") != nullptr) {                                       \
+      FAIL() << env << (var == nullptr ? " is not set" : " names a missing file")                     \
+             << ": the reference script (tests/reference/) did not run or failed";                    \
+    }                                                                                                  \
+    GTEST_SKIP() << env << " not set (ctest sets it)";                                                \
+  }
 
 namespace unidiff::testing {
 
@@ -47,6 +64,16 @@ inline models::NetworkConfig small_unet_config(std::vector<int64_t> data_shape, 
   c.attn_res = attn > 0 ? std::vector<int64_t>{attn} : std::vector<int64_t>{};
   c.dropout = dropout;
   return c;
+}
+
+/// The message of the InputError `f` throws, or "(no error)".
+inline std::string input_error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 /// Number of parameter elements of a module.

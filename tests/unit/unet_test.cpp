@@ -32,8 +32,7 @@ TEST(Unet, DdpmCifar10ConfigurationHas35746307Parameters) {
 }
 
 TEST(Unet, ForwardMatchesThePyTorchReferenceOnItsWeights) {
-  const char* p = std::getenv("UNIDIFF_UNET_REFERENCE");
-  if (!p) GTEST_SKIP() << "UNIDIFF_UNET_REFERENCE not set (ctest sets it)";
+  UD_REFERENCE_FILE(p, "UNIDIFF_UNET_REFERENCE");
   const h5::File f = h5::File::open_read(p);
   // The configuration unet_reference.py builds: UNet(ch=32, mult=(1, 2), nres=1, attn_res=(8,), res=16).
   auto net = make_network(small_unet_config({3, 16, 16}, 8));

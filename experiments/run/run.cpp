@@ -1,0 +1,278 @@
+// experiments/run/run.h.
+#include "experiments/run/run.h"
+
+#include <ATen/Context.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/version.h"
+#include "dist/checkpoint.h"
+#include "dist/gradients.h"
+#include "dist/world.h"
+#include "experiments/model_io.h"
+#include "experiments/run/checkpointing.h"
+#include "experiments/run/evaluation.h"
+#include "experiments/run/progress.h"
+
+namespace unidiff::experiments {
+namespace {
+
+namespace sfs = std::filesystem;
+
+/// "[12, 40, 7]" of at most 64 indices, then how many more.
+std::string index_list(const torch::Tensor& idx) {
+  const torch::Tensor i = idx.to(torch::kCPU, torch::kInt64).reshape({-1});
+  std::string s = "[";
+  const int64_t n = i.numel(), shown = std::min<int64_t>(n, 64);
+  for (int64_t k = 0; k < shown; ++k) s += (k ? ", " : "") + std::to_string(i[k].item<int64_t>());
+  s += n > shown ? ", ... (" + std::to_string(n) + " in all)]" : "]";
+  return s;
+}
+
+/// The loss (and stats) of the window went non-finite: find the first step that did, on every
+/// rank, and name it with its batch's global sample indices. Collective; throws (exit 1).
+[[noreturn]] void report_divergence(Run& run, const torch::Tensor& first_bad, int64_t window_first, int64_t last,
+                                    double loss) {
+  dist::Communicator& comm = run.comm();
+  // The earliest non-finite step over the ranks (-1 where a rank saw none).
+  torch::Tensor s = first_bad.to(torch::kCPU, torch::kInt64).reshape({1});
+  const int64_t none = std::numeric_limits<int64_t>::max();
+  if (s[0].item<int64_t>() < 0) s.fill_(none);
+  comm.all_reduce(s, dist::ReduceOp::kMin);
+  const int64_t step = s[0].item<int64_t>();
+  std::string where = detail::str_cat("in steps ", window_first + 1, "-", last + 1);
+  std::string batch;
+  if (step != none) {
+    where = detail::str_cat("first at step ", step + 1);
+    for (const auto& stream : {run.main_stream()}) {
+      if (stream == nullptr) continue;
+      const auto mine = stream->indices_of(step);
+      if (!mine) continue;
+      const torch::Tensor all = comm.all_gather(mine->to(torch::kInt64).contiguous());
+      batch = detail::str_cat("; its batch of stream '", stream->name(), "' held the global sample indices ",
+                              index_list(all), " (keyed by --seed=", run.seed(), " at that step)");
+    }
+  }
+  throw std::runtime_error(detail::str_cat("training diverged: the loss is ", loss, " (", where, ")", batch,
+                                           "; try a lower --optim_lr"));
+}
+
+}  // namespace
+
+Run::Run(const RunConfig& config)
+    : config_(config), device_(dist::select_device()), comm_(dist::make_communicator(device_)) {
+  threads_ = dist::configure_threads(config.threads);
+}
+
+Run::~Run() = default;
+
+DataStream& Run::open_stream(const std::string& name, const std::string& path, int64_t global_batch) {
+  for (const auto& s : streams_) UD_ASSERT(s->name() != name, "data stream ", name, " opened twice");
+  UD_ASSERT(streams_.size() < 256, "too many data streams");
+  data::TensorDataset dataset =
+      config_.data.stream ? data::TensorDataset::open_streaming(path) : data::TensorDataset::load(path);
+  streams_.push_back(std::make_unique<DataStream>(name, static_cast<uint8_t>(streams_.size()), std::move(dataset),
+                                                  global_batch, world(), rank(), config_.seed, device_));
+  return *streams_.back();
+}
+
+DataStream& Run::stream(const std::string& name) {
+  for (auto& s : streams_) {
+    if (s->name() == name) return *s;
+  }
+  UD_ASSERT(false, "no data stream named ", name);
+  return *streams_.front();
+}
+
+DataStream* Run::main_stream() { return streams_.empty() ? nullptr : streams_.front().get(); }
+
+TrainResult train(const RunConfig& given, const settings::Assignments& assignments) {
+  RunConfig config = given;
+  const MethodInfo& info = find_method(config.method);
+  config.method = info.name;  // the canonical name (an alias such as ddpm resolved)
+  validate(config);
+  Run run(config);
+  const int world = run.world(), rank = run.rank();
+  const torch::Device device = run.device();
+
+  // Everything that can fail on bad input happens before the run directory is touched.
+  std::unique_ptr<Method> method = info.make(assignments);
+  method->setup(run);
+  for (auto& s : run.streams_) s->check();
+  const int64_t total = method->total_steps();
+  std::optional<TrainingEval> evaluator;
+  if (config.eval_every > 0 && rank == 0) {
+    UD_CHECK_INPUT(run.main_stream() != nullptr, "--eval_every needs a method that reads --data");
+    evaluator.emplace(config, method->result().network.data_shape, run.main_stream()->dataset());
+  }
+  Guard guard = run_settings().guarded(config);
+  for (const auto& [k, v] : method->guard()) guard[k] = v;
+  const std::optional<dist::CheckpointReader> ckpt = open_resume(config.run_dir, config.ckpt, config.overwrite, guard);
+  const bool resuming = ckpt.has_value();
+  if (ckpt) {
+    UD_CHECK_INPUT(ckpt->step() < total, "--run_dir '", config.run_dir,
+                   "' already holds a finished run (model.h5) at step ", ckpt->step(), " (this run has ", total,
+                   " steps); raise --train_steps to go on, choose another --run_dir, or pass --overwrite");
+  }
+  if (rank == 0) {
+    prepare_run_dir(config.run_dir, config.resolved_flags, config.overwrite, resuming ? "" : "model.h5",
+                    /*fresh=*/!resuming);
+    if (config.overwrite) unidiff::fs::remove_tree(dist::checkpoints_dir(config.run_dir));
+  }
+  method->start(resuming);
+  run.comm().barrier();
+
+  log::info("train", method->describe());
+  if (DataStream* main = run.main_stream()) {
+    log::info("train", detail::str_cat(world, " rank(s) on ", device.str(), ", ", run.threads(),
+                                       " thread(s) each; global batch ", main->global_batch(), " (",
+                                       main->local_batch(), " per rank); ", total, " steps; ", config.precision,
+                                       config.channels_last ? ", channels-last" : "",
+                                       config.cudnn_benchmark && device.is_cuda() ? ", cuDNN autotuning" : "",
+                                       config.cuda_graph ? ", the step in a CUDA graph" : "",
+                                       config.fused_group_norm ? ", fused group norms" : ""));
+  }
+  if (config.cudnn_benchmark && !device.is_cuda()) {
+    log::warn("train", "--cudnn_benchmark has no effect on " + device.str());
+  }
+  at::globalContext().setBenchmarkCuDNN(config.cudnn_benchmark && device.is_cuda());
+
+  int64_t first_step = 0;
+  if (ckpt) {
+    load_groups(*ckpt, run.groups());
+    for (auto& s : run.streams_) s->load(*ckpt);
+    method->load_state(*ckpt);
+    first_step = ckpt->step();
+    log::info("train", detail::str_cat("resumed from ", ckpt->dir().string(), " (step ", first_step,
+                                       ", written by ", ckpt->world_size(), " rank(s))"));
+  }
+  const auto save = [&](int64_t step) {
+    dist::CheckpointWriter w(run.comm(), config.run_dir, step);
+    save_settings(w, guard);
+    w.set_attr("method", config.method);
+    w.set_attr("unidiff_version", std::string(kUnidiffVersion));
+    for (const auto& s : run.streams_) s->save(w);
+    save_groups(w, run.groups());
+    method->save_state(w);
+    const sfs::path dir = w.commit(config.ckpt.keep);
+    if (rank == 0) log::info("train", "checkpoint " + dir.string());
+  };
+
+  std::ofstream metrics;
+  if (rank == 0) metrics.open(sfs::path(config.run_dir) / "metrics.jsonl", std::ios::app);
+  const auto zero = [&] { return torch::zeros({}, torch::TensorOptions().device(device)); };
+  torch::Tensor loss_sum = zero();
+  std::map<std::string, torch::Tensor> stat_sums;
+  torch::Tensor first_bad = torch::full({}, -1, torch::TensorOptions().dtype(torch::kInt64).device(device));
+  int64_t window = 0, window_first = first_step;
+  TrainResult result;
+  result.start_step = first_step;
+  const auto start = std::chrono::steady_clock::now();
+  auto window_start = start;
+  CheckpointPolicy policy(config.ckpt, run.comm());
+  const int64_t samples_per_step = run.main_stream() ? run.main_stream()->global_batch() : 0;
+  for (int64_t step = first_step; step < total; ++step) {
+    for (auto& s : run.streams_) s->set_step(step);
+    const StepOutput out = method->step(step);
+    loss_sum += out.loss;
+    for (const auto& [k, v] : out.stats) {
+      auto it = stat_sums.find(k);
+      if (it == stat_sums.end()) it = stat_sums.emplace(k, zero()).first;
+      it->second += v;
+    }
+    // The first non-finite step of the window, kept on the device (no host wait).
+    first_bad = torch::where((first_bad < 0).logical_and(out.loss.isfinite().logical_not()),
+                             torch::full_like(first_bad, step), first_bad);
+    ++window;
+
+    const bool last = step + 1 == total;
+    if ((step + 1) % config.log_every == 0 || last || out.boundary) {
+      // The only host synchronisation of the loop: one all-reduce of the window's means.
+      std::vector<torch::Tensor> parts{loss_sum};
+      for (const auto& [k, v] : stat_sums) parts.push_back(v);
+      torch::Tensor means = (torch::stack(parts) / static_cast<double>(window)).to(torch::kCPU, torch::kFloat64);
+      run.comm().all_reduce(means);
+      means = means / world;
+      const double loss = means[0].item<double>();
+      if (!std::isfinite(loss)) report_divergence(run, first_bad, window_first, step, loss);
+      const auto now = std::chrono::steady_clock::now();
+      const double elapsed = std::chrono::duration<double>(now - start).count();
+      const double rate = static_cast<double>(window) / std::chrono::duration<double>(now - window_start).count();
+      if (rank == 0) {
+        char line[256];
+        std::snprintf(line, sizeof(line), "step %ld/%ld  loss %.5f  lr %.2e  %s  eta %s", step + 1, total, loss,
+                      out.lr, format_rate(rate).c_str(),
+                      format_duration(static_cast<double>(total - step - 1) / rate).c_str());
+        std::string text = line;
+        int64_t k = 1;
+        for (const auto& [name, v] : stat_sums) {
+          char part[64];
+          std::snprintf(part, sizeof(part), "  %s %.5f", name.c_str(), means[k++].item<double>());
+          text += part;
+        }
+        const std::string extra = method->progress(step);
+        if (!extra.empty()) text += "  " + extra;
+        log::info("train", text);
+        JsonLine row;
+        row.add("step", step + 1).add("loss", loss).add("lr", out.lr).add("steps_per_s", rate)
+            .add("samples_per_s", rate * static_cast<double>(samples_per_step)).add("elapsed_s", elapsed);
+        k = 1;
+        for (const auto& [name, v] : stat_sums) row.add(name, means[k++].item<double>());
+        for (const auto& [name, v] : method->metrics(step)) row.add(name, v);
+        metrics << row.str() << "\n";
+        metrics.flush();
+      }
+      method->logged(step, loss);
+      result.final_loss = loss;
+      loss_sum.zero_();
+      for (auto& [name, v] : stat_sums) v.zero_();
+      window = 0;
+      window_first = step + 1;
+      window_start = now;
+    }
+    if (config.eval_every > 0 && ((step + 1) % config.eval_every == 0 || last)) {
+      if (rank == 0) {
+        metrics << evaluator->run(step + 1, method->result(), device) << "\n";
+        metrics.flush();
+      }
+      run.comm().barrier();
+    }
+    const CheckpointPolicy::Decision d = policy.after_step(step + 1, last);
+    if (d.save) save(step + 1);
+    if (d.stop) {
+      result.stopped = true;
+      result.steps = step + 1;
+      log_stop(step + 1, d.signal);
+      return result;
+    }
+  }
+  result.steps = total;
+  for (ModelGroup* g : method->trained_groups()) {
+    result.replica_divergence =
+        std::max(result.replica_divergence, dist::max_divergence(g->net().parameters(), run.comm()));
+  }
+  if (result.replica_divergence != 0) {
+    log::warn("train", detail::str_cat("replicas diverged by ", result.replica_divergence));
+  }
+  if (rank == 0) {
+    const sfs::path out = sfs::path(config.run_dir) / "model.h5";
+    const ResultModel r = method->result();
+    save_model(out, r.network, r.diffusion, r.group->net(), r.group->ema(), total);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    log::info("train", detail::str_cat("done in ", format_duration(secs), "; weights and EMA in ", out.string()));
+  }
+  run.comm().barrier();
+  return result;
+}
+
+}  // namespace unidiff::experiments
