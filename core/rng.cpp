@@ -32,6 +32,11 @@ std::string to_string(Purpose purpose) {
     case Purpose::kEval: return "eval";
     case Purpose::kDataGen: return "data_gen";
     case Purpose::kAugment: return "augment";
+    case Purpose::kBackwardSim: return "backward_sim";
+    case Purpose::kGeneratorStep: return "generator_step";
+    case Purpose::kClassLabel: return "class_label";
+    case Purpose::kGanTimestep: return "gan_timestep";
+    case Purpose::kGanNoise: return "gan_noise";
   }
   return "unknown";
 }

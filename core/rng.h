@@ -26,6 +26,11 @@ enum class Purpose : uint32_t {
   kEval = 8,        ///< evaluation (projection directions, subsets)
   kDataGen = 9,     ///< synthetic datasets (toy distributions, mixtures)
   kAugment = 10,    ///< data augmentation (flips)
+  kBackwardSim = 11,   ///< re-noising in a few-step generator's backward simulation (DMD2)
+  kGeneratorStep = 12, ///< which of a few-step generator's steps a sample trains
+  kClassLabel = 13,    ///< class labels drawn for generated samples
+  kGanTimestep = 14,   ///< diffusion time of a discriminator's inputs
+  kGanNoise = 15,      ///< diffusion noise of a discriminator's inputs
 };
 
 std::string to_string(Purpose purpose);

@@ -219,6 +219,20 @@ objectives::SamplerModel trained_model(const SampleConfig& c, LoadedModel& m, co
       if (prediction == o::Prediction::kEps) return out;
       return o::from_prediction(prediction, out, x, t.to(torch::kCPU, torch::kFloat64), unified).eps.to(out.dtype());
     };
+    if (diffusion.sampler == "lcm") {
+      // A few-step generator (DMD, ADD): its x0 at a code index is its consistency function,
+      // sampled by multistep consistency sampling at the trailing steps (lcm).
+      model.samplers = {"lcm", "ddpm", "ddim"};
+      model.consistency = [&c, &net, &labels, prediction, unified, clip](const torch::Tensor& x, double t) {
+        const torch::Tensor tt = torch::full({x.size(0)}, t, x.options().dtype(torch::kFloat32));
+        const torch::Tensor out = guided_output(c, net, x, tt, labels);
+        torch::Tensor x0 = prediction == o::Prediction::kX0
+                               ? out
+                               : o::from_prediction(prediction, out, x, tt.to(torch::kCPU, torch::kFloat64), unified)
+                                     .x0.to(out.dtype());
+        return clip ? x0.clamp(-1, 1) : x0;
+      };
+    }
     return model;
   }
   ModelFunctions fns = model_functions(diffusion, [&c, &net, &labels](const torch::Tensor& x, const torch::Tensor& t) {
@@ -294,8 +308,19 @@ torch::Tensor run_sample(const SampleConfig& c) {
   const torch::Device device = dist::select_device();
   dist::configure_threads(c.threads);
   torch::Tensor samples = draw_samples(c, m, device);
+  // How the samples were drawn: reflow and DMD's pairs regenerate each one's noise from its key
+  // and need to know the sampler was deterministic.
+  const DiffusionConfig d = resolve_diffusion(m.diffusion);
+  std::string sampler = c.sampler.empty() ? d.sampler : c.sampler;
+  if (sampler.empty()) {
+    sampler = d.objective == "ddpm"
+                  ? "ddpm"
+                  : model_functions(d, [](const torch::Tensor& x, const torch::Tensor&) { return x; }).samplers.front();
+  }
   const std::map<std::string, std::string> attrs = {{"sampling_seed", std::to_string(c.seed)},
-                                                    {"sampling_objective", resolve_diffusion(m.diffusion).objective}};
+                                                    {"sampling_objective", d.objective},
+                                                    {"sampling_sampler", sampler},
+                                                    {"sampling_eta", settings::format_double(c.eta)}};
   write_samples(c, samples, reference, attrs, m.module.get());
   return samples;
 }
@@ -329,9 +354,11 @@ torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device 
   prepare_network(c, m, device);
   check_guidance(c, *m.module);
   if (ddpm) {
+    const std::string where = spec.name == "ddpm" || spec.name == "ddim" ? (spacing.empty() ? "leading" : spacing)
+                                                                         : "trailing";
     log::info("sample", detail::str_cat(c.num, " samples with ", spec.name, ", ", steps, " of T = ",
-                                        sch.ddpm.num_steps, " steps (", spacing.empty() ? "leading" : spacing, "), ",
-                                        c.use_ema ? "EMA" : "raw", " weights of step ", m.step));
+                                        sch.ddpm.num_steps, " steps (", where, "), ", c.use_ema ? "EMA" : "raw",
+                                        " weights of step ", m.step));
   } else {
     log::info("sample", detail::str_cat(c.num, " samples of a ", diffusion.objective, " model with ", spec.name, ", ",
                                         steps, " steps, ", c.use_ema ? "EMA" : "raw", " weights of step ", m.step));

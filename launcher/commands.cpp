@@ -1,6 +1,7 @@
 // launcher/commands.h.
 #include "launcher/commands.h"
 
+#include <algorithm>
 #include <set>
 
 #include "experiments/config.h"
@@ -111,7 +112,16 @@ std::vector<s::FlagInfo> train_flags() {
     for (const auto& a : m->aliases) heading += " (or " + a + ")";
     heading += ": " + m->summary;
     for (s::FlagInfo f : m->flags()) {
-      if (!seen.insert(f.name).second) continue;
+      if (!seen.insert(f.name).second) {
+        // Listed already: keep one entry, with every name any method accepts for it.
+        for (auto& have : out) {
+          if (have.name != f.name) continue;
+          for (const auto& a : f.aliases) {
+            if (std::find(have.aliases.begin(), have.aliases.end(), a) == have.aliases.end()) have.aliases.push_back(a);
+          }
+        }
+        continue;
+      }
       f.group = heading;
       out.push_back(std::move(f));
     }

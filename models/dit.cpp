@@ -101,11 +101,12 @@ DitImpl::DitImpl(const DitOptions& o) : options(o) {
 
 torch::Tensor DitImpl::forward(const torch::Tensor& x, const torch::Tensor& t) { return forward_cond(x, t, {}); }
 
-torch::Tensor DitImpl::forward_cond(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels) {
+std::pair<torch::Tensor, torch::Tensor> DitImpl::trunk(const torch::Tensor& x, const torch::Tensor& t,
+                                                       const torch::Tensor& labels) {
   const auto& o = options;
   UD_CHECK_INPUT(x.dim() == 4 && x.size(1) == o.in_channels && x.size(2) == o.resolution && x.size(3) == o.resolution,
                  "dit takes [B, ", o.in_channels, ", ", o.resolution, ", ", o.resolution, "], got ", x.sizes());
-  const int64_t b = x.size(0), g = o.resolution / o.patch, p = o.patch;
+  const int64_t b = x.size(0);
   torch::Tensor tok = patch_embed_->forward(x).flatten(2).transpose(1, 2) + pos_;
   torch::Tensor c = t2_->forward(torch::silu(t1_->forward(dit_timestep_embedding(t))));
   if (label_) {
@@ -117,9 +118,20 @@ torch::Tensor DitImpl::forward_cond(const torch::Tensor& x, const torch::Tensor&
     UD_CHECK_INPUT(!labels.defined(), "this dit is unconditional: it takes no labels");
   }
   for (const auto& blk : *blocks_) tok = blk->as<DitBlock>()->forward(tok, c);
+  return {tok, c};
+}
+
+torch::Tensor DitImpl::forward_cond(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels) {
+  const auto& o = options;
+  const int64_t b = x.size(0), g = o.resolution / o.patch, p = o.patch;
+  const auto [tok, c] = trunk(x, t, labels);
   const auto sm = final_ada_->forward(torch::silu(c)).chunk(2, 1);
   const torch::Tensor out = final_->forward(modulate(layer_norm(tok), sm[0], sm[1]));  // [B, N, p p C]
   return out.reshape({b, g, g, p, p, o.in_channels}).permute({0, 5, 1, 3, 2, 4}).reshape({b, o.in_channels, g * p, g * p});
+}
+
+torch::Tensor DitImpl::features(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels) {
+  return trunk(x, t, labels).first.mean(1);
 }
 
 }  // namespace unidiff::models

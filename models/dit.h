@@ -46,10 +46,15 @@ class DitImpl : public Network {
   torch::Tensor forward_cond(const torch::Tensor& x, const torch::Tensor& t,
                              const torch::Tensor& labels) override;
   int64_t num_classes() const override { return options.num_classes; }
+  /// The last block's tokens averaged over the tokens, [B, hidden].
+  torch::Tensor features(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels) override;
+  int64_t feature_dim() const override { return options.hidden; }
 
   DitOptions options;
 
  private:
+  /// The tokens after the last block and the conditioning vector.
+  std::pair<torch::Tensor, torch::Tensor> trunk(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels);
   torch::nn::Conv2d patch_embed_{nullptr};
   torch::nn::Linear t1_{nullptr}, t2_{nullptr}, final_ada_{nullptr}, final_{nullptr};
   torch::nn::Embedding label_{nullptr};

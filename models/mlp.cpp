@@ -37,7 +37,14 @@ torch::Tensor MlpImpl::input_features(const torch::Tensor& x) const {
   return torch::cat({x, torch::sin(args), torch::cos(args)}, 1);
 }
 
-torch::Tensor MlpImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
+torch::Tensor MlpImpl::forward(const torch::Tensor& x, const torch::Tensor& t) { return output_->forward(trunk(x, t)); }
+
+torch::Tensor MlpImpl::features(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels) {
+  UD_CHECK_INPUT(!labels.defined(), "the mlp is unconditional: it takes no labels");
+  return trunk(x, t);
+}
+
+torch::Tensor MlpImpl::trunk(const torch::Tensor& x, const torch::Tensor& t) {
   namespace F = torch::nn::functional;
   torch::Tensor temb = sinusoidal_embedding(t, options.time_dim());
   temb = time_hidden_->forward(F::silu(time_in_->forward(temb)));
@@ -47,7 +54,7 @@ torch::Tensor MlpImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
     h = F::silu(layers_[i]->as<torch::nn::Linear>()->forward(h) +
                 time_proj_[i]->as<torch::nn::Linear>()->forward(temb));
   }
-  return output_->forward(h);
+  return h;
 }
 
 }  // namespace unidiff::models

@@ -32,10 +32,15 @@ class MlpImpl : public Network {
   explicit MlpImpl(const MlpOptions& options);
   /// x: [B, D]; t: [B] in the objective's model-time units. Returns [B, D].
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t) override;
+  /// The last hidden layer's activations [B, hidden].
+  torch::Tensor features(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels) override;
+  int64_t feature_dim() const override { return options.hidden(); }
 
   MlpOptions options;
 
  private:
+  /// Every layer but the output one.
+  torch::Tensor trunk(const torch::Tensor& x, const torch::Tensor& t);
   /// The first layer's input: x, or x with its Fourier features.
   torch::Tensor input_features(const torch::Tensor& x) const;
 

@@ -96,6 +96,24 @@ std::shared_ptr<Network> make_network(const NetworkConfig& config) {
   return it->second(config);
 }
 
+torch::Tensor Network::features(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) {
+  UD_FAIL_INPUT("this network has no bottleneck features for a discriminator head");
+}
+
+HeadImpl::HeadImpl(int64_t features, int64_t hidden, int64_t layers) {
+  UD_ASSERT(features > 0 && layers >= 1, "a head needs features and a layer");
+  const int64_t h = hidden > 0 ? hidden : features;
+  hidden_ = register_module("hidden", torch::nn::ModuleList());
+  for (int64_t i = 0; i < layers; ++i) hidden_->push_back(torch::nn::Linear(i == 0 ? features : h, h));
+  out_ = register_module("out", torch::nn::Linear(h, 1));
+}
+
+torch::Tensor HeadImpl::forward(const torch::Tensor& f) {
+  torch::Tensor h = f.to(out_->weight.scalar_type());
+  for (const auto& layer : *hidden_) h = torch::silu(layer->as<torch::nn::Linear>()->forward(h));
+  return out_->forward(h).view({-1});
+}
+
 const settings::Table<NetworkConfig>& network_settings() {
   static const settings::Table<NetworkConfig> t = [] {
     using settings::Decl;

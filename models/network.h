@@ -3,6 +3,9 @@
 #pragma once
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
 
 #include <memory>
 #include <string>
@@ -23,7 +26,26 @@ class Network : public torch::nn::Module {
                                      const torch::Tensor& labels);
   /// K, the classes a conditional network knows (0: unconditional).
   virtual int64_t num_classes() const { return 0; }
+  /// The bottleneck features of the forward pass at (x, t, labels), pooled to [B, feature_dim()]:
+  /// what a discriminator head reads (DMD2's GAN on the fake score). The MLP's last hidden layer,
+  /// the UNet's middle block averaged over space, DiT's last hidden state averaged over tokens.
+  virtual torch::Tensor features(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels);
+  virtual int64_t feature_dim() const { return 0; }
 };
+
+/// A small trainable head over [B, F] features: `layers` x (Linear to `hidden`, SiLU), then
+/// Linear(hidden, 1) -> [B] logits (a GAN discriminator's head on a backbone's features, or with
+/// more layers a discriminator of its own on small vectors). hidden 0: F.
+class HeadImpl : public torch::nn::Module {
+ public:
+  explicit HeadImpl(int64_t features, int64_t hidden = 0, int64_t layers = 1);
+  torch::Tensor forward(const torch::Tensor& features);
+
+ private:
+  torch::nn::ModuleList hidden_;
+  torch::nn::Linear out_{nullptr};
+};
+TORCH_MODULE(Head);
 
 /// What the network is: enough to rebuild it. Stored with the weights.
 struct NetworkConfig {

@@ -168,6 +168,15 @@ torch::Tensor UnetImpl::forward(const torch::Tensor& x, const torch::Tensor& t) 
 
 torch::Tensor UnetImpl::forward_cond(const torch::Tensor& x, const torch::Tensor& t,
                                      const torch::Tensor& labels) {
+  return run(x, t, labels, false);
+}
+
+torch::Tensor UnetImpl::features(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels) {
+  return run(x, t, labels, true);
+}
+
+torch::Tensor UnetImpl::run(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels,
+                            bool features_only) {
   torch::Tensor te = temb_->forward(ddpm_timestep_embedding(t, options.channels));
   if (cemb_) {
     const torch::Tensor y = labels.defined()
@@ -190,6 +199,7 @@ torch::Tensor UnetImpl::forward_cond(const torch::Tensor& x, const torch::Tensor
     hs.push_back(h);
   }
   h = mid2_(mid_attn_(mid1_(h, te)), te);
+  if (features_only) return h.mean({2, 3});
   for (Stage& s : up_stages_) {
     if (s.res) {
       h = s.res(torch::cat({h, hs.back()}, 1), te);

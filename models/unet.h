@@ -75,6 +75,9 @@ class UnetImpl : public Network {
   torch::Tensor forward_cond(const torch::Tensor& x, const torch::Tensor& t,
                              const torch::Tensor& labels) override;
   int64_t num_classes() const override { return options.num_classes; }
+  /// The middle block's output averaged over space, [B, channels x the last multiplier].
+  torch::Tensor features(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels) override;
+  int64_t feature_dim() const override { return options.channels * options.mult.back(); }
   /// Every GroupNorm (+ bias) (+ SiLU) of the network as one fused operation
   /// (models/group_norm_act.h) or, the default, as ATen's separate operations. Same parameters and
   /// results up to rounding; the fused path saves memory traffic (see set_fused_group_norm below).
@@ -83,6 +86,8 @@ class UnetImpl : public Network {
   UnetOptions options;
 
  private:
+  /// The forward pass; with `features_only`, it stops after the middle block (pooled over space).
+  torch::Tensor run(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels, bool features_only);
   // One entry of `down` or `up`: a residual block (+ attention), or a resampling step.
   struct Stage {
     ResBlock res{nullptr};

@@ -39,7 +39,10 @@ std::vector<Owned> owned_ranges(dist::Reducer& reducer) {
 
 void save_group(dist::CheckpointWriter& w, ModelGroup& g) {
   const std::string& n = g.name();
-  for (const auto& p : g.net().named_parameters()) w.add_replicated(n + "/params/" + p.key(), p.value());
+  // Frozen groups stored in bfloat16 are written as float32 (HDF5 has no bfloat16; the values are exact).
+  for (const auto& p : g.module().named_parameters()) {
+    w.add_replicated(n + "/params/" + p.key(), p.value().to(torch::kFloat32));
+  }
   if (!g.trained()) return;
   for (const auto& [name, t] : g.ema().shadow()) w.add_replicated(n + "/ema/" + name, t);
   w.set_attr(n + "/ema_updates", g.ema().updates());
@@ -49,7 +52,7 @@ void save_group(dist::CheckpointWriter& w, ModelGroup& g) {
   dist::Reducer& r = g.reducer();
   const bool writes = r.sharded() || r.comm().rank() == 0;
   if (!writes) return;
-  const auto names = g.net().named_parameters().keys();
+  const auto names = g.module().named_parameters().keys();
   for (const Owned& o : owned_ranges(r)) {
     const auto& p = r.params()[o.param];
     const auto& m = g.optimizer().exp_avg()[static_cast<size_t>(o.bucket)];
@@ -64,12 +67,12 @@ void save_group(dist::CheckpointWriter& w, ModelGroup& g) {
 void load_group(const dist::CheckpointReader& reader, ModelGroup& g) {
   const std::string& n = g.name();
   torch::NoGradGuard no_grad;
-  if (!g.trained() && !g.net().named_parameters().is_empty() &&
-      !reader.has(n + "/params/" + g.net().named_parameters().begin()->key())) {
+  if (!g.trained() && !g.module().named_parameters().is_empty() &&
+      !reader.has(n + "/params/" + g.module().named_parameters().begin()->key())) {
     log::info("train", "the checkpoint holds no weights of the frozen group " + n + ": it keeps the weights it was built with");
     return;
   }
-  for (auto& p : g.net().named_parameters()) {
+  for (auto& p : g.module().named_parameters()) {
     const std::string name = n + "/params/" + p.key();
     const torch::Tensor t = reader.read(name);
     UD_CHECK_INPUT(t.sizes() == p.value().sizes(), "checkpoint tensor ", name, " has shape ",
@@ -81,7 +84,7 @@ void load_group(const dist::CheckpointReader& reader, ModelGroup& g) {
   g.ema().set_updates(reader.attr_int(n + "/ema_updates").value_or(0));
   g.optimizer().set_steps(reader.attr_int(n + "/optimizer_steps").value_or(0));
   dist::Reducer& r = g.reducer();
-  const auto names = g.net().named_parameters().keys();
+  const auto names = g.module().named_parameters().keys();
   for (const Owned& o : owned_ranges(r)) {
     const torch::Tensor m = reader.read(n + "/adam_m/" + names[o.param]).reshape({-1});
     const torch::Tensor v = reader.read(n + "/adam_v/" + names[o.param]).reshape({-1});

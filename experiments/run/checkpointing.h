@@ -2,7 +2,7 @@
 // Per trained model group G: `G/params/<name>` and `G/ema/<name>` (replicated), the AdamW moments
 // `G/adam_m/<name>` and `G/adam_v/<name>` per parameter (pieces of each rank's shard under
 // ZeRO-1, so they re-slice onto any world size), and attributes `G/optimizer_steps`,
-// `G/ema_updates`. Per frozen group: `G/params/<name>` only (in its storage dtype). Run state:
+// `G/ema_updates`. Per frozen group: `G/params/<name>` only (float32 whatever its storage). Run state:
 // `step`, each data stream's position, and `config/<key>` strings of the settings a resume must
 // not silently change, with `settings_version` and their `config_hash`. A method adds its own
 // state (the progressive-distillation round) as further attributes through the same writer.

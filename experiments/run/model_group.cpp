@@ -23,16 +23,17 @@ double learning_rate(const OptimConfig& o, int64_t step, int64_t total) {
   return lr;
 }
 
-ModelGroup::ModelGroup(std::string name, Role role, std::shared_ptr<models::Network> network,
+ModelGroup::ModelGroup(std::string name, Role role, std::shared_ptr<torch::nn::Module> module,
                        const dist::Communicator& world, const OptimConfig& optim, const DistConfig& dist,
                        int64_t total_steps)
-    : name_(std::move(name)), role_(role), network_(std::move(network)), optim_(optim), dist_(dist),
+    : name_(std::move(name)), role_(role), module_(std::move(module)), optim_(optim), dist_(dist),
       total_steps_(total_steps) {
-  UD_ASSERT(network_ != nullptr, "group ", name_, " has no network");
-  dist::broadcast_tensors(network_->parameters(), const_cast<dist::Communicator&>(world));
+  UD_ASSERT(module_ != nullptr, "group ", name_, " has no module");
+  network_ = dynamic_cast<models::Network*>(module_.get());
+  dist::broadcast_tensors(module_->parameters(), const_cast<dist::Communicator&>(world));
   if (role_ == Role::kFrozen) {
-    network_->eval();
-    for (auto& p : network_->parameters()) p.set_requires_grad(false);
+    module_->eval();
+    for (auto& p : module_->parameters()) p.set_requires_grad(false);
     return;
   }
   UD_CHECK_INPUT(dist.bucket_mb > 0, "--dist_bucket_mb must be positive, got ", dist.bucket_mb);
@@ -54,13 +55,13 @@ void ModelGroup::build_training() {
   ro.overlap = dist_.overlap;
   ro.shard_optimizer = dist_.zero;
   ro.communicate_alone = dist_.communicate_alone;
-  reducer_ = std::make_unique<dist::Reducer>(network_->parameters(), *world_, ro);
+  reducer_ = std::make_unique<dist::Reducer>(module_->parameters(), *world_, ro);
   dist::AdamWConfig ac;
   ac.beta1 = optim_.beta1;
   ac.beta2 = optim_.beta2;
   ac.weight_decay = optim_.weight_decay;
   optimizer_ = std::make_unique<dist::FlatAdamW>(*reducer_, ac);
-  ema_ = std::make_unique<models::Ema>(*network_, optim_.ema_decay);
+  ema_ = std::make_unique<models::Ema>(*module_, optim_.ema_decay);
   lr_ = torch::zeros({}, reducer_->param_shard(0).options().dtype(torch::kFloat32));
 }
 
@@ -68,6 +69,11 @@ void ModelGroup::restart(int64_t total_steps) {
   UD_ASSERT(trained(), "group ", name_, " is frozen");
   total_steps_ = total_steps;
   build_training();
+}
+
+models::Network& ModelGroup::net() {
+  UD_ASSERT(network_ != nullptr, "group ", name_, " holds no network");
+  return *network_;
 }
 
 models::Ema& ModelGroup::ema() {
@@ -113,17 +119,18 @@ void ModelGroup::update() {
   reducer_->finalize();
   if (optim_.grad_clip > 0) optimizer_->clip_grad_norm(optim_.grad_clip);
   optimizer_->update(lr_);
-  ema_->apply(*network_);
+  ema_->apply(*module_);
 }
 
 void ModelGroup::store_as(torch::ScalarType dtype) {
   UD_ASSERT(!trained(), "group ", name_, ": only frozen groups change their storage (master weights stay float32)");
   UD_ASSERT(dtype == torch::kFloat32 || dtype == torch::kBFloat16, "storage must be float32 or bfloat16");
-  network_->to(dtype);
+  module_->to(dtype);
   storage_ = dtype;
 }
 
 torch::Tensor ModelGroup::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels) {
+  net();  // asserts it is a network
   torch::Tensor out;
   if (storage_ == torch::kFloat32) {
     out = labels.defined() ? network_->forward_cond(x, t, labels) : network_->forward(x, t);
@@ -137,7 +144,7 @@ torch::Tensor ModelGroup::forward(const torch::Tensor& x, const torch::Tensor& t
 
 ModelGroup::Bytes ModelGroup::bytes() const {
   Bytes b;
-  for (const auto& p : network_->parameters()) {
+  for (const auto& p : module_->parameters()) {
     b.params += p.numel() * static_cast<int64_t>(p.element_size());
     if (p.grad().defined()) b.grads += p.grad().numel() * static_cast<int64_t>(p.grad().element_size());
   }
@@ -152,7 +159,7 @@ ModelGroup::Bytes ModelGroup::bytes() const {
 }
 
 ModelGroup::NoGradScope::NoGradScope(ModelGroup& group) {
-  for (auto& p : group.net().parameters()) {
+  for (auto& p : group.module().parameters()) {
     params_.push_back(p);
     was_.push_back(p.requires_grad());
     p.set_requires_grad(false);

@@ -32,8 +32,9 @@ class ModelGroup {
  public:
   enum class Role { kTrained, kFrozen };
 
-  /// Rank 0's weights are broadcast to every rank first, so all replicas start equal.
-  ModelGroup(std::string name, Role role, std::shared_ptr<models::Network> network,
+  /// Rank 0's weights are broadcast to every rank first, so all replicas start equal. The module is
+  /// usually a network (models::Network); a head or another module works too (net() then refuses).
+  ModelGroup(std::string name, Role role, std::shared_ptr<torch::nn::Module> module,
              const dist::Communicator& world, const OptimConfig& optim = {},
              const DistConfig& dist = {}, int64_t total_steps = 1);
   ~ModelGroup();
@@ -41,8 +42,10 @@ class ModelGroup {
   const std::string& name() const { return name_; }
   Role role() const { return role_; }
   bool trained() const { return role_ == Role::kTrained; }
-  models::Network& net() { return *network_; }
-  std::shared_ptr<models::Network> network() const { return network_; }
+  /// The group's network (a programming error when the module is none).
+  models::Network& net();
+  torch::nn::Module& module() { return *module_; }
+  const torch::nn::Module& module() const { return *module_; }
   /// Trained groups only.
   models::Ema& ema();
   const models::Ema& ema() const;
@@ -98,7 +101,8 @@ class ModelGroup {
 
   std::string name_;
   Role role_;
-  std::shared_ptr<models::Network> network_;
+  std::shared_ptr<torch::nn::Module> module_;
+  models::Network* network_ = nullptr;  ///< module_ as a network, or null
   std::unique_ptr<dist::Communicator> world_;  ///< a handle for rebuilding the reducer
   OptimConfig optim_;
   DistConfig dist_;

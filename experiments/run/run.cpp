@@ -133,6 +133,20 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
   run.comm().barrier();
 
   log::info("train", method->describe());
+  {
+    // What each group holds on this rank (weights, gradients, optimizer moments, EMA).
+    std::string line = "groups:";
+    for (const ModelGroup* g : run.groups().all()) {
+      const ModelGroup::Bytes b = g->bytes();
+      char part[200];
+      std::snprintf(part, sizeof(part), " %s (%s%s) %.2f MB [weights %.2f, grads %.2f, optimizer %.2f, EMA %.2f];",
+                    g->name().c_str(), g->trained() ? "trained" : "frozen",
+                    g->storage() == torch::kBFloat16 ? ", bf16" : "", b.total() / 1e6, b.params / 1e6, b.grads / 1e6,
+                    b.optimizer / 1e6, b.ema / 1e6);
+      line += part;
+    }
+    log::info("train", line);
+  }
   if (DataStream* main = run.main_stream()) {
     log::info("train", detail::str_cat(world, " rank(s) on ", device.str(), ", ", run.threads(),
                                        " thread(s) each; global batch ", main->global_batch(), " (",
@@ -259,7 +273,7 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
   result.steps = total;
   for (ModelGroup* g : method->trained_groups()) {
     result.replica_divergence =
-        std::max(result.replica_divergence, dist::max_divergence(g->net().parameters(), run.comm()));
+        std::max(result.replica_divergence, dist::max_divergence(g->module().parameters(), run.comm()));
   }
   if (result.replica_divergence != 0) {
     log::warn("train", detail::str_cat("replicas diverged by ", result.replica_divergence));

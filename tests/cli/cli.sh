@@ -237,6 +237,16 @@ expect 2 "dit: resolution 8 is not a multiple of the patch 3" -- "$bin" train --
   --model_patch=3 --data_batch=8 --run_dir="$tmp/dit-bad"
 expect 2 "--class_conditional needs a dataset with /labels" -- "$bin" train --data="$tmp/gs.h5" \
   --class_conditional --run_dir="$tmp/nolabels"
+# A conditional teacher distils into a conditional generator (DMD2, the real score guided; the GAN
+# head on the UNet's middle block), which samples the classes it is asked for.
+expect 0 "step 2/2" -- "$bin" train --method=dmd --teacher="$tmp/cond" --data="$tmp/img8.h5" --dmd_cfg_scale=2 \
+  --dmd_fake_updates=1 --dmd_gan_weight=0.1 --data_batch=8 --train_steps=2 --log_every=1 --run_dir="$tmp/cond-dmd"
+expect 0 "samples with lcm, 1 of T = 1000 steps" -- "$bin" sample --checkpoint="$tmp/cond-dmd" --num=4 --label=2 \
+  --out="$tmp/cond-dmd.h5"
+"$py" -c "import h5py, sys; f = h5py.File(sys.argv[1]); assert list(f['labels'][:]) == [2] * 4" "$tmp/cond-dmd.h5" \
+  || fail "the conditional generator's samples do not carry their label"
+expect 2 "--dmd_cfg_scale needs a class-conditional teacher" -- "$bin" train --method=dmd --teacher="$tmp/uncond" \
+  --data="$tmp/img8.h5" --dmd_cfg_scale=2 --data_batch=8 --run_dir="$tmp/uncond-dmd"
 # Mixed precision and channels-last: a bf16, NHWC UNet run trains and samples (float32 weights in
 # the model file); a bad precision is refused before anything is written; distillation refuses both.
 expect 0 "step 3/3 .*" -- "$bin" train --data="$tmp/img8.h5" "${unet[@]}" --precision=bf16 --channels_last \
@@ -274,11 +284,11 @@ expect 2 "apply to --method=pretrain" -- "$bin" train --method=progressive --pd_
   --data="$tmp/img8.h5" --precision=bf16 --run_dir="$tmp/pd-bf16"
 # Methods: registered by name (pre-training keeps its earlier name ddpm), listed by --help with their
 # own flags; another method's flag is refused; the teacher flag has its earlier name too.
-expect 2 "unknown --method 'nope' \(valid: pretrain \(alias ddpm\), progressive" -- "$bin" train --method=nope \
+expect 2 "unknown --method 'nope' \(valid: pretrain \(alias ddpm\), add, dmd, progressive, sds, vsd\)" -- "$bin" train --method=nope \
   --data="$tmp/moons.h5" --run_dir="$tmp/nope"
 expect 0 "--method=progressive: progressive distillation" -- "$bin" train --help
 grep -q -- "(also --pd_teacher)" "$expect_out" || fail "train --help does not give --teacher's earlier name"
-expect 2 "--teacher is a flag of --method=progressive; this run's method is pretrain" -- "$bin" train \
+expect 2 "--teacher is a flag of --method=add, dmd, progressive, sds, vsd; this run.s method is pretrain" -- "$bin" train \
   --flagfile="$tmp/small.flags" --pd_teacher="$tmp/ok" --run_dir="$tmp/cross"
 [ ! -e "$tmp/cross" ] || fail "a refused flag created its run directory"
 expect 0 "step 5/5" -- "$bin" train --flagfile="$tmp/small.flags" --method=ddpm --run_dir="$tmp/alias"

@@ -98,4 +98,18 @@ done
 grep -q '"eval_fd"' "$tmp/fm-rf/metrics.jsonl"
 grep -q '"eval_class_accuracy"' "$tmp/fm-cfg/metrics.jsonl"
 if grep -q '"eval_class_accuracy"' "$tmp/fm-rf/metrics.jsonl"; then echo "unconditional run reports class accuracy"; exit 1; fi
+# The distillation recipes start from the two-step teacher (fm-v) and evaluate their generators
+# (sampled by lcm at their own steps) through the classifier: DMD2 with its GAN head on the UNet's
+# middle block, one and four steps; ADD with heads on the classifier's frozen features.
+for r in dmd dmd4; do
+  "$bin" train --flagfile="$UNIDIFF_SOURCE_DIR/experiments/recipes/fmnist_unet_$r.flags" --teacher="$tmp/fm-v" \
+    --data="$tmp/train.h5" --data_batch=8 --dmd_fake_updates=1 --train_steps=2 --log_every=1 --eval_every=2 \
+    --eval_samples=16 --eval_classifier="$tmp/clf.h5" --eval_reference="$ref" --run_dir="$tmp/fm-$r" 2>&1 | grep "\[eval\]"
+  grep -q '"eval_fd"' "$tmp/fm-$r/metrics.jsonl"
+done
+"$bin" train --method=add --teacher="$tmp/fm-v" --add_classifier="$tmp/clf.h5" --data="$tmp/train.h5" --data_batch=8 \
+  --train_steps=2 --log_every=1 --run_dir="$tmp/fm-add" >/dev/null 2>&1
+test -s "$tmp/fm-add/model.h5"
+expect 2 "--method=add on images needs --add_classifier" -- "$bin" train --method=add --teacher="$tmp/fm-v" \
+  --data="$tmp/train.h5" --data_batch=8 --run_dir="$tmp/fm-add-bad"
 echo "fashion-mnist: all checks passed"

@@ -1,19 +1,18 @@
 #!/usr/bin/env bash
-# Progressive distillation end to end under `mpirun -np 2`: a v-prediction toy DDPM teacher
-# (toy2d_ddpm recipe), then the toy2d_pd recipe from 256 teacher steps down to 1. The 4-step and
+# Progressive distillation end to end under `mpirun -np 2`: the shared v-prediction toy DDPM teacher
+# (toy_teacher.sh: toy2d_ddpm, 2,000 steps), then the toy2d_pd recipe from 256 teacher steps down to 1. The 4-step and
 # 1-step students must be much closer to the data (sliced Wasserstein) than the teacher sampled
 # with the same 4 or 1 DDIM steps: at most a third of its distance. The 1-step student is also
 # sampled through `unidiff sample` (DDIM, 1 trailing step) and evaluated independently.
 set -euo pipefail
+#   toy2d_pd.sh TEACHER_DIR
 bin=$UNIDIFF_BIN
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-"$bin" data toy --dist=moons --num=20000 --seed=1 --out="$tmp/data.h5"
-"$MPIEXEC" --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -np 2 "$bin" train \
-  --flagfile="$UNIDIFF_SOURCE_DIR/experiments/recipes/toy2d_ddpm.flags" --prediction=v \
-  --train_steps=2000 --data="$tmp/data.h5" --run_dir="$tmp/teacher"
+teacher_dir=$1
+cp "$teacher_dir/data.h5" "$tmp/data.h5"
 "$MPIEXEC" --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -np 2 "$bin" train \
   --flagfile="$UNIDIFF_SOURCE_DIR/experiments/recipes/toy2d_pd.flags" \
-  --pd_teacher="$tmp/teacher" --data="$tmp/data.h5" --run_dir="$tmp/pd"
+  --teacher="$teacher_dir/teacher" --data="$tmp/data.h5" --run_dir="$tmp/pd"
 for n in 128 64 32 16 8 4 2 1; do test -s "$tmp/pd/student-$n.h5"; done
 "$bin" sample --checkpoint="$tmp/pd/student-1.h5" --sampler=ddim --steps=1 --spacing=trailing \
   --num=2000 --seed=3 --out="$tmp/s1.h5"
