@@ -117,7 +117,7 @@ class MpiCommunicator final : public Communicator {
   bool supports_background_thread() const override {
     int level = MPI_THREAD_SINGLE;
     MPI_Query_thread(&level);
-    return level >= MPI_THREAD_SERIALIZED;
+    return level >= MPI_THREAD_MULTIPLE;
   }
 
  private:

@@ -36,7 +36,8 @@ class Communicator {
   /// (MPI_Comm_dup): one per model group, one per reducer thread.
   virtual std::unique_ptr<Communicator> duplicate() const = 0;
   /// Whether another thread may run this communicator's collectives while the creating thread
-  /// keeps computing (MPI initialised with at least MPI_THREAD_SERIALIZED, or no MPI at all).
+  /// keeps computing, several groups' threads at once (MPI initialised with MPI_THREAD_MULTIPLE, or
+  /// no MPI at all).
   virtual bool supports_background_thread() const = 0;
 
   /// Whether collectives are queued on the device behind the work of the caller's current stream,

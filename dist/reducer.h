@@ -90,6 +90,8 @@ class Reducer {
   void rebind_hooks();
 
   int num_buckets() const { return static_cast<int>(buckets_.size()); }
+  /// Whether collectives run on the reducer's own thread during backward (MPI, overlap on).
+  bool background() const { return background_; }
   /// Where parameter k lives: its bucket and its first element there.
   struct Slot {
     int bucket = 0;

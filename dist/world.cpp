@@ -50,9 +50,13 @@ void init(int* argc, char*** argv) {
   if (!already) {
     if (!launched_by_mpi()) return;  // one rank, no MPI
     int provided = 0;
-    // SERIALIZED: the gradient reducer's thread runs collectives while the main thread computes
-    // the backward pass (never two threads in MPI at once).
-    MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided));
+    // MULTIPLE: each trained model group's reducer runs its collectives on its own thread and
+    // communicator while the main thread computes the backward pass, and two groups trained by
+    // one backward pass (DMD2's fake score and discriminator) run theirs at the same time. With
+    // SERIALIZED those concurrent calls hung now and then (tests/dist/framework_test.cpp). A
+    // library that cannot give MULTIPLE gets no reducer threads (supports_background_thread):
+    // the collectives then run on the main thread after backward.
+    MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided));
     w.we_initialized = true;
   }
   MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));

@@ -9,7 +9,11 @@
 // - two data streams checkpointed mid-run resume at their positions (the batches after the resume
 //   equal an uninterrupted run's);
 // - a group restarted in place trains exactly as a new group built from the same weights;
-// - a frozen group holds no EMA and no gradients, and stores bfloat16 on request.
+// - a frozen group holds no EMA and no gradients, and stores bfloat16 on request;
+// - two trained groups in one backward pass (DMD2's fake score and discriminator): both reducers'
+//   threads run collectives at once on their own communicators, step after step, and each group
+//   averages exactly its own gradients (MPI must be initialised with MPI_THREAD_MULTIPLE: with
+//   SERIALIZED this could hang or mix messages).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -105,6 +109,42 @@ TEST(Framework, CrossingLossesEachGroupAveragesItsOwnGradient) {
   };
   check(gen.net(), *g1, "generator");
   check(critic.net(), *c1, "critic");
+}
+
+TEST(Framework, TwoGroupsInOneBackwardReduceConcurrentlyStepAfterStep) {
+  auto comm = dist::make_world_communicator();
+  DistConfig small_buckets;
+  small_buckets.bucket_mb = 0.001;  // many buckets each, launched from both groups' hooks
+  ModelGroup a("a", ModelGroup::Role::kTrained, make_mlp(3, 32), *comm, {}, small_buckets, 10);
+  ModelGroup b("b", ModelGroup::Role::kTrained, make_mlp(4, 32), *comm, {}, small_buckets, 10);
+  if (comm->size() > 1) {
+    ASSERT_TRUE(a.reducer().background() && b.reducer().background()) << "MPI gives no MPI_THREAD_MULTIPLE here";
+    ASSERT_GT(a.reducer().num_buckets(), 2);
+  }
+  const torch::Tensor idx = rng::arange_indices(0, kGlobalBatch);
+  const torch::Tensor t = rng::uniform({9, rng::Purpose::kTimestep}, 0, idx, {1}).view({-1}) * 1000;
+  for (int step = 0; step < 200; ++step) {
+    const torch::Tensor z = rng::normal({9, rng::Purpose::kNoise}, static_cast<uint64_t>(step), idx, {2});
+    a.begin_step();
+    b.begin_step();
+    // Each rank's loss is its rows' share of the global mean (times W: the reducers average).
+    const torch::Tensor zr = my_rows(z, *comm), tr = my_rows(t, *comm);
+    const double w = static_cast<double>(comm->size());
+    ((a.net().forward(zr, tr).pow(2).sum() + b.net().forward(zr, tr).pow(2).sum()) * (w / kGlobalBatch)).backward();
+    a.reducer().finalize();
+    b.reducer().finalize();
+    if (step % 50 != 49) continue;
+    // One process, the global batch, from the same weights (unchanged: nothing steps).
+    auto a1 = make_mlp(3, 32), b1 = make_mlp(4, 32);
+    ((a1->forward(z, t).pow(2).sum() + b1->forward(z, t).pow(2).sum()) / kGlobalBatch).backward();
+    for (auto [dp, one] : {std::pair{&a, a1}, std::pair{&b, b1}}) {
+      const auto x = dp->net().parameters(), y = one->parameters();
+      for (size_t i = 0; i < x.size(); ++i) {
+        ASSERT_TRUE(torch::allclose(x[i].grad(), y[i].grad(), 1e-4, 1e-5))
+            << dp->name() << " parameter " << i << " at step " << step;
+      }
+    }
+  }
 }
 
 TEST(Framework, MultiPhaseKeysAreTheGlobalBatchsOnEveryWorldSize) {
