@@ -1,6 +1,8 @@
 // libpng writer and a small rasteriser for scatter plots and image grids (core/image.h).
 #include "core/image.h"
 
+#include <vector>
+
 #include <png.h>
 
 #include <cstdio>
@@ -10,23 +12,25 @@
 
 namespace unidiff::image {
 
-void write_png(const std::filesystem::path& path, const torch::Tensor& rgb) {
+std::vector<uint8_t> encode_png(const torch::Tensor& rgb) {
   UD_ASSERT(rgb.dim() == 3 && rgb.size(2) == 3 && rgb.scalar_type() == torch::kUInt8,
-            "write_png takes uint8 [H, W, 3]");
+            "a PNG takes uint8 [H, W, 3]");
   const torch::Tensor img = rgb.contiguous();
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  FILE* fp = std::fopen(tmp.c_str(), "wb");
-  if (!fp) throw std::runtime_error("cannot write '" + tmp.string() + "'");
+  std::vector<uint8_t> out;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
   if (!png || !info || setjmp(png_jmpbuf(png))) {
     png_destroy_write_struct(&png, &info);
-    std::fclose(fp);
-    std::filesystem::remove(tmp);
-    throw std::runtime_error("libpng failed writing '" + path.string() + "'");
+    throw std::runtime_error("libpng failed encoding an image");
   }
   const auto h = static_cast<png_uint_32>(img.size(0)), w = static_cast<png_uint_32>(img.size(1));
-  png_init_io(png, fp);
+  png_set_write_fn(
+      png, &out,
+      [](png_structp p, png_bytep data, png_size_t n) {
+        auto* buf = static_cast<std::vector<uint8_t>*>(png_get_io_ptr(p));
+        buf->insert(buf->end(), data, data + n);
+      },
+      nullptr);
   png_set_IHDR(png, info, w, h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   png_write_info(png, info);
@@ -36,8 +40,64 @@ void write_png(const std::filesystem::path& path, const torch::Tensor& rgb) {
   }
   png_write_end(png, nullptr);
   png_destroy_write_struct(&png, &info);
-  if (std::fclose(fp) != 0) throw std::runtime_error("cannot finish '" + tmp.string() + "'");
+  return out;
+}
+
+void write_png(const std::filesystem::path& path, const torch::Tensor& rgb) {
+  const std::vector<uint8_t> bytes = encode_png(rgb);
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  FILE* fp = std::fopen(tmp.c_str(), "wb");
+  if (!fp) throw std::runtime_error("cannot write '" + tmp.string() + "'");
+  const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), fp) == bytes.size();
+  if (std::fclose(fp) != 0 || !ok) {
+    std::filesystem::remove(tmp);
+    throw std::runtime_error("cannot finish '" + tmp.string() + "'");
+  }
   std::filesystem::rename(tmp, path);
+}
+
+torch::Tensor line_plot(const std::vector<double>& ys, int64_t width, int64_t height) {
+  torch::Tensor canvas = torch::full({height, width, 3}, 255, torch::kUInt8);
+  if (ys.empty()) return canvas;
+  double lo = ys[0], hi = ys[0];
+  for (double y : ys) {
+    if (!std::isfinite(y)) continue;
+    lo = std::min(lo, y);
+    hi = std::max(hi, y);
+  }
+  if (hi <= lo) hi = lo + 1;
+  auto c = canvas.accessor<uint8_t, 3>();
+  const int64_t margin = 8;
+  const auto px = [&](size_t i) {
+    return margin + static_cast<int64_t>(ys.size() > 1 ? static_cast<double>(i) / static_cast<double>(ys.size() - 1) *
+                                                             static_cast<double>(width - 2 * margin - 1)
+                                                       : 0.0);
+  };
+  const auto py = [&](double y) {
+    return height - 1 - margin -
+           static_cast<int64_t>((y - lo) / (hi - lo) * static_cast<double>(height - 2 * margin - 1));
+  };
+  const auto dot = [&](int64_t x, int64_t y) {
+    for (int64_t dy = -1; dy <= 1; ++dy) {
+      for (int64_t dx = -1; dx <= 1; ++dx) {
+        const int64_t xx = x + dx, yy = y + dy;
+        if (xx < 0 || yy < 0 || xx >= width || yy >= height) continue;
+        c[yy][xx][0] = 30;
+        c[yy][xx][1] = 90;
+        c[yy][xx][2] = 200;
+      }
+    }
+  };
+  for (size_t i = 0; i < ys.size(); ++i) {
+    if (!std::isfinite(ys[i])) continue;
+    dot(px(i), py(ys[i]));
+    if (i + 1 < ys.size() && std::isfinite(ys[i + 1])) {  // the segment to the next point
+      const int64_t x0 = px(i), x1 = px(i + 1), y0 = py(ys[i]), y1 = py(ys[i + 1]);
+      const int64_t n = std::max<int64_t>(1, std::max(std::abs(x1 - x0), std::abs(y1 - y0)));
+      for (int64_t k = 0; k <= n; ++k) dot(x0 + (x1 - x0) * k / n, y0 + (y1 - y0) * k / n);
+    }
+  }
+  return canvas;
 }
 
 namespace {

@@ -37,6 +37,7 @@ std::string to_string(Purpose purpose) {
     case Purpose::kClassLabel: return "class_label";
     case Purpose::kGanTimestep: return "gan_timestep";
     case Purpose::kGanNoise: return "gan_noise";
+    case Purpose::kGuidance: return "guidance";
   }
   return "unknown";
 }

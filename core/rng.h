@@ -31,6 +31,7 @@ enum class Purpose : uint32_t {
   kClassLabel = 13,    ///< class labels drawn for generated samples
   kGanTimestep = 14,   ///< diffusion time of a discriminator's inputs
   kGanNoise = 15,      ///< diffusion noise of a discriminator's inputs
+  kGuidance = 16,      ///< guidance scales drawn per sample (LCM, guided distillation)
 };
 
 std::string to_string(Purpose purpose);

@@ -169,7 +169,7 @@ const s::Table<DiffusionConfig>& diffusion_settings() {
               .attr("schedule").required(),
           &D::schedule);
     t.add(Decl("rf_time", "rf: training times uniform or logit-normal in (0, 1), or one (t = 1: one-step "
-                          "distillation on reflow pairs)")
+                          "distillation on reflow pairs); ddpm: uniform, or one (t = T - 1)")
               .guarded(),
           &D::rf_time);
     t.add(Decl("diffusion_steps", "T, the number of discrete diffusion steps").guarded().attr("timesteps").required().check(
@@ -181,7 +181,7 @@ const s::Table<DiffusionConfig>& diffusion_settings() {
     t.add(Decl("diffusion_beta_end", "last beta of the linear schedules").guarded().attr("beta_end").required().check(
               s::positive()),
           &D::beta_end);
-    t.add(Decl("prediction", "what the network predicts: eps, x0 or v (alpha eps - sigma x0)").guarded().attr(
+    t.add(Decl("prediction", "what the network predicts: eps, x0, v (alpha eps - sigma x0) or instaflow (w = x0 - eps on x^RF; ddpm)").guarded().attr(
               "prediction").required(),
           &D::prediction);
     t.add(Decl("class_conditional",
@@ -225,15 +225,20 @@ const s::Table<DiffusionConfig>& diffusion_settings() {
     t.add(Decl("jvp", "scm: how dF/dt is computed: forward-ad (dual tensors) or finite-difference (central)")
               .guarded(),
           &D::jvp);
-    t.add(Decl("reflow", "rf: train on reflow pairs (--data = samples of a flow from 'unidiff sample'; the noise "
-                         "end of each pair is regenerated from its key)")
+    t.add(Decl("reflow", "rf, ddpm: train on reflow pairs (--data = deterministic samples of a flow or of a DDPM "
+                         "teacher from 'unidiff sample'; the noise end of each pair is regenerated from its key)")
               .guarded(),
           &D::reflow);
     t.add(Decl("", "the reflow pairs' noise key (from the pairs file)").guarded().attr("reflow_seed"), &D::reflow_seed);
+    t.add(Decl("", "how the reflow pairs were drawn (from the pairs file)").attr("reflow_pairs"), &D::reflow_pairs);
     // Attributes only: how the model file says it is sampled by default.
     t.add(Decl("", "the model's default sampler").attr("sampler"), &D::sampler);
     t.add(Decl("", "the model's default sampling steps").attr("sampler_steps"), &D::sampler_steps);
     t.add(Decl("", "the model's default spacing").attr("sampler_spacing"), &D::sampler_spacing);
+    t.add(Decl("", "the lcm sampler's grid: a consistency model's N trailing training steps (0: none)")
+              .attr("sampler_grid"),
+          &D::sampler_grid);
+    t.add(Decl("", "the model's default DDIM eta").attr("sampler_eta"), &D::sampler_eta);
     return t;
   }();
   return t;
@@ -259,7 +264,10 @@ const s::Table<SampleConfig>& sample_settings() {
     t.add(Decl("spacing", "timestep spacing when steps < T: leading, trailing, or uniform (real-valued (T-1) k / N, "
                           "ddim only); empty: the model's own (a distilled student's), else leading"),
           &C::spacing);
-    t.add(Decl("eta", "DDIM stochasticity (0 = deterministic, 1 = DDPM-like)").check(s::non_negative()), &C::eta);
+    t.add(Decl("eta", "DDIM stochasticity (0 = deterministic, 1 = DDPM-like); default: the model's own (a "
+                      "reward-tuned policy's), else 0")
+              .check(s::non_negative()),
+          &C::eta);
     t.add(Decl("num", "number of samples").check(s::positive()), &C::num);
     t.add(Decl("sample_batch", "samples per network call").check(s::positive()), &C::batch);
     t.add(seed_decl(), &C::seed);
@@ -308,6 +316,7 @@ const s::Table<EvalConfig>& eval_settings() {
                              "accuracy); make one with 'unidiff eval train-classifier'"),
           &C::classifier);
     t.add(threads_decl(), &C::threads);
+    t.include(reward_settings(), "", &C::reward);
     return t;
   }();
   return t;

@@ -48,11 +48,14 @@ struct DiffusionConfig {
   bool reflow = false;              ///< rf: train on reflow pairs, the noise end of each pair
                                     ///< regenerated from its key instead of fresh noise
   uint32_t reflow_seed = 0;         ///< rf with reflow: the pairs' noise key (from the pairs file)
+  std::string reflow_pairs;         ///< rf with reflow: how the pairs were drawn (sampler, model)
   // How the model is sampled when `unidiff sample` names no sampler (model-file attributes; a
   // distilled generator records its own): empty / 0 = the objective's default.
   std::string sampler;              ///< default sampler
   int64_t sampler_steps = 0;        ///< its default steps
   std::string sampler_spacing;      ///< its default spacing on DDPM tables (leading, trailing, uniform)
+  int64_t sampler_grid = 0;         ///< lcm: the consistency model's training grid (N trailing steps; 0: none)
+  std::optional<double> sampler_eta; ///< its default DDIM eta (a reward-tuned policy's); unset = 0
 };
 
 struct OptimConfig {
@@ -115,7 +118,8 @@ struct SampleConfig {
   int64_t steps = 0;           ///< sampling steps (0 = the model's T)
   std::string spacing;         ///< DDPM tables: leading, trailing or uniform (empty: the model's own, else leading)
   std::vector<double> cm_times;  ///< cm: the multistep times, decreasing (empty: the schedule's grid)
-  double eta = 0.0;            ///< DDIM stochasticity
+  std::optional<double> eta;   ///< DDIM stochasticity; unset = the model's own (a reward-tuned
+                               ///< policy records the eta it was trained with), else 0
   int64_t num = 2000;          ///< samples to draw
   int64_t batch = 4096;        ///< samples per network call
   uint32_t seed = 0;           ///< key of the sampling noise
@@ -134,6 +138,17 @@ struct SampleConfig {
   bool cudnn_benchmark = false; ///< cuDNN times its convolution algorithms on the first calls (CUDA)
 };
 
+/// A reward (experiments/reward/rewards.h): --reward=NAME and its own flags.
+struct RewardConfig {
+  std::string name;                ///< empty: none (a reward method refuses that; eval skips it)
+  std::vector<double> target;      ///< distance: the point rewarded (empty: the origin)
+  std::vector<double> direction;   ///< halfplane: d (empty: the first axis)
+  double min = -std::numeric_limits<double>::infinity();  ///< halfplane: the clip
+  double max = std::numeric_limits<double>::infinity();
+  std::string classifier;          ///< classifier: the evaluation classifier's file
+  int64_t cls = 0;                 ///< classifier: the class rewarded
+};
+
 struct EvalConfig {
   std::string samples;         ///< samples file (HDF5 /data)
   std::string reference;       ///< reference dataset
@@ -142,6 +157,7 @@ struct EvalConfig {
   uint32_t seed = 0;           ///< key of the projection directions
   std::string classifier;      ///< images: the classifier file (FD, class histogram, accuracy)
   int threads = 0;             ///< intra-op threads (0 = the cores this process may use)
+  RewardConfig reward;         ///< also the samples' mean reward (reward fine-tuning's measure)
 };
 
 /// The settings tables (core/settings.h) of these structs: each setting's flag, help, checks,
@@ -156,6 +172,7 @@ const settings::Table<CheckpointConfig>& checkpoint_settings();
 const settings::Table<DiffusionConfig>& diffusion_settings();
 const settings::Table<SampleConfig>& sample_settings();
 const settings::Table<EvalConfig>& eval_settings();
+const settings::Table<RewardConfig>& reward_settings();  ///< in experiments/reward/rewards.cpp
 
 /// Flags several commands share: one declaration each (name, help, checks).
 settings::Decl seed_decl();

@@ -32,7 +32,8 @@ void read_attrs(const h5::File& f, const std::filesystem::path& path, const sett
     const std::string& key = s.decl.attribute;
     if (key.empty()) continue;
     std::optional<settings::Value> v;
-    switch (s.kind) {
+    // An optional setting is written as its text ("" when unset), whatever its kind.
+    switch (s.optional ? settings::Kind::kString : s.kind) {
       case settings::Kind::kBool:
       case settings::Kind::kInt:
         if (const auto x = h5::read_attr_int(f, "/", key)) v = *x;

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/h5.h"
 #include "core/image.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -15,6 +16,7 @@
 #include "experiments/model_io.h"
 #include "experiments/pretrain/objectives.h"
 #include "objectives/ddpm_schedule.h"
+#include "objectives/distill/consistency_distillation.h"
 #include "models/gmm.h"
 #include "models/group_norm_act.h"
 #include "models/precision.h"
@@ -76,7 +78,7 @@ objectives::SamplerOptions sampler_options(const SampleConfig& c, const std::str
   objectives::SamplerOptions o;
   o.steps = steps;
   o.spacing = objectives::parse_spacing(spacing.empty() ? "leading" : spacing);
-  o.eta = c.eta;
+  o.eta = c.eta.value_or(0.0);
   o.times = c.cm_times;
   o.smld_inner = c.smld_inner;
   o.smld_step = c.smld_step;
@@ -146,6 +148,11 @@ torch::Tensor guided_output(const SampleConfig& c, models::Network& net, const t
     return out.to(torch::kFloat32).contiguous();
   };
   if (net.num_classes() == 0) return call({});
+  if (net.guided()) {  // one call at w (a guidance-conditioned network, LCM or guided distillation)
+    const models::AutocastScope autocast(x.device().type(), c.precision);
+    const torch::Tensor w = torch::full({x.size(0)}, c.cfg_scale, x.options().dtype(torch::kFloat32));
+    return net.forward_guided(models::to_layout(x, c.channels_last), t, labels, w).to(torch::kFloat32).contiguous();
+  }
   const torch::Tensor cond = call(labels);
   if (c.cfg_scale == 1.0) return cond;
   return objectives::cfg_combine(cond, call(torch::full_like(labels, net.num_classes())), c.cfg_scale);
@@ -219,9 +226,19 @@ objectives::SamplerModel trained_model(const SampleConfig& c, LoadedModel& m, co
       if (prediction == o::Prediction::kEps) return out;
       return o::from_prediction(prediction, out, x, t.to(torch::kCPU, torch::kFloat64), unified).eps.to(out.dtype());
     };
+    if (prediction == o::Prediction::kInstaflow) {
+      // InstaFlow's w-prediction (FORMULAS (32)-(33)): its own samplers (Algorithms 6-8) read the
+      // network's w directly; the others its eps.
+      model.samplers = {"instaflow", "ddim", "ddpm"};
+      model.instaflow_w = [&c, &net, &labels](const torch::Tensor& x, const torch::Tensor& t) {
+        return guided_output(c, net, x, t.to(torch::kFloat32), labels);
+      };
+    }
     if (diffusion.sampler == "lcm") {
-      // A few-step generator (DMD, ADD): its x0 at a code index is its consistency function,
-      // sampled by multistep consistency sampling at the trailing steps (lcm).
+      // A few-step generator (DMD, ADD) or a consistency model (CD, LCM): LCM's consistency
+      // function of its x0 at a code index, c_skip(t) x + c_out(t) x0 (c_skip is below 1e-5 from
+      // t = 20 on: a generator's x0 itself), sampled by multistep consistency sampling at the
+      // trailing steps (lcm).
       model.samplers = {"lcm", "ddpm", "ddim"};
       model.consistency = [&c, &net, &labels, prediction, unified, clip](const torch::Tensor& x, double t) {
         const torch::Tensor tt = torch::full({x.size(0)}, t, x.options().dtype(torch::kFloat32));
@@ -230,7 +247,8 @@ objectives::SamplerModel trained_model(const SampleConfig& c, LoadedModel& m, co
                                ? out
                                : o::from_prediction(prediction, out, x, tt.to(torch::kCPU, torch::kFloat64), unified)
                                      .x0.to(out.dtype());
-        return clip ? x0.clamp(-1, 1) : x0;
+        if (clip) x0 = x0.clamp(-1, 1);
+        return o::lcm_consistency(x, x0, tt).to(x0.dtype());
       };
     }
     return model;
@@ -284,6 +302,13 @@ void write_samples(const SampleConfig& c, const torch::Tensor& samples, const to
   }
 }
 
+/// The eta the sampler runs with: --eta, else the model's own when its own sampler runs, else 0.
+double sample_eta(const SampleConfig& c, const DiffusionConfig& d) {
+  if (c.eta) return *c.eta;
+  const bool own = !d.sampler.empty() && (c.sampler.empty() || c.sampler == d.sampler);
+  return own ? d.sampler_eta.value_or(0.0) : 0.0;
+}
+
 }  // namespace
 
 torch::Tensor run_sample(const SampleConfig& c) {
@@ -314,13 +339,13 @@ torch::Tensor run_sample(const SampleConfig& c) {
   std::string sampler = c.sampler.empty() ? d.sampler : c.sampler;
   if (sampler.empty()) {
     sampler = d.objective == "ddpm"
-                  ? "ddpm"
+                  ? (d.prediction == "instaflow" ? "instaflow" : "ddpm")
                   : model_functions(d, [](const torch::Tensor& x, const torch::Tensor&) { return x; }).samplers.front();
   }
   const std::map<std::string, std::string> attrs = {{"sampling_seed", std::to_string(c.seed)},
                                                     {"sampling_objective", d.objective},
                                                     {"sampling_sampler", sampler},
-                                                    {"sampling_eta", settings::format_double(c.eta)}};
+                                                    {"sampling_eta", settings::format_double(sample_eta(c, m.diffusion))}};
   write_samples(c, samples, reference, attrs, m.module.get());
   return samples;
 }
@@ -337,6 +362,8 @@ torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device 
   const int64_t steps_asked = c.steps > 0 ? c.steps : own ? diffusion.sampler_steps : 0;
   const std::string spacing = !c.spacing.empty() ? c.spacing : own ? diffusion.sampler_spacing : "";
   objectives::SamplerOptions options = sampler_options(c, spacing, steps_asked);
+  options.eta = sample_eta(c, diffusion);
+  options.grid = spec.name == "lcm" ? diffusion.sampler_grid : 0;
   options.clip_x0 = clip_x0(c, m.network.data_shape);
   const objectives::Schedule& sch = model.schedule;
   const bool ddpm = diffusion.objective == "ddpm";
@@ -354,10 +381,14 @@ torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device 
   prepare_network(c, m, device);
   check_guidance(c, *m.module);
   if (ddpm) {
-    const std::string where = spec.name == "ddpm" || spec.name == "ddim" ? (spacing.empty() ? "leading" : spacing)
-                                                                         : "trailing";
+    // lcm walks the trailing steps whatever --spacing says; the others take the spacing.
+    const std::string where = spec.name != "lcm" ? (spacing.empty() ? "leading" : spacing)
+                              : options.grid > 0 ? detail::str_cat("trailing, on the ", options.grid, "-step grid")
+                                                 : std::string("trailing");
     log::info("sample", detail::str_cat(c.num, " samples with ", spec.name, ", ", steps, " of T = ",
-                                        sch.ddpm.num_steps, " steps (", where, "), ", c.use_ema ? "EMA" : "raw",
+                                        sch.ddpm.num_steps, " steps (", where, "), ",
+                                        options.eta > 0 ? detail::str_cat("eta ", options.eta, ", ") : std::string(),
+                                        c.use_ema ? "EMA" : "raw",
                                         " weights of step ", m.step));
   } else {
     log::info("sample", detail::str_cat(c.num, " samples of a ", diffusion.objective, " model with ", spec.name, ", ",
@@ -387,6 +418,28 @@ torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device 
   }
   log_rate(c.num, start);
   return torch::cat(chunks);
+}
+
+std::string PairsSource::describe() const {
+  return detail::str_cat(sampler, sampler == "ddim" ? " (eta 0)" : "", " samples of a ", objective, " model, noise key ",
+                         seed);
+}
+
+PairsSource deterministic_pairs(const std::string& path, const std::string& flag) {
+  UD_CHECK_INPUT(std::filesystem::is_regular_file(path), flag, " needs one samples file from 'unidiff sample', got '", path, "'");
+  const h5::File f = h5::File::open_read(path);
+  const auto seed = h5::read_attr_string(f, "/", "sampling_seed");
+  const auto objective = h5::read_attr_string(f, "/", "sampling_objective");
+  const auto sampler = h5::read_attr_string(f, "/", "sampling_sampler");
+  const auto eta = h5::read_attr_string(f, "/", "sampling_eta");
+  UD_CHECK_INPUT(seed && objective && sampler && eta, "'", path, "' is not a samples file written by 'unidiff sample' ",
+                 "(no sampling_seed / sampling_objective / sampling_sampler / sampling_eta attributes): ", flag,
+                 " cannot regenerate its noise");
+  const bool ode = *sampler == "euler" || *sampler == "heun";
+  UD_CHECK_INPUT(ode || (*sampler == "ddim" && std::stod(*eta) == 0.0), "'", path, "' was drawn by ", *sampler,
+                 " with eta ", *eta, ": a stochastic sampler's sample is not a function of its noise; ", flag,
+                 " takes pairs of a deterministic one (euler, heun, or ddim with --eta=0)");
+  return {static_cast<uint32_t>(std::stoul(*seed)), *objective, *sampler};
 }
 
 }  // namespace unidiff::experiments

@@ -4,6 +4,9 @@
 
 #include <torch/types.h>
 
+#include <cstdint>
+#include <string>
+
 #include "experiments/config.h"
 #include "experiments/model_io.h"
 #include "models/gmm.h"
@@ -24,5 +27,17 @@ torch::Tensor run_sample(const SampleConfig& config);
 /// labels and guidance, its module moved to `device` and put in eval mode. What run_sample and
 /// the evaluation during training both draw.
 torch::Tensor draw_samples(const SampleConfig& config, LoadedModel& model, torch::Device device);
+
+/// What a samples file of `unidiff sample` says about how it was drawn, when its samples are
+/// pairs with their noise (reflow, DMD's regression): the noise key (x_T of sample i is keyed by
+/// (seed, sampling, 0, i)), the model's objective and the sampler. InputError, naming `flag`, for a
+/// file without these attributes or one a stochastic sampler drew (then a sample is not a function
+/// of its x_T alone): the deterministic ones are euler, heun and ddim with eta 0.
+struct PairsSource {
+  uint32_t seed = 0;
+  std::string objective, sampler;
+  std::string describe() const;  ///< "ddim (eta 0) samples of a ddpm model, noise key 7"
+};
+PairsSource deterministic_pairs(const std::string& path, const std::string& flag);
 
 }  // namespace unidiff::experiments

@@ -97,18 +97,29 @@ DitImpl::DitImpl(const DitOptions& o) : options(o) {
   final_ = register_module("final", nn::Linear(o.hidden, o.patch * o.patch * o.in_channels));
   torch::NoGradGuard no_grad;
   for (auto* p : {&final_ada_->weight, &final_ada_->bias, &final_->weight, &final_->bias}) p->zero_();
+  // Registered last, so an unguided network's parameters are a prefix of its guided version's.
+  if (o.guidance) {
+    UD_CHECK_INPUT(o.num_classes > 0, "a guidance embedding needs a class-conditional dit");
+    guidance_ = register_module("guidance", nn::Linear(256, o.hidden));
+    guidance_->weight.zero_();
+    guidance_->bias.zero_();
+  }
 }
 
 torch::Tensor DitImpl::forward(const torch::Tensor& x, const torch::Tensor& t) { return forward_cond(x, t, {}); }
 
 std::pair<torch::Tensor, torch::Tensor> DitImpl::trunk(const torch::Tensor& x, const torch::Tensor& t,
-                                                       const torch::Tensor& labels) {
+                                                       const torch::Tensor& labels, const torch::Tensor& w) {
   const auto& o = options;
   UD_CHECK_INPUT(x.dim() == 4 && x.size(1) == o.in_channels && x.size(2) == o.resolution && x.size(3) == o.resolution,
                  "dit takes [B, ", o.in_channels, ", ", o.resolution, ", ", o.resolution, "], got ", x.sizes());
   const int64_t b = x.size(0);
   torch::Tensor tok = patch_embed_->forward(x).flatten(2).transpose(1, 2) + pos_;
   torch::Tensor c = t2_->forward(torch::silu(t1_->forward(dit_timestep_embedding(t))));
+  if (guidance_) {
+    UD_CHECK_INPUT(w.defined(), "this dit is guidance-conditioned: it is called with w (forward_guided)");
+    c = c + guidance_->forward(dit_timestep_embedding(w.to(c.scalar_type()) * 1000.0));
+  }
   if (label_) {
     const torch::Tensor y = labels.defined()
                                 ? labels.to(x.device(), torch::kInt64)
@@ -122,9 +133,21 @@ std::pair<torch::Tensor, torch::Tensor> DitImpl::trunk(const torch::Tensor& x, c
 }
 
 torch::Tensor DitImpl::forward_cond(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels) {
-  const auto& o = options;
-  const int64_t b = x.size(0), g = o.resolution / o.patch, p = o.patch;
   const auto [tok, c] = trunk(x, t, labels);
+  return head(tok, c);
+}
+
+torch::Tensor DitImpl::forward_guided(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels,
+                                      const torch::Tensor& w) {
+  UD_CHECK_INPUT(guidance_, "this dit has no guidance embedding: it is guided by two calls (--cfg_scale), not by w");
+  UD_CHECK_INPUT(w.defined() && w.dim() == 1 && w.size(0) == x.size(0), "forward_guided takes w [B]");
+  const auto [tok, c] = trunk(x, t, labels, w);
+  return head(tok, c);
+}
+
+torch::Tensor DitImpl::head(const torch::Tensor& tok, const torch::Tensor& c) {
+  const auto& o = options;
+  const int64_t b = tok.size(0), g = o.resolution / o.patch, p = o.patch;
   const auto sm = final_ada_->forward(torch::silu(c)).chunk(2, 1);
   const torch::Tensor out = final_->forward(modulate(layer_norm(tok), sm[0], sm[1]));  // [B, N, p p C]
   return out.reshape({b, g, g, p, p, o.in_channels}).permute({0, 5, 1, 3, 2, 4}).reshape({b, o.in_channels, g * p, g * p});

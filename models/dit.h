@@ -25,6 +25,7 @@ struct DitOptions {
   int64_t depth = 12;        ///< transformer blocks
   int64_t heads = 6;         ///< attention heads
   int64_t num_classes = 0;   ///< K > 0: class embedding of K + 1 rows (row K: no class)
+  bool guidance = false;     ///< a guidance embedding (Network::forward_guided)
 };
 
 /// adaLN-Zero block: x + g1 * attn(mod(LN(x))), then x + g2 * mlp(mod(LN(x))).
@@ -46,6 +47,9 @@ class DitImpl : public Network {
   torch::Tensor forward_cond(const torch::Tensor& x, const torch::Tensor& t,
                              const torch::Tensor& labels) override;
   int64_t num_classes() const override { return options.num_classes; }
+  torch::Tensor forward_guided(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels,
+                               const torch::Tensor& w) override;
+  bool guided() const override { return options.guidance; }
   /// The last block's tokens averaged over the tokens, [B, hidden].
   torch::Tensor features(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels) override;
   int64_t feature_dim() const override { return options.hidden; }
@@ -54,9 +58,13 @@ class DitImpl : public Network {
 
  private:
   /// The tokens after the last block and the conditioning vector.
-  std::pair<torch::Tensor, torch::Tensor> trunk(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels);
+  std::pair<torch::Tensor, torch::Tensor> trunk(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels,
+                                                const torch::Tensor& w = {});
+  /// The output head on the trunk's tokens and conditioning.
+  torch::Tensor head(const torch::Tensor& tok, const torch::Tensor& c);
   torch::nn::Conv2d patch_embed_{nullptr};
   torch::nn::Linear t1_{nullptr}, t2_{nullptr}, final_ada_{nullptr}, final_{nullptr};
+  torch::nn::Linear guidance_{nullptr};  // sinusoid of w 1000 -> hidden (zero init), added to the conditioning
   torch::nn::Embedding label_{nullptr};
   torch::nn::ModuleList blocks_;
   torch::Tensor pos_;  // buffer [N, hidden]

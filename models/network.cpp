@@ -28,6 +28,7 @@ std::shared_ptr<Network> make_dit(const NetworkConfig& c, int64_t hidden, int64_
   o.depth = depth;
   o.heads = heads;
   o.num_classes = c.num_classes;
+  o.guidance = c.guidance == 1;
   return std::make_shared<DitImpl>(o);
 }
 
@@ -61,6 +62,7 @@ const std::map<std::string, Factory>& registry() {
          o.dropout = c.dropout;
          UD_CHECK_INPUT(c.num_classes >= 0, "num_classes must be >= 0, got ", c.num_classes);
          o.num_classes = c.num_classes;
+         o.guidance = c.guidance == 1;
          return std::make_shared<UnetImpl>(o);
        }},
       {"dit", [](const NetworkConfig& c) { return make_dit(c, c.hidden, c.depth, c.heads); }},
@@ -91,9 +93,17 @@ std::shared_ptr<Network> make_network(const NetworkConfig& config) {
     for (const auto& k : network_names()) known += (known.empty() ? "" : ", ") + k;
     UD_FAIL_INPUT("unknown network architecture '", config.arch, "' (valid: ", known, ")");
   }
+  UD_CHECK_INPUT(config.guidance == 0 || (config.guidance == 1 && config.arch != "mlp" && config.num_classes > 0),
+                 "a guidance embedding needs a class-conditional unet or dit (guidance 1), got arch '", config.arch,
+                 "' with ", config.num_classes, " classes and guidance ", config.guidance);
   UD_CHECK_INPUT(config.fourier == 0 || config.arch == "mlp", "input Fourier features (--model_fourier) are ",
                  "for the mlp, not for arch '", config.arch, "'");
   return it->second(config);
+}
+
+torch::Tensor Network::forward_guided(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                                      const torch::Tensor&) {
+  UD_FAIL_INPUT("this network has no guidance embedding: it is guided by two calls (--cfg_scale), not by w");
 }
 
 torch::Tensor Network::features(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) {
@@ -152,6 +162,8 @@ const settings::Table<NetworkConfig>& network_settings() {
           &C::dropout);
     t.add(Decl("", "classes of a conditional network (0: unconditional)").guarded().attr("num_classes"),
           &C::num_classes);
+    t.add(Decl("", "1: a guidance-conditioned network (LCM, guided distillation), else 0").guarded().attr("guidance"),
+          &C::guidance);
     t.add(Decl("model_depth", "dit: transformer blocks (dit-s and dit-b: 12)").guarded().attr("depth").check(pos),
           &C::depth);
     t.add(Decl("model_heads", "dit: attention heads (dit-s: 6, dit-b: 12)").guarded().attr("heads").check(pos),

@@ -26,6 +26,16 @@ class Network : public torch::nn::Module {
                                      const torch::Tensor& labels);
   /// K, the classes a conditional network knows (0: unconditional).
   virtual int64_t num_classes() const { return 0; }
+  /// Guidance-conditioned call (LCM, guided distillation; Meng et al. 2023): w float [B], the
+  /// classifier-free guidance scale (uncond + w (cond - uncond)) whose output the network was
+  /// distilled to give in one call. Embedded like the time, w 1000 through the time embedding's
+  /// sinusoid and a zero-initialised linear layer added to the time embedding, so a guided network
+  /// initialised from an unguided one starts as its conditional model at every w. Only networks
+  /// built with NetworkConfig::guidance take it, and those take nothing else.
+  virtual torch::Tensor forward_guided(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels,
+                                       const torch::Tensor& w);
+  /// Whether the network has a guidance embedding (forward_guided is its call).
+  virtual bool guided() const { return false; }
   /// The bottleneck features of the forward pass at (x, t, labels), pooled to [B, feature_dim()]:
   /// what a discriminator head reads (DMD2's GAN on the fake score). The MLP's last hidden layer,
   /// the UNet's middle block averaged over space, DiT's last hidden state averaged over tokens.
@@ -62,6 +72,7 @@ struct NetworkConfig {
   std::vector<int64_t> attn_res{16};           ///< resolutions with self-attention
   double dropout = 0.1;                        ///< residual-block dropout
   int64_t num_classes = 0;                     ///< unet, dit: class-conditional over K classes (0: no)
+  int64_t guidance = 0;                        ///< unet, dit: 1 = a guidance embedding (Network::forward_guided)
   // dit (models/dit.h): width is `hidden`; dit-s and dit-b fix width, depth and heads
   int64_t depth = 12;                          ///< transformer blocks
   int64_t heads = 6;                           ///< attention heads

@@ -160,6 +160,14 @@ UnetImpl::UnetImpl(const UnetOptions& o) : options(o) {
     }
   }
   out_ = register_module("out", nn::Sequential(group_norm(c), nn::SiLU(), conv(c, o.in_channels, 3)));
+  // Registered last, so an unguided network's parameters are a prefix of its guided version's.
+  if (o.guidance) {
+    UD_CHECK_INPUT(o.num_classes > 0, "a guidance embedding needs a class-conditional unet");
+    gemb_ = register_module("gemb", nn::Linear(ch, td));
+    torch::NoGradGuard no_grad;
+    gemb_->weight.zero_();
+    gemb_->bias.zero_();
+  }
 }
 
 torch::Tensor UnetImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
@@ -171,13 +179,24 @@ torch::Tensor UnetImpl::forward_cond(const torch::Tensor& x, const torch::Tensor
   return run(x, t, labels, false);
 }
 
+torch::Tensor UnetImpl::forward_guided(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels,
+                                       const torch::Tensor& w) {
+  UD_CHECK_INPUT(gemb_, "this unet has no guidance embedding: it is guided by two calls (--cfg_scale), not by w");
+  UD_CHECK_INPUT(w.defined() && w.dim() == 1 && w.size(0) == x.size(0), "forward_guided takes w [B]");
+  return run(x, t, labels, false, w);
+}
+
 torch::Tensor UnetImpl::features(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels) {
   return run(x, t, labels, true);
 }
 
 torch::Tensor UnetImpl::run(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels,
-                            bool features_only) {
+                            bool features_only, const torch::Tensor& w) {
   torch::Tensor te = temb_->forward(ddpm_timestep_embedding(t, options.channels));
+  if (gemb_) {
+    UD_CHECK_INPUT(w.defined(), "this unet is guidance-conditioned: it is called with w (forward_guided)");
+    te = te + gemb_->forward(ddpm_timestep_embedding(w.to(te.scalar_type()) * 1000.0, options.channels));
+  }
   if (cemb_) {
     const torch::Tensor y = labels.defined()
                                 ? labels.to(x.device(), torch::kInt64)

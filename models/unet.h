@@ -31,6 +31,7 @@ struct UnetOptions {
   double dropout = 0.1;                     ///< in every residual block (train mode only)
   int64_t num_classes = 0;                  ///< K > 0: a class embedding of K + 1 rows (row K:
                                             ///< no class) added to the time embedding
+  bool guidance = false;                    ///< a guidance embedding (Network::forward_guided)
 };
 
 /// Residual block: x + c2(drop(silu(n2(c1(silu(n1(x))) + t(silu(temb)))))), 1x1 skip if widths differ.
@@ -75,6 +76,9 @@ class UnetImpl : public Network {
   torch::Tensor forward_cond(const torch::Tensor& x, const torch::Tensor& t,
                              const torch::Tensor& labels) override;
   int64_t num_classes() const override { return options.num_classes; }
+  torch::Tensor forward_guided(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels,
+                               const torch::Tensor& w) override;
+  bool guided() const override { return options.guidance; }
   /// The middle block's output averaged over space, [B, channels x the last multiplier].
   torch::Tensor features(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels) override;
   int64_t feature_dim() const override { return options.channels * options.mult.back(); }
@@ -87,7 +91,8 @@ class UnetImpl : public Network {
 
  private:
   /// The forward pass; with `features_only`, it stops after the middle block (pooled over space).
-  torch::Tensor run(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels, bool features_only);
+  torch::Tensor run(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels, bool features_only,
+                    const torch::Tensor& w = {});
   // One entry of `down` or `up`: a residual block (+ attention), or a resampling step.
   struct Stage {
     ResBlock res{nullptr};
@@ -98,6 +103,7 @@ class UnetImpl : public Network {
   torch::nn::Sequential temb_{nullptr}, out_{nullptr};
   torch::nn::Conv2d cin_{nullptr};
   torch::nn::Embedding cemb_{nullptr};
+  torch::nn::Linear gemb_{nullptr};  // guidance: sinusoid of w 1000 -> the time embedding's width (zero init)
   torch::nn::ModuleList down_, mid_, up_;
   std::vector<Stage> down_stages_, up_stages_;
   ResBlock mid1_{nullptr}, mid2_{nullptr};

@@ -7,6 +7,12 @@
 
 namespace unidiff::objectives {
 
+torch::Tensor per_sample(const torch::Tensor& v, const torch::Tensor& x) {
+  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+  shape[0] = x.size(0);
+  return v.to(x.device(), x.scalar_type()).view(shape);
+}
+
 Schedule Schedule::ddpm_schedule(BetaSchedule kind, int64_t num_steps) {
   const bool scaled = kind == BetaSchedule::kScaledLinear;
   return from_ddpm(DdpmSchedule::make(kind, num_steps, scaled ? 0.00085 : 1e-4, scaled ? 0.012 : 0.02));

@@ -23,6 +23,10 @@ namespace unidiff::objectives {
 
 enum class ScheduleFamily { kDdpm, kVe, kRf, kTrigflow };
 
+/// A per-sample [B] tensor (a coefficient, a time) as x's dtype on x's device, shaped [B, 1, ...] to
+/// broadcast against x [B, ...].
+torch::Tensor per_sample(const torch::Tensor& v, const torch::Tensor& x);
+
 /// alpha_t, sigma_t and their time derivatives, float64, shaped like the t they were taken at.
 struct Coeffs {
   torch::Tensor alpha, sigma, d_alpha, d_sigma;

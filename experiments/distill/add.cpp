@@ -241,6 +241,7 @@ class Add : public Method {
     d.sampler = "lcm";
     d.sampler_steps = c_.student_steps;
     d.sampler_spacing = "";
+    d.sampler_grid = 0;
     return {teacher_.model.network, d, student_};
   }
 

@@ -23,6 +23,7 @@
 #include "experiments/run/method.h"
 #include "experiments/run/progress.h"
 #include "experiments/run/run.h"
+#include "experiments/sample.h"
 #include "models/keyed_dropout.h"
 #include "objectives/distill/dmd.h"
 
@@ -162,7 +163,10 @@ class DistributionMatching : public Method {
     classes_ = net.num_classes;
     UD_CHECK_INPUT(c_.cfg_scale == 1.0 || classes_ > 0, "--dmd_cfg_scale needs a class-conditional teacher");
     if (!c_.pairs.empty()) {
-      pairs_seed_ = pairs_noise_seed(c_.pairs);
+      const PairsSource pairs = deterministic_pairs(c_.pairs, "--dmd_pairs");
+      UD_CHECK_INPUT(pairs.objective == "ddpm", "'", c_.pairs, "' holds samples of a ", pairs.objective,
+                     " model; DMD's pairs are the teacher's");
+      pairs_seed_ = pairs.seed;
       pairs_ = &run.open_stream("pairs", c_.pairs, rc.data.global_batch);
       UD_CHECK_INPUT(pairs_->dataset().sample_shape() == net.data_shape, "--dmd_pairs holds samples of shape ",
                      torch::IntArrayRef(pairs_->dataset().sample_shape()), "; the teacher makes ",
@@ -292,6 +296,7 @@ class DistributionMatching : public Method {
     d.sampler = "lcm";
     d.sampler_steps = c_.generator_steps;
     d.sampler_spacing = "";
+    d.sampler_grid = 0;
     return {teacher_.model.network, d, generator_};
   }
 
@@ -424,21 +429,6 @@ class DistributionMatching : public Method {
     const torch::Tensor t = torch::full({z.size(0)}, static_cast<double>(times_[0]),
                                         torch::dtype(torch::kFloat32).device(z.device()));
     return (generator_x0(z, t, {}) - b.x).pow(2).mean();
-  }
-
-  /// The pairs file's noise key; refuses pairs a stochastic sampler drew (their noise is not x_T's alone).
-  static uint32_t pairs_noise_seed(const std::string& path) {
-    UD_CHECK_INPUT(std::filesystem::is_regular_file(path), "--dmd_pairs needs one samples file from 'unidiff sample', got '",
-                   path, "'");
-    const h5::File f = h5::File::open_read(path);
-    const auto seed = h5::read_attr_string(f, "/", "sampling_seed");
-    const auto sampler = h5::read_attr_string(f, "/", "sampling_sampler");
-    const auto eta = h5::read_attr_string(f, "/", "sampling_eta");
-    UD_CHECK_INPUT(seed && sampler && eta, "'", path, "' is not a samples file written by 'unidiff sample' (no ",
-                   "sampling_seed / sampling_sampler / sampling_eta attributes): its noise cannot be regenerated");
-    UD_CHECK_INPUT(*sampler == "ddim" && std::stod(*eta) == 0.0, "'", path, "' was drawn by ", *sampler, " with eta ",
-                   *eta, "; DMD's pairs come from a deterministic sampler (--sampler=ddim --eta=0)");
-    return static_cast<uint32_t>(std::stoul(*seed));
   }
 
   Mode mode_;

@@ -38,6 +38,19 @@ const settings::Table<ProgressiveConfig>& progressive_settings() {
     t.add(Decl("pd_end_steps", "progressive distillation: the last round's student steps (a power of two)").guarded(),
           &C::end_steps);
     t.add(Decl("pd_round_steps", "progressive distillation: optimizer steps per round").guarded(), &C::round_steps);
+    t.add(Decl("pd_guided", "progressive distillation: guided distillation of a class-conditional teacher (a first "
+                            "stage into a guidance-conditioned student, then the rounds at each sample's w)")
+              .guarded(),
+          &C::guided);
+    t.add(Decl("pd_w_min", "guided progressive distillation: the smallest guidance scale w (uncond + w (cond - "
+                           "uncond))")
+              .guarded()
+              .check(settings::non_negative()),
+          &C::w_min);
+    t.add(Decl("pd_w_max", "guided progressive distillation: the largest w (drawn uniformly per sample)")
+              .guarded()
+              .check(settings::non_negative()),
+          &C::w_max);
     return t;
   }();
   return t;
@@ -45,7 +58,7 @@ const settings::Table<ProgressiveConfig>& progressive_settings() {
 
 torch::Tensor progressive_step(ModelGroup& student, const o::X0Fn& teacher_x0, const o::X0Fn& student_x0,
                                const o::Schedule& schedule, const torch::Tensor& x0, const torch::Tensor& index,
-                               int64_t n, uint32_t seed, int64_t global_step, int64_t round_step) {
+                               int64_t n, uint32_t seed, int64_t global_step, int64_t round_step, bool first_stage) {
   const auto s = static_cast<uint64_t>(global_step);
   const torch::Device device = x0.device();
   // Progress s = k / N with k uniform in 1..N, per sample (keyed; drawn on the device).
@@ -53,8 +66,10 @@ torch::Tensor progressive_step(ModelGroup& student, const o::X0Fn& teacher_x0, c
   const torch::Tensor eps = rng::normal({seed, rng::Purpose::kNoise}, s, index, x0.sizes().slice(1), device);
   student.begin_step();
   const models::DropoutKeyScope dropout_key({seed, s, index});  // keyed masks
-  const o::PdLoss out = o::progressive_distillation_loss(teacher_x0, student_x0, schedule, x0, eps,
-                                                         k.to(torch::kFloat64) / static_cast<double>(n), n);
+  const torch::Tensor progress = k.to(torch::kFloat64) / static_cast<double>(n);
+  const o::PdLoss out = first_stage
+                            ? o::guidance_distillation_loss(teacher_x0, student_x0, schedule, x0, eps, progress)
+                            : o::progressive_distillation_loss(teacher_x0, student_x0, schedule, x0, eps, progress, n);
   out.loss.backward();
   student.end_step(round_step);
   return out.loss.detach();
@@ -62,19 +77,26 @@ torch::Tensor progressive_step(ModelGroup& student, const o::X0Fn& teacher_x0, c
 
 namespace {
 
-/// x0 from a network of the given parameterisation at time t (code index, float).
-o::X0Fn x0_of(models::Network& net, o::Prediction prediction, const o::Schedule& schedule) {
-  return [&net, prediction, &schedule](const torch::Tensor& z, const torch::Tensor& t) {
-    const torch::Tensor out = net.forward(z, t);
+/// x0 from a network of the given parameterisation at time t (code index, float), for classes
+/// `labels` (int64 [B]) of a class-conditional network (undefined: unconditional), a
+/// guidance-conditioned network's at guidance w (float [B]).
+o::X0Fn x0_of(models::Network& net, o::Prediction prediction, const o::Schedule& schedule,
+              const torch::Tensor& labels = {}, const torch::Tensor& w = {}) {
+  return [&net, prediction, &schedule, labels, w](const torch::Tensor& z, const torch::Tensor& t) {
+    const torch::Tensor out = w.defined()        ? net.forward_guided(z, t, labels, w)
+                              : labels.defined() ? net.forward_cond(z, t, labels)
+                                                 : net.forward(z, t);
     if (prediction == o::Prediction::kX0) return out;
     return o::from_prediction(prediction, out, z, t.to(torch::kFloat64), schedule).x0.to(out.dtype());
   };
 }
 
+/// Copies `from`'s parameters into `to`'s first ones: the same network, or its guided version
+/// (whose guidance embedding, after the shared parameters, keeps its zero start).
 void copy_weights(const torch::nn::Module& from, torch::nn::Module& to) {
   torch::NoGradGuard no_grad;
   const auto a = from.parameters(), b = to.parameters();
-  UD_ASSERT(a.size() == b.size(), "architectures differ");
+  UD_ASSERT(a.size() <= b.size(), "architectures differ");
   for (size_t i = 0; i < a.size(); ++i) b[i].copy_(a[i]);
 }
 
@@ -111,33 +133,52 @@ class Progressive : public Method {
                    "the teacher predicts ", base.diffusion.prediction, " (valid: eps, x0, v)");
     network_ = base.network;
     diffusion_ = base.diffusion;
+    // A class-conditional teacher is distilled as the conditional model it is: teacher and student
+    // take each data sample's label (the data must carry labels of the teacher's classes).
+    UD_CHECK_INPUT(!c_.guided || base.network.num_classes > 0, "--pd_guided distils classifier-free guidance: the ",
+                   "teacher '", c_.teacher, "' is unconditional");
+    UD_CHECK_INPUT(c_.w_min <= c_.w_max, "--pd_w_min ", c_.w_min, " exceeds --pd_w_max ", c_.w_max);
+    if (c_.guided) {
+      network_.guidance = 1;
+      eval_w_ = (c_.w_min + c_.w_max) / 2;
+    }
+    if (base.network.num_classes > 0) {
+      UD_CHECK_INPUT(dataset.labels().defined() && dataset.num_classes() == base.network.num_classes, "the teacher '",
+                     c_.teacher, "' is conditional on ", base.network.num_classes, " classes; --data must carry ",
+                     "labels of as many (it has ", dataset.labels().defined() ? dataset.num_classes() : 0, ")");
+    }
     teacher_path_ = fs::absolute(c_.teacher).lexically_normal().string();
     // Its tables on the device, where the steps read them (no copy, no host wait per step).
     schedule_ = o::Schedule::from_ddpm(o::DdpmSchedule::make(o::parse_beta_schedule(base.diffusion.schedule),
                                                              base.diffusion.timesteps, base.diffusion.beta_start,
                                                              base.diffusion.beta_end)
                                            .to(device));
+    first_n_ = c_.guided ? c_.start_steps : c_.start_steps / 2;  // guided: the first stage at start_steps
     rounds_ = 0;
-    for (int64_t n = c_.start_steps / 2; n >= c_.end_steps; n /= 2) ++rounds_;
+    for (int64_t n = first_n_; n >= c_.end_steps; n /= 2) ++rounds_;
     // Groups: the original teacher (for the comparison), the current teacher, the student.
     base.module->to(device);
     ModelGroups& groups = run.groups();
     base_ = &groups.add(std::make_unique<ModelGroup>("base_teacher", ModelGroup::Role::kFrozen, base.module,
                                                      run.comm()));
-    auto teacher_net = models::make_network(base.network);
+    auto teacher_net = models::make_network(network_);
     teacher_net->to(device);
     copy_weights(*base.module, *teacher_net);
     teacher_ = &groups.add(std::make_unique<ModelGroup>("teacher", ModelGroup::Role::kFrozen, teacher_net,
                                                         run.comm()));
-    auto student_net = models::make_network(base.network);
+    auto student_net = models::make_network(network_);
     student_net->to(device);
     copy_weights(*base.module, *student_net);
     student_ = &groups.add(std::make_unique<ModelGroup>("student", ModelGroup::Role::kTrained, student_net,
                                                         run.comm(), rc.optim, rc.dist, c_.round_steps));
-    n_ = result_n_ = c_.start_steps / 2;
-    describe_ = detail::str_cat("progressive distillation of '", c_.teacher, "' (", base.diffusion.prediction,
-                                "-prediction, T=", base.diffusion.timesteps, "): ", c_.start_steps, " -> ",
-                                c_.end_steps, " steps in ", rounds_, " rounds of ", c_.round_steps, " steps");
+    n_ = result_n_ = first_n_;
+    describe_ = detail::str_cat(c_.guided ? "guided " : "", "progressive distillation of '", c_.teacher, "' (",
+                                base.diffusion.prediction, "-prediction, T=", base.diffusion.timesteps, "): ",
+                                c_.start_steps, " -> ", c_.end_steps, " steps in ", rounds_, " rounds of ",
+                                c_.round_steps, " steps",
+                                c_.guided ? detail::str_cat(" (the first the guidance stage), w in [", c_.w_min, ", ",
+                                                            c_.w_max, "], compared at w = ", eval_w_)
+                                          : std::string());
     // Evaluation on rank 0: a fixed data subset and keyed sampling noise, the same for every round.
     n_eval_ = std::min(rc.eval_samples, dataset.size() / 2);
     if (run.rank() == 0 && n_eval_ > 0) {
@@ -146,6 +187,11 @@ class Progressive : public Method {
       data_sw_ = sliced_wasserstein(eval_data_, dataset.get(perm.slice(0, n_eval_, 2 * n_eval_)).x, 256, rc.seed);
       x_T_ = rng::normal({rc.seed, rng::Purpose::kSampling}, 0, rng::arange_indices(0, n_eval_),
                          base.network.data_shape, device);
+      // A conditional model's evaluation samples: sample i of class i mod K (as `unidiff sample`).
+      if (base.network.num_classes > 0) {
+        eval_labels_ = torch::arange(n_eval_, torch::dtype(torch::kInt64).device(device)) % base.network.num_classes;
+      }
+      if (c_.guided) eval_w_tensor_ = torch::full({n_eval_}, eval_w_, torch::dtype(torch::kFloat32).device(device));
       teacher_full_sw_ = sliced_wasserstein(sample_base(c_.start_steps), eval_data_, 256, rc.seed);
       log::info("train", detail::str_cat("teacher with ", c_.start_steps, " DDIM steps: SW ", teacher_full_sw_,
                                          " (data vs data: ", data_sw_, ")"));
@@ -172,9 +218,9 @@ class Progressive : public Method {
   }
 
   void load_state(const dist::CheckpointReader& r) override {
-    n_ = r.attr_int("pd_round_steps").value_or(c_.start_steps / 2);
+    n_ = r.attr_int("pd_round_steps").value_or(first_n_);
     round_step_ = r.attr_int("pd_round_step").value_or(0);
-    result_n_ = round_step_ == 0 && n_ < c_.start_steps / 2 ? n_ * 2 : n_;
+    result_n_ = round_step_ == 0 && n_ < first_n_ ? n_ * 2 : n_;
     // At a round's start the student trains afresh from its weights (earlier checkpoints held the
     // finished round's optimizer state there).
     if (round_step_ == 0) student_->restart(c_.round_steps);
@@ -192,9 +238,23 @@ class Progressive : public Method {
     last_round_step_ = round_step_;
     StepOutput out;
     out.lr = learning_rate(student_->optim(), round_step_, c_.round_steps);
-    out.loss = progressive_step(*student_, x0_of(teacher_->net(), prediction_, schedule_),
-                                x0_of(student_->net(), prediction_, schedule_), schedule_, batch.x, index, n_, rc.seed,
-                                step, round_step_);
+    const torch::Tensor labels =
+        network_.num_classes > 0 ? batch.labels.to(run_->device(), /*non_blocking=*/true) : torch::Tensor();
+    if (c_.guided) {
+      // Each sample's w from (seed, guidance, step, index): the same on any number of ranks.
+      const torch::Tensor w = c_.w_min + (c_.w_max - c_.w_min) * rng::uniform({rc.seed, rng::Purpose::kGuidance},
+                                                                                 static_cast<uint64_t>(step), index, {},
+                                                                                 run_->device());
+      const bool first_stage = n_ == c_.start_steps;
+      const o::X0Fn teacher = first_stage ? guided_base(labels, w) : x0_of(teacher_->net(), prediction_, schedule_,
+                                                                           labels, w);
+      out.loss = progressive_step(*student_, teacher, x0_of(student_->net(), prediction_, schedule_, labels, w),
+                                  schedule_, batch.x, index, n_, rc.seed, step, round_step_, first_stage);
+    } else {
+      out.loss = progressive_step(*student_, x0_of(teacher_->net(), prediction_, schedule_, labels),
+                                  x0_of(student_->net(), prediction_, schedule_, labels), schedule_, batch.x, index,
+                                  n_, rc.seed, step, round_step_);
+    }
     if (++round_step_ == c_.round_steps) {
       end_round(step + 1);
       out.boundary = true;
@@ -203,6 +263,9 @@ class Progressive : public Method {
   }
 
   std::string progress(int64_t) const override {
+    if (c_.guided && last_n_ == c_.start_steps) {
+      return detail::str_cat("guidance stage at ", last_n_, " steps (", last_round_step_ + 1, "/", c_.round_steps, ")");
+    }
     return detail::str_cat("round of ", last_n_, " steps (", last_round_step_ + 1, "/", c_.round_steps, ")");
   }
   std::map<std::string, double> metrics(int64_t) const override {
@@ -229,10 +292,19 @@ class Progressive : public Method {
   std::vector<ModelGroup*> trained_groups() override { return {student_}; }
 
  private:
-  /// The original teacher's samples from x_T with n DDIM steps (rank 0's evaluation).
+  /// The original teacher with classifier-free guidance at each sample's w.
+  o::X0Fn guided_base(const torch::Tensor& labels, const torch::Tensor& w) {
+    return o::guided_x0(x0_of(base_->net(), prediction_, schedule_, labels),
+                        x0_of(base_->net(), prediction_, schedule_, torch::full_like(labels, network_.num_classes)), w);
+  }
+
+  /// The original teacher's samples from x_T with n DDIM steps (rank 0's evaluation; guided: at
+  /// the range's midpoint).
   torch::Tensor sample_base(int64_t n) {
     torch::NoGradGuard no_grad;
-    return o::pd_sample(x0_of(base_->net(), prediction_, schedule_), schedule_, x_T_, n).cpu();
+    const o::X0Fn base = c_.guided ? guided_base(eval_labels_, eval_w_tensor_)
+                                   : x0_of(base_->net(), prediction_, schedule_, eval_labels_);
+    return o::pd_sample(base, schedule_, x_T_, n).cpu();
   }
 
   /// After the round's last step (`global_step` steps done): the EMA becomes the student and the
@@ -246,7 +318,10 @@ class Progressive : public Method {
       if (n_eval_ > 0) {
         torch::NoGradGuard no_grad;
         p.student_sw = sliced_wasserstein(
-            o::pd_sample(x0_of(student_->net(), prediction_, schedule_), schedule_, x_T_, n_).cpu(), eval_data_, 256,
+            o::pd_sample(x0_of(student_->net(), prediction_, schedule_, eval_labels_, eval_w_tensor_), schedule_,
+                         x_T_, n_)
+                .cpu(),
+            eval_data_, 256,
             seed);
         p.teacher_sw = sliced_wasserstein(sample_base(n_), eval_data_, 256, seed);
         log::info("train", detail::str_cat(n_, "-step student: SW ", p.student_sw, "; teacher with ", n_,
@@ -281,12 +356,15 @@ class Progressive : public Method {
   o::Schedule schedule_;
   ModelGroup *base_ = nullptr, *teacher_ = nullptr, *student_ = nullptr;
   int64_t rounds_ = 0;
+  int64_t first_n_ = 0;                     ///< the first round's steps (guided: the first stage's, start_steps)
+  double eval_w_ = 0;                       ///< guided: the comparisons' w
+  torch::Tensor eval_w_tensor_;             ///< guided: eval_w_ per evaluation sample (rank 0)
   int64_t n_ = 0, round_step_ = 0;          ///< the round in progress and its next step
   int64_t last_n_ = 0, last_round_step_ = 0;  ///< of the step just run (for its progress line)
   int64_t result_n_ = 0;                    ///< the steps the student's weights are for
   std::string describe_;
   int64_t n_eval_ = 0;
-  torch::Tensor eval_data_, x_T_;
+  torch::Tensor eval_data_, x_T_, eval_labels_;
   double data_sw_ = 0, teacher_full_sw_ = 0;
   std::optional<Pending> pending_;
 };

@@ -17,6 +17,7 @@ namespace unidiff::experiments {
 namespace {
 
 namespace o = objectives;
+using o::per_sample;
 
 struct ObjectiveInfo {
   const char* name;
@@ -32,12 +33,6 @@ const std::vector<ObjectiveInfo>& registry() {
   return r;
 }
 
-/// A per-sample [B] tensor shaped to broadcast against x [B, ...].
-torch::Tensor per_sample(const torch::Tensor& v, const torch::Tensor& x) {
-  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
-  shape[0] = x.size(0);
-  return v.to(x.device(), x.scalar_type()).view(shape);
-}
 
 /// The keyed draws of one step: (seed, purpose, step, global sample index).
 struct Draws {
@@ -61,7 +56,10 @@ std::string fmt(double v) {
   return b;
 }
 
-// --- ddpm: eps-, x0- or v-prediction on the discrete VP chain (FORMULAS (6), section 3) -------
+// --- ddpm: eps-, x0-, v- or InstaFlow's w-prediction on the discrete VP chain (FORMULAS (6),
+// section 3; (32)-(33)). With --reflow the noise of sample i is the noise end of its pair (the
+// pairs of a DDPM teacher's deterministic sampler: InstaFlow's reflow on the teacher's chain), with
+// --rf_time=one every sample sits at the last step T - 1 (one-step distillation). -------
 
 class DdpmObjective : public PretrainObjective {
  public:
@@ -74,23 +72,35 @@ class DdpmObjective : public PretrainObjective {
 
   o::LossOutput loss(models::Network& net, const StepData& b) override {
     const Draws d{ctx_.seed, b, ctx_.device};
-    const torch::Tensor eps = d.normal(rng::Purpose::kNoise, ctx_.data_shape);
+    // Reflow: the noise end of pair i, regenerated from its key as FlowObjective does.
+    const torch::Tensor eps =
+        c_.reflow ? rng::normal({c_.reflow_seed, rng::Purpose::kSampling}, 0, b.index, ctx_.data_shape, ctx_.device)
+                  : d.normal(rng::Purpose::kNoise, ctx_.data_shape);
     const torch::Tensor t =
-        rng::randint({ctx_.seed, rng::Purpose::kTimestep}, b.step_key(), b.index, c_.timesteps, ctx_.device);
+        c_.rf_time == "one"
+            ? torch::full({b.x0.size(0)}, c_.timesteps - 1, torch::TensorOptions().dtype(torch::kInt64).device(ctx_.device))
+            : rng::randint({ctx_.seed, rng::Purpose::kTimestep}, b.step_key(), b.index, c_.timesteps, ctx_.device);
     const torch::Tensor x_t = o::q_sample(tables_, b.x0, t, eps);
-    // L_simple in the network's own parameterisation: target eps, x0 or v = alpha eps - sigma x0.
+    // L_simple in the network's own parameterisation: target eps, x0, v = alpha eps - sigma x0, or
+    // InstaFlow's w = x0 - eps (the network reads x_t; (32) maps it to x^RF = x_t / (alpha + sigma)).
     torch::Tensor target = eps;
-    if (prediction_ != o::Prediction::kEps) {
+    if (prediction_ == o::Prediction::kInstaflow) {
+      target = b.x0 - eps;
+    } else if (prediction_ != o::Prediction::kEps) {
       const torch::Tensor abar = tables_.alpha_bar_at(t, b.x0);
       target = o::vp_target(prediction_, {b.x0, eps}, abar.sqrt(), (1 - abar).sqrt());
     }
     return o::eps_mse_loss(net.forward_cond(x_t, t.to(torch::kFloat32), b.labels), target);
   }
   std::string describe() const override {
-    return "DDPM (" + c_.prediction + "-prediction, " + c_.schedule + ", T=" + std::to_string(c_.timesteps) + ")";
+    return std::string(c_.reflow ? "reflow on a DDPM chain (pairs' noise key " + std::to_string(c_.reflow_seed) + "), "
+                                 : "") +
+           "DDPM (" + c_.prediction + "-prediction, " + c_.schedule + ", T=" + std::to_string(c_.timesteps) +
+           (c_.rf_time == "one" ? ", every sample at t = T - 1" : "") + ")";
   }
   std::vector<std::string> setting_names() const override {
-    return {"prediction", "diffusion_schedule", "diffusion_steps", "diffusion_beta_start", "diffusion_beta_end"};
+    return {"prediction", "diffusion_schedule", "diffusion_steps", "diffusion_beta_start", "diffusion_beta_end",
+            "reflow", "reflow_seed", "rf_time"};
   }
 
  private:
@@ -392,10 +402,12 @@ DiffusionConfig resolve_diffusion(const DiffusionConfig& in) {
   switch (obj) {
     case Objective::kDdpm:
       UD_CHECK_INPUT(c.schedule != "rf", "--diffusion_schedule=rf trains --objective=rf, not ddpm");
-      UD_CHECK_INPUT(c.prediction == "eps" || c.prediction == "x0" || c.prediction == "v",
+      UD_CHECK_INPUT(c.prediction == "eps" || c.prediction == "x0" || c.prediction == "v" || c.prediction == "instaflow",
                      "--prediction '", c.prediction,
-                     "' is not supported on a DDPM schedule (valid: eps, x0, v; rf-velocity needs ",
+                     "' is not supported on a DDPM schedule (valid: eps, x0, v, instaflow; rf-velocity needs ",
                      "--objective=rf)");
+      UD_CHECK_INPUT(c.rf_time == "uniform" || c.rf_time == "one", "--rf_time '", c.rf_time, "' on a DDPM chain ",
+                     "(valid: uniform, one; logit-normal is for --objective=rf)");
       o::parse_beta_schedule(c.schedule);
       break;
     case Objective::kRf:
@@ -425,7 +437,9 @@ DiffusionConfig resolve_diffusion(const DiffusionConfig& in) {
     UD_CHECK_INPUT(c.jvp == "forward-ad" || c.jvp == "finite-difference", "--jvp '", c.jvp,
                    "' is unknown (valid: forward-ad, finite-difference)");
   }
-  UD_CHECK_INPUT(!c.reflow || obj == Objective::kRf, "--reflow trains a rectified flow (--objective=rf)");
+  UD_CHECK_INPUT(!c.reflow || obj == Objective::kRf || obj == Objective::kDdpm,
+                 "--reflow trains a rectified flow (--objective=rf) or a DDPM chain (InstaFlow: --objective=ddpm "
+                 "--prediction=instaflow)");
   return c;
 }
 

@@ -12,6 +12,7 @@
 #include "experiments/pretrain/graph_step.h"
 #include "experiments/run/method.h"
 #include "experiments/run/run.h"
+#include "experiments/sample.h"
 #include "models/group_norm_act.h"
 #include "models/keyed_dropout.h"
 #include "models/precision.h"
@@ -76,20 +77,15 @@ void init_weights(const std::string& from, const models::NetworkConfig& net_cfg,
 
 namespace {
 
-/// Reflow pairs are a samples file of a rectified flow (`unidiff sample`): its `sampling_seed`
-/// attribute keys the noise end of every pair.
-uint32_t reflow_noise_seed(const std::string& data_path) {
-  UD_CHECK_INPUT(std::filesystem::is_regular_file(data_path), "--reflow needs one samples file from ",
-                 "'unidiff sample' as --data, got '", data_path, "'");
-  const h5::File f = h5::File::open_read(data_path);
-  const auto seed = h5::read_attr_string(f, "/", "sampling_seed");
-  const auto model = h5::read_attr_string(f, "/", "sampling_objective");
-  UD_CHECK_INPUT(seed.has_value() && model.has_value(), "'", data_path,
-                 "' is not a samples file written by 'unidiff sample' (no sampling_seed / ",
-                 "sampling_objective attributes): --reflow cannot regenerate its noise");
-  UD_CHECK_INPUT(*model == "rf", "'", data_path, "' holds samples of a ", *model,
-                 " model; reflow pairs come from a rectified flow (objective rf)");
-  return static_cast<uint32_t>(std::stoul(*seed));
+/// Reflow pairs are a samples file of `unidiff sample` drawn deterministically (its noise key
+/// regenerates the noise end of every pair): of a rectified flow (reflow proper), or of a DDPM
+/// teacher (the handbook's rectified-flow distillation of a diffusion model, InstaFlow's pairs;
+/// both start from N(0, I)).
+PairsSource reflow_pairs(const std::string& data_path) {
+  PairsSource p = deterministic_pairs(data_path, "--reflow");
+  UD_CHECK_INPUT(p.objective == "rf" || p.objective == "ddpm", "'", data_path, "' holds samples of a ", p.objective,
+                 " model; reflow pairs come from a rectified flow (objective rf) or a DDPM teacher");
+  return p;
 }
 
 class Pretrain : public Method {
@@ -112,7 +108,18 @@ class Pretrain : public Method {
     }
     const ObjectiveContext context{rc.seed, rc.steps, net_.data_shape, device};
     diffusion_ = resolve_diffusion(c_.diffusion, context);
-    if (diffusion_.reflow) diffusion_.reflow_seed = reflow_noise_seed(rc.data.path);
+    if (diffusion_.reflow) {
+      const PairsSource pairs = reflow_pairs(rc.data.path);
+      diffusion_.reflow_seed = pairs.seed;
+      diffusion_.reflow_pairs = pairs.describe();
+    }
+    if (diffusion_.objective == "ddpm" && diffusion_.prediction == "instaflow") {
+      // InstaFlow samples with its own sampler (Algorithms 6-8) from the last step down (trailing:
+      // leading spacing never visits T - 1), one step after one-step distillation (--rf_time=one).
+      diffusion_.sampler = "instaflow";
+      diffusion_.sampler_spacing = "trailing";
+      if (diffusion_.rf_time == "one") diffusion_.sampler_steps = 1;
+    }
     torch::manual_seed(rc.seed);  // same initial weights on every rank (then broadcast anyway)
     auto model = models::make_network(net_);
     if (!c_.init_from.empty()) init_weights(c_.init_from, net_, *model);

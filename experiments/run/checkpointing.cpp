@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <sstream>
 
 #include "core/error.h"
@@ -182,6 +183,19 @@ Guard recorded_settings(const dist::CheckpointReader& reader) {
   return reader.attr_int("settings_version").value_or(1) < kSettingsVersion ? legacy_to_current(std::move(g)) : g;
 }
 
+namespace {
+
+/// Guarded settings added after a checkpoint format was fixed, with the value every checkpoint
+/// written before them implies: a checkpoint without the setting resumes when the run's value is
+/// that one (a network's guidance embedding; the DDPM objective's reflow and training times).
+const std::map<std::string, std::string>& implied_when_unrecorded() {
+  static const std::map<std::string, std::string> m = {
+      {"guidance", "0"}, {"reflow", "false"}, {"reflow_seed", "0"}, {"rf_time", "uniform"}};
+  return m;
+}
+
+}  // namespace
+
 std::vector<std::string> changed_settings(const dist::CheckpointReader& reader, const Guard& settings) {
   const bool legacy = reader.attr_int("settings_version").value_or(1) < kSettingsVersion;
   const Guard was = recorded_settings(reader);
@@ -189,6 +203,8 @@ std::vector<std::string> changed_settings(const dist::CheckpointReader& reader, 
   for (const auto& [k, v] : settings) {
     const auto it = was.find(k);
     if (it == was.end()) {
+      const auto implied = implied_when_unrecorded().find(k);
+      if (implied != implied_when_unrecorded().end() && implied->second == v) continue;
       if (!legacy) out.push_back(k + ": (not recorded) -> " + v);
     } else if (!same_value(it->second, v, legacy)) {
       out.push_back(k + ": " + it->second + " -> " + v);

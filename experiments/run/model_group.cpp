@@ -129,17 +129,16 @@ void ModelGroup::store_as(torch::ScalarType dtype) {
   storage_ = dtype;
 }
 
-torch::Tensor ModelGroup::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels) {
+torch::Tensor ModelGroup::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels,
+                                  const torch::Tensor& w) {
   net();  // asserts it is a network
-  torch::Tensor out;
-  if (storage_ == torch::kFloat32) {
-    out = labels.defined() ? network_->forward_cond(x, t, labels) : network_->forward(x, t);
-  } else {
-    const models::AutocastScope autocast(x.device().type(), "bf16");
-    const torch::Tensor xs = x.to(storage_), ts = t.to(storage_);
-    out = labels.defined() ? network_->forward_cond(xs, ts, labels) : network_->forward(xs, ts);
-  }
-  return out.to(torch::kFloat32);
+  const auto call = [&](const torch::Tensor& xs, const torch::Tensor& ts) {
+    if (w.defined()) return network_->forward_guided(xs, ts, labels, w);
+    return labels.defined() ? network_->forward_cond(xs, ts, labels) : network_->forward(xs, ts);
+  };
+  if (storage_ == torch::kFloat32) return call(x, t).to(torch::kFloat32);
+  const models::AutocastScope autocast(x.device().type(), "bf16");
+  return call(x.to(storage_), t.to(storage_)).to(torch::kFloat32);
 }
 
 ModelGroup::Bytes ModelGroup::bytes() const {

@@ -73,8 +73,10 @@ class ModelGroup {
   /// then runs the network under that dtype's autocast and returns float32.
   void store_as(torch::ScalarType dtype);
   torch::ScalarType storage() const { return storage_; }
-  /// The network's output in float32 whatever the storage (labels undefined: unconditional call).
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels = {});
+  /// The network's output in float32 whatever the storage (labels undefined: unconditional call;
+  /// w defined: a guidance-conditioned network's call at guidance w [B], Network::forward_guided).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels = {},
+                        const torch::Tensor& w = {});
 
   /// Bytes this rank holds for the group: parameters, gradients, optimizer moments, EMA.
   struct Bytes {

@@ -3,19 +3,9 @@
 
 #include "core/error.h"
 #include "objectives/sampling/ddpm.h"
+#include "objectives/schedule.h"
 
 namespace unidiff::objectives {
-namespace {
-
-/// A per-sample [B] tensor shaped to broadcast against x [B, ...].
-torch::Tensor per_sample(const torch::Tensor& v, const torch::Tensor& x) {
-  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
-  shape[0] = x.size(0);
-  return v.to(x.device(), x.scalar_type()).view(shape);
-}
-
-}  // namespace
-
 torch::Tensor dmd_weight(const torch::Tensor& x, const torch::Tensor& x0_real) {
   torch::NoGradGuard no_grad;
   return 1.0 / (x - x0_real).abs().reshape({x.size(0), -1}).mean(1).clamp_min(1e-12);

@@ -5,17 +5,6 @@
 #include "objectives/sampling/ddim.h"
 
 namespace unidiff::objectives {
-namespace {
-
-/// A per-sample float64 [B] coefficient as float32 [B, 1, ...] broadcastable against x.
-torch::Tensor per_sample(const torch::Tensor& c, const torch::Tensor& x) {
-  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
-  shape[0] = c.size(0);
-  return c.to(x.device(), x.scalar_type()).view(shape);
-}
-
-}  // namespace
-
 PdPoint pd_point(const Schedule& schedule, const torch::Tensor& s) {
   UD_ASSERT(schedule.family == ScheduleFamily::kDdpm, "progressive distillation runs on a DDPM schedule");
   const torch::Tensor s64 = s.to(torch::kFloat64);  // on s's device: nothing waits for the host
@@ -56,6 +45,31 @@ PdLoss progressive_distillation_loss(const X0Fn& teacher, const X0Fn& student,
   }
   const torch::Tensor w = torch::clamp_min(p.alpha.pow(2) / p.sigma.pow(2), 1.0);
   const torch::Tensor err = (student(z, p.t.to(dev)) - out.x_target).pow(2);
+  out.loss = (per_sample(w, err) * err).mean();
+  return out;
+}
+
+X0Fn guided_x0(X0Fn cond, X0Fn uncond, torch::Tensor w) {
+  return [cond = std::move(cond), uncond = std::move(uncond), w = std::move(w)](const torch::Tensor& z,
+                                                                                 const torch::Tensor& t) {
+    const torch::Tensor u = uncond(z, t);
+    return u + per_sample(w.to(u.device(), u.scalar_type()), u) * (cond(z, t) - u);
+  };
+}
+
+PdLoss guidance_distillation_loss(const X0Fn& guided_teacher, const X0Fn& student, const Schedule& schedule,
+                                  const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& s) {
+  const torch::Tensor s64 = s.to(x0.device(), torch::kFloat64);
+  const PdPoint p = pd_point(schedule, s64);
+  const torch::Tensor z = per_sample(p.alpha, x0) * x0 + per_sample(p.sigma, x0) * eps;
+  const torch::Tensor t = p.t.to(x0.device());
+  PdLoss out;
+  {
+    torch::NoGradGuard no_grad;
+    out.x_target = guided_teacher(z, t);
+  }
+  const torch::Tensor w = torch::clamp_min(p.alpha.pow(2) / p.sigma.pow(2), 1.0);
+  const torch::Tensor err = (student(z, t) - out.x_target).pow(2);
   out.loss = (per_sample(w, err) * err).mean();
   return out;
 }

@@ -48,6 +48,18 @@ PdLoss progressive_distillation_loss(const X0Fn& teacher, const X0Fn& student,
                                      const Schedule& schedule, const torch::Tensor& x0,
                                      const torch::Tensor& eps, const torch::Tensor& s, int64_t n);
 
+/// x0 of classifier-free guidance (FORMULAS (23)) at each sample's w (float [B]):
+/// uncond + w (cond - uncond), combined in x0 (affine in the network's output at fixed z and t).
+X0Fn guided_x0(X0Fn cond, X0Fn uncond, torch::Tensor w);
+
+/// Guided distillation's first stage (Meng et al. 2023, handbook 3.2.6): at progress s (float64
+/// [B], in (0, 1]) the student's x0 (a guidance-conditioned network at each sample's w, the
+/// caller's X0Fn) matches the guided teacher's x0 at the same z = alpha x0 + sigma eps, with the
+/// rounds' truncated-SNR weight. The halving rounds that follow are progressive_distillation_loss
+/// with the guided teacher's X0Fn: two guided DDIM steps as the target.
+PdLoss guidance_distillation_loss(const X0Fn& guided_teacher, const X0Fn& student, const Schedule& schedule,
+                                  const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& s);
+
 /// The N-step grid's network times (T - 1) k / N, k = N .. 1 (the last step goes to clean data).
 std::vector<double> pd_times(const Schedule& schedule, int64_t n);
 

@@ -3,28 +3,19 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "objectives/schedule.h"
 
 namespace unidiff::objectives {
-namespace {
-
-/// Reshapes a per-sample [B] tensor to broadcast against x [B, ...].
-torch::Tensor per_sample(const torch::Tensor& v, const torch::Tensor& x) {
-  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
-  shape[0] = x.size(0);
-  return v.to(x.dtype()).view(shape);
-}
-
-}  // namespace
 
 int64_t ict_intervals(int64_t step, int64_t total_steps, int64_t s0, int64_t s1) {
   UD_CHECK_INPUT(s0 >= 1 && s1 >= s0, "consistency curriculum needs 1 <= s0 <= s1, got s0 = ", s0,
                  ", s1 = ", s1);
   UD_CHECK_INPUT(total_steps >= 1, "total steps must be positive, got ", total_steps);
-  const int64_t doublings = static_cast<int64_t>(std::floor(std::log2(static_cast<double>(s1 / s0))));
+  int64_t doublings = 0;  // the fewest with s0 2^D >= s1
+  while ((s0 << doublings) < s1) ++doublings;
   const int64_t stage = std::max<int64_t>(1, total_steps / (doublings + 1));
-  const int64_t k = std::min<int64_t>(step / stage, 62);
-  const int64_t n = k >= 40 ? s1 : s0 * (int64_t{1} << k);
-  return std::min(n, s1);
+  const int64_t k = std::min<int64_t>(step / stage, doublings);
+  return std::min(s0 << k, s1);
 }
 
 torch::Tensor karras_sigmas(int64_t intervals, double sigma_min, double sigma_max, double rho) {

@@ -16,8 +16,10 @@
 namespace unidiff::objectives {
 
 /// iCT curriculum: the number of discretisation intervals N(k) at training step k of K,
-/// N(k) = min(s0 * 2^floor(k / K'), s1) with K' = floor(K / (log2 floor(s1 / s0) + 1)); the
-/// Karras grid then has N(k) + 1 points.
+/// N(k) = min(s0 * 2^min(floor(k / K'), D), s1) with D = ceil(log2(s1 / s0)) doublings and
+/// K' = floor(K / (D + 1)) steps a stage; the Karras grid then has N(k) + 1 points. iCT writes
+/// D = floor(log2 floor(s1 / s0)), the same when s1 / s0 is a power of two; otherwise its last
+/// stage stops short of s1 (s0 = 10, s1 = 1000: 640), this one ends at s1.
 int64_t ict_intervals(int64_t step, int64_t total_steps, int64_t s0 = 10, int64_t s1 = 1280);
 
 /// The Karras grid sigma_0 < ... < sigma_n (n + 1 points, ascending, float64), Karras et al.

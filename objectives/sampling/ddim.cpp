@@ -147,4 +147,24 @@ torch::Tensor step_log_prob(const torch::Tensor& x_prev, const torch::Tensor& me
   return -sq / (2 * std * std) - d * std::log(std) - 0.5 * d * std::log(2 * std::numbers::pi);
 }
 
+DdimGaussian ddim_gaussian(const Schedule& schedule, const torch::Tensor& x_t, const torch::Tensor& eps,
+                            const torch::Tensor& t, const torch::Tensor& s, double eta) {
+  const torch::Tensor t64 = t.to(x_t.device(), torch::kFloat64), s64 = s.to(x_t.device(), torch::kFloat64);
+  const Coeffs ct = schedule.at(t64);
+  const Coeffs cs = schedule.at(s64.clamp_min(0));
+  const torch::Tensor clean = s64 < 0;
+  const torch::Tensor a_t = ct.alpha, g_t = ct.sigma;
+  const torch::Tensor a_s = torch::where(clean, torch::ones_like(s64), cs.alpha);
+  const torch::Tensor g_s = torch::where(clean, torch::zeros_like(s64), cs.sigma);
+  // c = eta sigma_s sqrt(1 - (alpha_t sigma_s / (alpha_s sigma_t))^2) (ddim.h), 0 to clean data.
+  const torch::Tensor ratio = (a_t * g_s) / (a_s * g_t);
+  const torch::Tensor c = eta * g_s * (1 - ratio * ratio).clamp_min(0).sqrt();
+  const torch::Tensor x0 = (x_t - per_sample(g_t, x_t) * eps) / per_sample(a_t, x_t);
+  const torch::Tensor keep = (g_s * g_s - c * c).clamp_min(0).sqrt();
+  DdimGaussian out;
+  out.mean = per_sample(a_s, x_t) * x0 + per_sample(keep, x_t) * eps;
+  out.std = c;
+  return out;
+}
+
 }  // namespace unidiff::objectives

@@ -84,6 +84,18 @@ torch::Tensor sample_ddim(const EpsFn& eps_fn, const DdpmSchedule& schedule, tor
 torch::Tensor sample_ddim_any(const DenoiseFn& denoise, const Schedule& schedule, torch::Tensor x_T, int64_t steps,
                               double eta, const NoiseFn& noise, Trajectory* trajectory = nullptr);
 
+/// The DDIM step (eta) from code index t to s per sample (float [B]; s < 0: clean data) on the
+/// DDPM tables, given eps at x_t, as the Gaussian it draws from: x0 = (x_t - sigma_t eps) /
+/// alpha_t, mean = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps, std c (c of the header comment; 0 to
+/// clean data or with eta 0, where the step is its mean). DDPO's policy step and consistency
+/// distillation's teacher solver; the same step as ddim_step with per-sample times.
+struct DdimGaussian {
+  torch::Tensor mean;  ///< [B, ...]
+  torch::Tensor std;   ///< [B] float64
+};
+DdimGaussian ddim_gaussian(const Schedule& schedule, const torch::Tensor& x_t, const torch::Tensor& eps,
+                           const torch::Tensor& t, const torch::Tensor& s, double eta);
+
 /// Gaussian policy log-density of a stochastic step (DDPO, FORMULAS (48-51)): per sample,
 /// -||x_prev - mean||^2 / (2 std^2) - d log std - (d / 2) log(2 pi), float64 [B]. std > 0.
 torch::Tensor step_log_prob(const torch::Tensor& x_prev, const torch::Tensor& mean, double std);

@@ -42,6 +42,20 @@ bool meets(Needs needs, const SamplerModel& m) {
   return false;
 }
 
+}  // namespace
+
+std::vector<int64_t> lcm_times(int64_t num_steps, int64_t steps, int64_t grid) {
+  if (grid <= 0) return timestep_subsequence(num_steps, steps, Spacing::kTrailing);
+  UD_CHECK_INPUT(steps >= 1 && steps <= grid, "the lcm sampler takes 1 to ", grid,
+                 " steps on this model's training grid of ", grid, " steps, not ", steps);
+  const std::vector<int64_t> g = timestep_subsequence(num_steps, grid, Spacing::kTrailing);
+  std::vector<int64_t> times;
+  for (int64_t j = 0; j < steps; ++j) times.push_back(g[static_cast<size_t>(j * grid / steps)]);
+  return times;
+}
+
+namespace {
+
 std::vector<SamplerSpec> make_registry() {
   std::vector<SamplerSpec> r;
   r.push_back({"ddpm", "ancestral sampling (Algorithm 1) on a subsequence of the DDPM steps", Needs::kEps,
@@ -81,12 +95,10 @@ std::vector<SamplerSpec> make_registry() {
                }});
   r.push_back({"lcm", "multistep consistency sampling at trailing DDPM steps (Algorithm 5)", Needs::kConsistency,
                {F::kDdpm}, kDdpmTables, false,
-               [](const SamplerModel& m, torch::Tensor x, const SamplerOptions&, int64_t steps, const NoiseFn& noise,
+               [](const SamplerModel& m, torch::Tensor x, const SamplerOptions& o, int64_t steps, const NoiseFn& noise,
                   Trajectory*) {
                  std::vector<double> times;
-                 for (int64_t t : timestep_subsequence(m.schedule.ddpm.num_steps, steps, Spacing::kTrailing)) {
-                   times.push_back(static_cast<double>(t));
-                 }
+                 for (int64_t t : lcm_times(m.schedule.ddpm.num_steps, steps, o.grid)) times.push_back(static_cast<double>(t));
                  return sample_multistep(m.consistency, m.schedule, std::move(x), times, noise);
                }});
   r.push_back({"euler", "probability-flow ODE, Euler steps", Needs::kDenoise, {}, "every schedule", false,

@@ -40,10 +40,18 @@ struct SamplerOptions {
   double eta = 0;                       ///< ddim: stochasticity; instaflow (ddim variant) too
   bool clip_x0 = false;                 ///< clamp each x0 estimate to [-1, 1] (ddpm, ddim)
   std::vector<double> times;            ///< cm: explicit decreasing times (empty: the grid)
+  int64_t grid = 0;                     ///< lcm: the model's training grid of N trailing steps (its times
+                                        ///< are taken from it); 0: the trailing steps of T
   int64_t smld_inner = 20;              ///< smld: Langevin steps per level
   double smld_step = 0.2;               ///< smld: a_i / sigma_i^2
   InstaflowVariant instaflow = InstaflowVariant::kDdim;
 };
+
+/// The lcm sampler's times: the trailing `steps` of T (grid 0), or for a consistency model trained
+/// on a grid of N trailing steps g_i = T - 1 - i T / N (grid = N; consistency distillation,
+/// LCM's skipping steps) the grid points g_{floor(j N / steps)}, j = 0 .. steps - 1: times it was
+/// trained at (the trailing steps of T are not, unless steps divides N). steps <= N.
+std::vector<int64_t> lcm_times(int64_t num_steps, int64_t steps, int64_t grid);
 
 struct SamplerSpec {
   enum class Needs { kEps, kDenoise, kConsistency, kInstaflow, kEpsOrDenoise };

@@ -97,7 +97,7 @@ expect 2 "--steps 2000 exceeds the model's T = 1000" -- \
 expect 0 "samples written to $tmp/s.h5" -- \
   "$bin" sample --checkpoint="$tmp/ok" --sampler=ddim --steps=20 --num=100 --out="$tmp/s.h5"
 [ -s "$tmp/s.png" ] || fail "no PNG beside the samples"
-expect 2 "--reference is required" -- "$bin" eval --samples="$tmp/s.h5"
+expect 2 "--reference \(distances\) or --reward \(the mean reward\) is required" -- "$bin" eval --samples="$tmp/s.h5"
 # Freed host memory stays in the process (core/memory.h): a sampler step's tensors come back from
 # the heap, not from fresh pages. Page faults per DDIM step (from 10 to 100 steps, 2,000 samples of
 # a 128-wide MLP) against glibc's own settings (a malloc tunable in GLIBC_TUNABLES makes unidiff
@@ -141,12 +141,24 @@ expect 0 "samples of a scm model with cm, 2 steps" -- "$bin" sample --checkpoint
   --num=50 --out="$tmp/scm.h5"
 expect 2 "unknown --sampler 'smld' for a ict model \(valid: cm\)" -- \
   "$bin" sample --checkpoint="$tmp/ict" --sampler=smld --out="$tmp/x.h5"
-expect 2 "--reflow needs one samples file|holds samples of a ncsn model" -- \
+expect 2 "drawn by smld .*--reflow takes pairs of a deterministic one" -- \
   "$bin" train --flagfile="$tmp/small.flags" --objective=rf --reflow --data="$tmp/ncsn.h5" --run_dir="$tmp/rf-bad"
+# Reflow pairs from a DDPM teacher (rectified-flow distillation of a diffusion model) are taken when
+# drawn deterministically (DDIM, eta 0), and the run records how; with eta 1 they are refused.
+"$bin" sample --checkpoint="$tmp/ok" --sampler=ddim --steps=10 --eta=0 --num=64 --out="$tmp/ddpm-pairs.h5" >/dev/null 2>&1
+expect 0 "step 2/2" -- "$bin" train --flagfile="$tmp/small.flags" --objective=rf --reflow --data="$tmp/ddpm-pairs.h5" \
+  --train_steps=2 --data_batch=32 --run_dir="$tmp/rf-from-ddpm"
+"$UNIDIFF_PYTHON" -c "import h5py,sys; a=h5py.File(sys.argv[1]).attrs['reflow_pairs']; a=a.decode() if isinstance(a, bytes) else a; assert a.startswith('ddim (eta 0) samples of a ddpm model'), a" \
+  "$tmp/rf-from-ddpm/model.h5" || fail "the reflow model does not record its pairs"
+"$bin" sample --checkpoint="$tmp/ok" --sampler=ddim --steps=10 --eta=1 --num=64 --out="$tmp/ddpm-noisy.h5" >/dev/null 2>&1
+expect 2 "drawn by ddim with eta 1: a stochastic sampler's sample is not a function of its noise" -- \
+  "$bin" train --flagfile="$tmp/small.flags" --objective=rf --reflow --data="$tmp/ddpm-noisy.h5" --run_dir="$tmp/rf-bad"
 expect 2 "is not a samples file written by 'unidiff sample'" -- \
   "$bin" train --flagfile="$tmp/small.flags" --objective=rf --reflow --run_dir="$tmp/rf-bad"
-expect 2 "--reflow trains a rectified flow" -- \
-  "$bin" train --flagfile="$tmp/small.flags" --reflow --run_dir="$tmp/rf-bad"
+expect 2 "--reflow trains a rectified flow \(--objective=rf\) or a DDPM chain" -- \
+  "$bin" train --flagfile="$tmp/small.flags" --objective=ncsn --reflow --run_dir="$tmp/rf-bad"
+expect 2 "--rf_time 'logit-normal' on a DDPM chain \(valid: uniform, one" -- \
+  "$bin" train --flagfile="$tmp/small.flags" --prediction=instaflow --rf_time=logit-normal --run_dir="$tmp/rf-bad"
 expect 2 "--init_from '.*': parameter .* is missing or shaped differently" -- \
   "$bin" train --flagfile="$tmp/small.flags" --model_hidden=8 --init_from="$tmp/ok" --run_dir="$tmp/init-bad"
 expect 0 "\[eval\] step 4: sliced Wasserstein" -- "$bin" train --flagfile="$tmp/small.flags" --objective=ncsn \
@@ -284,11 +296,11 @@ expect 2 "apply to --method=pretrain" -- "$bin" train --method=progressive --pd_
   --data="$tmp/img8.h5" --precision=bf16 --run_dir="$tmp/pd-bf16"
 # Methods: registered by name (pre-training keeps its earlier name ddpm), listed by --help with their
 # own flags; another method's flag is refused; the teacher flag has its earlier name too.
-expect 2 "unknown --method 'nope' \(valid: pretrain \(alias ddpm\), add, dmd, progressive, sds, vsd\)" -- "$bin" train --method=nope \
+expect 2 "unknown --method 'nope' \(valid: pretrain \(alias ddpm\), add, cd, dmd, lcm, progressive, sds, vsd, ddpo, draft, drwr, qsm, refl\)" -- "$bin" train --method=nope \
   --data="$tmp/moons.h5" --run_dir="$tmp/nope"
 expect 0 "--method=progressive: progressive distillation" -- "$bin" train --help
 grep -q -- "(also --pd_teacher)" "$expect_out" || fail "train --help does not give --teacher's earlier name"
-expect 2 "--teacher is a flag of --method=add, dmd, progressive, sds, vsd; this run.s method is pretrain" -- "$bin" train \
+expect 2 "--teacher is a flag of --method=add, cd, dmd, lcm, progressive, sds, vsd; this run.s method is pretrain" -- "$bin" train \
   --flagfile="$tmp/small.flags" --pd_teacher="$tmp/ok" --run_dir="$tmp/cross"
 [ ! -e "$tmp/cross" ] || fail "a refused flag created its run directory"
 expect 0 "step 5/5" -- "$bin" train --flagfile="$tmp/small.flags" --method=ddpm --run_dir="$tmp/alias"

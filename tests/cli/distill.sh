@@ -5,6 +5,7 @@
 #   per step stopped and resumed on 2 ranks ends equal to the straight run, checkpoint tensor for
 #   checkpoint tensor; resumed on 1 rank, and run straight on 1 rank, it ends equal to rounding;
 #   ADD the same on 1 rank;
+#   consistency distillation's student and target network resume bit for bit on 2 ranks;
 # - the result samples with its own sampler by default (lcm at the generator's steps);
 # - misuse is refused before anything is written: another method's flags, a teacher that is not a
 #   DDPM model, regression without pairs, pairs drawn by a stochastic sampler.
@@ -16,34 +17,7 @@ bin=$UNIDIFF_BIN
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 . "$(dirname "$0")/expect.sh"
 mpi=("$MPIEXEC" --oversubscribe --bind-to none -x OMP_NUM_THREADS=1)
-awk '/<!-- checkpoint-snippet -->/ {found=1; next} found && /^```python/ {inside=1; next}
-     inside && /^```/ {exit} inside {print}' "$UNIDIFF_SOURCE_DIR/docs/checkpoints.md" >"$tmp/read_ckpt.py"
-compare() {  # compare RUN_A RUN_B exact|close: every tensor of the final checkpoints, and model.h5
-  "$UNIDIFF_PYTHON" - "$tmp" "$1" "$2" "$3" <<'PY'
-import sys, os, h5py, numpy as np
-sys.path.insert(0, sys.argv[1]); from read_ckpt import read_checkpoint
-a_run, b_run, mode = sys.argv[2:5]
-def final(run):
-    d = os.path.join(run, "checkpoints")
-    return read_checkpoint(os.path.join(d, open(os.path.join(d, "latest")).read().strip()))
-a, b = final(a_run), final(b_run)
-assert sorted(a) == sorted(b), (sorted(a)[:5], sorted(b)[:5])
-groups = sorted({k.split("/")[0] for k in a})
-for k in a:
-    if mode == "exact":
-        assert np.array_equal(a[k], b[k]), f"{k} differs by {np.abs(a[k] - b[k]).max()}"
-    else:
-        assert np.allclose(a[k], b[k], rtol=1e-3, atol=1e-5), f"{k} differs by {np.abs(a[k] - b[k]).max()}"
-with h5py.File(os.path.join(a_run, "model.h5")) as fa, h5py.File(os.path.join(b_run, "model.h5")) as fb:
-    for g in ("params", "ema"):
-        for k in fa[g]:
-            same = np.array_equal(fa[g][k][...], fb[g][k][...]) if mode == "exact" else \
-                np.allclose(fa[g][k][...], fb[g][k][...], rtol=1e-3, atol=1e-5)
-            assert same, f"model.h5 {g}/{k} differs"
-worst = max(float(np.abs(a[k].astype(np.float64) - b[k]).max()) for k in a)
-print(f"{a_run} vs {b_run}: groups {groups}, {len(a)} tensors, {mode}, max difference {worst:.3g}")
-PY
-}
+. "$(dirname "$0")/compare_runs.sh"
 dmd=(--flagfile="$UNIDIFF_SOURCE_DIR/experiments/recipes/toy2d_dmd.flags" --teacher="$teacher" --data="$data"
      --dmd_generator_steps=2 --dmd_fake_updates=2 --dmd_backward_sim=uniform --data_batch=96 --train_steps=24
      --log_every=6 --threads=1)
@@ -69,6 +43,22 @@ rc=0; "$bin" train "${add[@]}" --train_stop_at=7 --run_dir="$tmp/add-r" >/dev/nu
 [ $rc -eq 75 ] || fail "the ADD stop exited $rc, expected 75"
 "$bin" train "${add[@]}" --run_dir="$tmp/add-r" >/dev/null 2>&1
 compare "$tmp/add-straight" "$tmp/add-r" exact
+# Consistency distillation: the student, its target network (EMA) and the data position resume bit
+# for bit on 2 ranks, mid-run; the result samples with lcm at --cd_sample_steps by default.
+cd=(--flagfile="$UNIDIFF_SOURCE_DIR/experiments/recipes/toy2d_cd.flags" --teacher="$teacher" --data="$data"
+    --data_batch=96 --train_steps=16 --log_every=4 --threads=1)
+"${mpi[@]}" -np 2 "$bin" train "${cd[@]}" --run_dir="$tmp/cd-straight" >/dev/null 2>&1
+rc=0; "${mpi[@]}" -np 2 "$bin" train "${cd[@]}" --train_stop_at=6 --run_dir="$tmp/cd-r" >/dev/null 2>&1 || rc=$?
+[ $rc -eq 75 ] || fail "the CD stop exited $rc, expected 75"
+expect 0 "resumed from .*step-000000006" -- "${mpi[@]}" -np 2 "$bin" train "${cd[@]}" --run_dir="$tmp/cd-r"
+compare "$tmp/cd-straight" "$tmp/cd-r" exact
+expect 0 "groups:" -- "$bin" ckpt info --checkpoint="$tmp/cd-r"
+for g in student teacher target; do grep -q "^    $g: " "$expect_out" || fail "the CD checkpoint lacks group $g"; done
+expect 0 "samples with lcm, 2 of T = 1000 steps \(trailing, on the 50-step grid\)" -- "$bin" sample --checkpoint="$tmp/cd-r" --num=64 \
+  --out="$tmp/s.h5"
+expect 2 "--cd_teacher_steps 60 exceeds the grid.s 50 intervals" -- "$bin" train "${cd[@]}" --cd_teacher_steps=60 \
+  --run_dir="$tmp/bad"
+expect 2 "unknown --cd_loss 'l1' \(valid: l2, huber\)" -- "$bin" train "${cd[@]}" --cd_loss=l1 --run_dir="$tmp/bad"
 # Misuse, refused before the run directory exists.
 expect 2 "--dmd_gan_weight is a flag of --method=dmd; this run's method is vsd" -- "$bin" train --method=vsd \
   --teacher="$teacher" --data="$data" --dmd_gan_weight=0.1 --run_dir="$tmp/bad"
@@ -78,7 +68,7 @@ expect 2 "--method=dmd distils a DDPM teacher; '.*rf' is a rf model" -- "$bin" t
 expect 2 "--dmd_regression_weight > 0 and --dmd_pairs go together" -- "$bin" train --method=dmd --teacher="$teacher" \
   --data="$data" --dmd_regression_weight=0.5 --run_dir="$tmp/bad"
 "$bin" sample --checkpoint="$teacher" --sampler=ddim --eta=1 --steps=10 --num=64 --out="$tmp/noisy.h5" >/dev/null 2>&1
-expect 2 "DMD's pairs come from a deterministic sampler" -- "$bin" train --method=dmd --teacher="$teacher" \
+expect 2 "a stochastic sampler's sample is not a function of its noise; --dmd_pairs takes pairs of a deterministic one" -- "$bin" train --method=dmd --teacher="$teacher" \
   --data="$data" --dmd_regression_weight=0.5 --dmd_pairs="$tmp/noisy.h5" --data_batch=64 --run_dir="$tmp/bad"
 [ ! -e "$tmp/bad" ] || fail "a refused run created its directory"
 echo "distill: all checks passed"

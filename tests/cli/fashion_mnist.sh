@@ -112,4 +112,69 @@ done
 test -s "$tmp/fm-add/model.h5"
 expect 2 "--method=add on images needs --add_classifier" -- "$bin" train --method=add --teacher="$tmp/fm-v" \
   --data="$tmp/train.h5" --data_batch=8 --run_dir="$tmp/fm-add-bad"
+# The reward recipes start from fm-v (2 steps of tiny rollouts): DDPO on compressibility (no
+# gradient: the gradient methods refuse it), DRaFT on the classifier's log-probability.
+"$bin" train --flagfile="$UNIDIFF_SOURCE_DIR/experiments/recipes/fmnist_unet_ddpo_compress.flags" --init_from="$tmp/fm-v" \
+  --data="$tmp/train.h5" --rl_samples=8 --rl_batch=4 --rl_steps=3 --rl_epochs=1 --log_every=1 \
+  --run_dir="$tmp/fm-ddpo" >"$tmp/fm-ddpo.log" 2>&1 || { cat "$tmp/fm-ddpo.log"; exit 1; }
+grep -q "epoch 1: 8 samples, reward mean -" "$tmp/fm-ddpo.log" || { cat "$tmp/fm-ddpo.log"; exit 1; }
+"$bin" train --flagfile="$UNIDIFF_SOURCE_DIR/experiments/recipes/fmnist_unet_draft.flags" --init_from="$tmp/fm-v" \
+  --reward_classifier="$tmp/clf.h5" --data="$tmp/train.h5" --rl_batch=4 --rl_steps=3 --train_steps=2 --log_every=1 \
+  --run_dir="$tmp/fm-draft" >/dev/null 2>&1
+test -s "$tmp/fm-draft/model.h5"
+expect 0 '"reward": "classifier", "reward_mean": ' -- "$bin" eval --samples="$ref" --reward=classifier \
+  --reward_classifier="$tmp/clf.h5" --reward_class=7
+# DDPO towards classifier confidence from a class-conditional DDPM (fmnist_unet_cfg, 2 steps), with
+# per-class statistics in play (a class's own once it has 1 reward): 1 and 2 ranks end equal to
+# rounding (the rollouts, rewards and statistics are the same on any number of ranks).
+"$bin" train --flagfile="$UNIDIFF_SOURCE_DIR/experiments/recipes/fmnist_unet_cfg.flags" --data="$tmp/train.h5" \
+  --train_steps=2 --log_every=1 --run_dir="$tmp/fm-cfgd" >/dev/null 2>&1
+cls=(--flagfile="$UNIDIFF_SOURCE_DIR/experiments/recipes/fmnist_unet_ddpo_class.flags" --init_from="$tmp/fm-cfgd"
+     --reward_classifier="$tmp/clf.h5" --data="$tmp/train.h5" --rl_samples=8 --rl_batch=4 --rl_steps=3 --rl_epochs=2
+     --rl_stat_min=1 --rl_stat_buffer=4 --log_every=1 --threads=1)
+"$bin" train "${cls[@]}" --run_dir="$tmp/fm-cls1" >"$tmp/fm-cls1.log" 2>&1 || { cat "$tmp/fm-cls1.log"; exit 1; }
+"$MPIEXEC" --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -np 2 "$bin" train "${cls[@]}" \
+  --run_dir="$tmp/fm-cls2" >"$tmp/fm-cls2.log" 2>&1 || { cat "$tmp/fm-cls2.log"; exit 1; }
+"$UNIDIFF_PYTHON" - "$tmp/fm-cls1/model.h5" "$tmp/fm-cls2/model.h5" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1]) as a, h5py.File(sys.argv[2]) as b:
+    worst = 0.0
+    for k in a["params"]:
+        x, y = a["params"][k][...], b["params"][k][...]
+        assert np.allclose(x, y, rtol=1e-3, atol=1e-5), f"{k} differs by {np.abs(x - y).max()}"
+        worst = max(worst, float(np.abs(x - y).max()))
+print(f"ddpo_class on 1 and 2 ranks: max weight difference {worst:.3g}")
+PY
+a=$(grep -o "epoch 1: 8 samples, reward mean [^,]*" "$tmp/fm-cls1.log")
+b=$(grep -o "epoch 1: 8 samples, reward mean [^,]*" "$tmp/fm-cls2.log")
+[ -n "$a" ] && [ "$a" = "$b" ] || { echo "epoch 1's reward differs on 1 and 2 ranks: '$a' / '$b'"; exit 1; }
+# From the class-conditional teacher (fm-cfgd): LCM and guided progressive distillation start
+# (2 steps each) into guidance-conditioned students that sample at a w in one call per step;
+# progressive distillation of a conditional teacher needs labelled data (it distils the
+# conditional model), and guidance needs a conditional teacher.
+"$bin" train --flagfile="$UNIDIFF_SOURCE_DIR/experiments/recipes/fmnist_unet_lcm.flags" --teacher="$tmp/fm-cfgd" \
+  --data="$tmp/train.h5" --data_batch=4 --train_steps=2 --log_every=1 --run_dir="$tmp/fm-lcm" >"$tmp/fm-lcm.log" 2>&1 ||
+  { cat "$tmp/fm-lcm.log"; exit 1; }
+grep -q "guidance w in \[1, 4\] (a guidance-conditioned student)" "$tmp/fm-lcm.log" || { cat "$tmp/fm-lcm.log"; exit 1; }
+expect 0 "samples with lcm, 4 of T = 1000 steps" -- "$bin" sample --checkpoint="$tmp/fm-lcm" --cfg_scale=2.5 --num=4 \
+  --out="$tmp/lcm.h5"
+"$bin" train --flagfile="$UNIDIFF_SOURCE_DIR/experiments/recipes/fmnist_unet_pd_guided.flags" --teacher="$tmp/fm-cfgd" \
+  --data="$tmp/train.h5" --data_batch=4 --pd_start_steps=4 --pd_end_steps=2 --pd_round_steps=1 --eval_samples=8 \
+  --log_every=1 --run_dir="$tmp/fm-gpd" >"$tmp/fm-gpd.log" 2>&1 || { cat "$tmp/fm-gpd.log"; exit 1; }
+grep -q "guidance stage at 4 steps" "$tmp/fm-gpd.log" || { cat "$tmp/fm-gpd.log"; exit 1; }
+test -s "$tmp/fm-gpd/student-4.h5" && test -s "$tmp/fm-gpd/student-2.h5"
+"$UNIDIFF_PYTHON" -c "import h5py, sys; f = h5py.File(sys.argv[1]); g = [k for k in f.attrs if k.endswith('guidance')]; \
+assert g and int(f.attrs[g[0]]) == 1, dict(f.attrs)" "$tmp/fm-gpd/model.h5"
+expect 0 "samples with ddim, 2 of T = 1000 steps" -- "$bin" sample --checkpoint="$tmp/fm-gpd" --cfg_scale=3 --num=4 \
+  --out="$tmp/gpd.h5"
+"$UNIDIFF_PYTHON" -c "import h5py, sys; a = h5py.File(sys.argv[1]); b = h5py.File(sys.argv[2], 'w'); \
+b['data'] = a['data'][:64]" "$tmp/train.h5" "$tmp/unlabelled.h5"
+expect 2 "is conditional on 10 classes; --data must carry labels" -- "$bin" train --method=progressive \
+  --teacher="$tmp/fm-cfgd" --data="$tmp/unlabelled.h5" --run_dir="$tmp/fm-bad"
+expect 2 "--pd_guided distils classifier-free guidance: the teacher '.*' is unconditional" -- "$bin" train \
+  --method=progressive --pd_guided --teacher="$tmp/fm-v" --data="$tmp/train.h5" --run_dir="$tmp/fm-bad"
+expect 2 "--reward_class=-1 rewards each sample's own class; the policy '.*' is not class-conditional" -- \
+  "$bin" train "${cls[@]}" --init_from="$tmp/fm-v" --run_dir="$tmp/fm-bad"
+expect 2 "--method=draft follows the reward's gradient; --reward=compressibility" -- "$bin" train --method=draft \
+  --init_from="$tmp/fm-v" --reward=compressibility --data="$tmp/train.h5" --run_dir="$tmp/fm-bad"
 echo "fashion-mnist: all checks passed"

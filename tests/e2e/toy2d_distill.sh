@@ -18,59 +18,26 @@ mpi=("$MPIEXEC" --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -np 2)
 # DMD's pairs: the teacher's deterministic samples (DDIM, 50 steps, eta 0) of keyed noise.
 "$bin" sample --checkpoint="$teacher_dir/teacher" --sampler=ddim --steps=50 --eta=0 --num=4096 --seed=7 \
   --out="$tmp/pairs.h5" >/dev/null
-: >"$tmp/rows.txt"
-measure() {  # measure NAME NFE SAMPLE_ARGS... : mean SW over four draws
-  local name=$1 nfe=$2; shift 2
-  local sum=0
-  for k in 1 2 3 4; do
-    "$bin" sample "$@" --num=2000 --seed=$k --out="$tmp/s.h5" >/dev/null 2>&1
-    sum=$("$UNIDIFF_PYTHON" -c "import json,sys; print($sum + json.loads(sys.argv[1])['sliced_wasserstein'])" \
-      "$("$bin" eval --samples="$tmp/s.h5" --reference="$data")")
-  done
-  echo "$name $nfe $("$UNIDIFF_PYTHON" -c "print($sum / 4)")" >>"$tmp/rows.txt"
-}
-for k in 1 2 3 4; do
-  "$bin" data toy --dist=moons --num=2000 --seed=$((10 + k)) --out="$tmp/fresh$k.h5"
-done
-sum=0
-for k in 1 2 3 4; do
-  sum=$("$UNIDIFF_PYTHON" -c "import json,sys; print($sum + json.loads(sys.argv[1])['sliced_wasserstein'])" \
-    "$("$bin" eval --samples="$tmp/fresh$k.h5" --reference="$data")")
-done
-echo "fresh-data 0 $("$UNIDIFF_PYTHON" -c "print($sum / 4)")" >>"$tmp/rows.txt"
-for n in 1 4 50; do measure "teacher-ddim" $n --checkpoint="$teacher_dir/teacher" --sampler=ddim --steps=$n --spacing=trailing; done
+. "$(dirname "$0")/sw_rows.sh"
+sw_fresh moons
+for n in 1 4 50; do sw_measure "teacher-ddim" $n --checkpoint="$teacher_dir/teacher" --sampler=ddim --steps=$n --spacing=trailing; done
 train() {  # train NAME RECIPE EXTRA...
   local name=$1 recipe=$2; shift 2
   "${mpi[@]}" "$bin" train --flagfile="$recipes/$recipe.flags" --teacher="$teacher_dir/teacher" --data="$data" \
     --run_dir="$tmp/$name" "$@" >"$tmp/$name.log" 2>&1 || { cat "$tmp/$name.log"; exit 1; }
 }
-train dmd2 toy2d_dmd;            measure dmd2 1 --checkpoint="$tmp/dmd2"
-train dmd2-4 toy2d_dmd4;         measure dmd2-4 4 --checkpoint="$tmp/dmd2-4"
-train dmd toy2d_dmd_v1 --dmd_pairs="$tmp/pairs.h5"; measure dmd 1 --checkpoint="$tmp/dmd"
-train vsd toy2d_vsd;             measure vsd 1 --checkpoint="$tmp/vsd"
-train sds toy2d_sds;             measure sds 1 --checkpoint="$tmp/sds"
-train add toy2d_add;             measure add 4 --checkpoint="$tmp/add"; measure add 1 --checkpoint="$tmp/add" --steps=1
+train dmd2 toy2d_dmd;            sw_measure dmd2 1 --checkpoint="$tmp/dmd2"
+train dmd2-4 toy2d_dmd4;         sw_measure dmd2-4 4 --checkpoint="$tmp/dmd2-4"
+train dmd toy2d_dmd_v1 --dmd_pairs="$tmp/pairs.h5"; sw_measure dmd 1 --checkpoint="$tmp/dmd"
+train vsd toy2d_vsd;             sw_measure vsd 1 --checkpoint="$tmp/vsd"
+train sds toy2d_sds;             sw_measure sds 1 --checkpoint="$tmp/sds"
+train add toy2d_add;             sw_measure add 4 --checkpoint="$tmp/add"; sw_measure add 1 --checkpoint="$tmp/add" --steps=1
 # The generators' logs carry each loss of the method.
 grep -q "loss_gan" "$tmp/dmd2/metrics.jsonl" && grep -q "loss_reg" "$tmp/dmd/metrics.jsonl"
-"$UNIDIFF_PYTHON" - "$tmp/rows.txt" <<'PY'
-import sys
-rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-sw = {(r[0], int(r[1])): float(r[2]) for r in rows}
-floor = sw[("fresh-data", 0)]
-print("| method | NFE | sliced Wasserstein (mean of 4 draws) | / fresh data |")
-print("|---|---|---|---|")
-for (name, nfe), v in sw.items():
-    print(f"| {name} | {nfe} | {v:.4f} | {v / floor:.2f} |")
-ok = True
-def need(cond, what):
-    global ok
-    print(("ok   " if cond else "FAIL ") + what)
-    ok = ok and cond
-need(sw[("dmd2", 1)] <= 2 * floor, "DMD2, 1 step, within 2x of fresh data")
-need(sw[("dmd2", 1)] <= sw[("teacher-ddim", 1)] / 10, "DMD2, 1 step, under a tenth of the teacher's 1-step DDIM")
-need(sw[("dmd2-4", 4)] <= 2 * floor, "DMD2, 4 steps, within 2x of fresh data")
-need(sw[("dmd", 1)] <= 2 * floor, "DMD (regression on pairs), 1 step, within 2x of fresh data")
-need(sw[("vsd", 1)] <= 3 * floor, "VSD, 1 step, within 3x of fresh data")
-need(sw[("add", 4)] <= 3 * floor, "ADD, 4 steps, within 3x of fresh data")
-sys.exit(0 if ok else 1)
-PY
+"$UNIDIFF_PYTHON" "$(dirname "$0")/sw_table.py" "$tmp/rows.txt" \
+  "dmd2:1 <= 2 fresh-data:0" \
+  "dmd2:1 <= 0.1 teacher-ddim:1" \
+  "dmd2-4:4 <= 2 fresh-data:0" \
+  "dmd:1 <= 2 fresh-data:0" \
+  "vsd:1 <= 3 fresh-data:0" \
+  "add:4 <= 3 fresh-data:0"

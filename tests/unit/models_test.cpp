@@ -10,6 +10,7 @@
 #include "models/embeddings.h"
 #include "models/mlp.h"
 #include "models/network.h"
+#include "test_util.h"
 
 namespace unidiff::models {
 namespace {
@@ -98,6 +99,62 @@ TEST(Registry, RejectsUnknownArchitecturesAndShapes) {
   c.arch = "mlp";
   c.data_shape = {1, 28, 28};
   EXPECT_THROW(make_network(c), InputError);
+}
+
+// A guidance-conditioned network (LCM, guided distillation): its parameters are the unguided
+// network's followed by the guidance embedding's, which starts at zero, so the guided copy of a
+// network gives the network's conditional output at every w; once the embedding is trained
+// (perturbed here) the output depends on w. Asking a guided network without w, an unguided one
+// with w, or for a guided mlp or an unconditional network is refused.
+TEST(Guidance, AGuidedCopyStartsAsTheConditionalNetworkAtEveryW) {
+  NetworkConfig unet = testing::small_unet_config({1, 8, 8}, 0);
+  NetworkConfig dit;
+  dit.arch = "dit";
+  dit.data_shape = {1, 8, 8};
+  dit.hidden = 32;
+  dit.depth = 1;
+  dit.heads = 2;
+  for (NetworkConfig c : {unet, dit}) {
+    c.num_classes = 3;
+    torch::manual_seed(2);
+    const auto plain = make_network(c);
+    c.guidance = 1;
+    const auto guided = make_network(c);
+    const auto a = plain->parameters(), b = guided->parameters();
+    ASSERT_GT(b.size(), a.size()) << c.arch;
+    torch::NoGradGuard no_grad;
+    for (const auto& p : a) p.normal_(0, 0.1);  // DiT's output layers start at zero: give them weights
+    for (size_t i = 0; i < a.size(); ++i) {
+      ASSERT_EQ(a[i].sizes(), b[i].sizes()) << c.arch << " parameter " << i;
+      b[i].copy_(a[i]);
+    }
+    for (size_t i = a.size(); i < b.size(); ++i) EXPECT_EQ(b[i].abs().max().item<float>(), 0.0f) << c.arch;
+    plain->eval();
+    guided->eval();
+    EXPECT_TRUE(guided->guided());
+    EXPECT_FALSE(plain->guided());
+    const torch::Tensor x = torch::randn({3, 1, 8, 8}), t = torch::tensor({10.0f, 500.0f, 990.0f});
+    const torch::Tensor y = torch::tensor({0, 1, 2}, torch::kInt64);
+    const torch::Tensor want = plain->forward_cond(x, t, y);
+    for (double w : {1.0, 2.5, 7.0}) {
+      EXPECT_TRUE(torch::equal(guided->forward_guided(x, t, y, torch::full({3}, w)), want)) << c.arch << " w " << w;
+    }
+    for (size_t i = a.size(); i < b.size(); ++i) b[i].normal_();
+    const torch::Tensor y1 = guided->forward_guided(x, t, y, torch::full({3}, 1.0));
+    const torch::Tensor y3 = guided->forward_guided(x, t, y, torch::full({3}, 3.0));
+    EXPECT_GT((y1 - y3).abs().max().item<float>(), 1e-3) << c.arch;
+    EXPECT_NE(testing::input_error_of([&] { guided->forward_cond(x, t, y); }).find("called with w"),
+              std::string::npos);
+    EXPECT_NE(testing::input_error_of([&] { plain->forward_guided(x, t, y, torch::ones({3})); })
+                  .find("no guidance embedding"),
+              std::string::npos);
+    c.num_classes = 0;
+    EXPECT_THROW(make_network(c), InputError) << c.arch;
+  }
+  NetworkConfig mlp;
+  mlp.data_shape = {2};
+  mlp.guidance = 1;
+  EXPECT_THROW(make_network(mlp), InputError);
 }
 
 TEST(Ema, FollowsTheWarmedUpDecay) {

@@ -39,6 +39,27 @@ TEST(Consistency, CurriculumDoublesInEqualStages) {
   EXPECT_THROW(o::ict_intervals(0, 10, 20, 10), unidiff::InputError);
 }
 
+TEST(Consistency, CurriculumReachesS1ForAnyRatio) {
+  // s1 / s0 not a power of two: 10 -> 1000 takes D = 7 doublings (10 2^7 = 1280 >= 1000), 8 stages
+  // of 375 steps, the last clamped to s1 (iCT's floor(log2(100)) = 6 would end at 640).
+  EXPECT_EQ(o::ict_intervals(2624, 3000, 10, 1000), 640);
+  EXPECT_EQ(o::ict_intervals(2625, 3000, 10, 1000), 1000);
+  for (int64_t s0 : std::vector<int64_t>{1, 2, 3, 7, 10, 17}) {
+    for (int64_t s1 : std::vector<int64_t>{s0, s0 + 1, 2 * s0, 3 * s0, 100, 150, 1000, 1280}) {
+      if (s1 < s0) continue;
+      int64_t prev = 0;
+      for (int64_t k = 0; k < 1000; ++k) {
+        const int64_t n = o::ict_intervals(k, 1000, s0, s1);
+        ASSERT_GE(n, prev);
+        ASSERT_TRUE(n == prev || prev == 0 || n == 2 * prev || n == s1) << s0 << " " << s1 << " " << k;
+        prev = n;
+      }
+      EXPECT_EQ(prev, s1) << "s0 " << s0 << ", s1 " << s1;
+      EXPECT_EQ(o::ict_intervals(0, 1000, s0, s1), s0);
+    }
+  }
+}
+
 TEST(Consistency, KarrasGridMatchesTheScheduleGrid) {
   const torch::Tensor s = o::karras_sigmas(16, 0.002, 80);
   const std::vector<double> g = o::Schedule::ve(0.002, 80).time_grid(16);  // decreasing
@@ -295,8 +316,13 @@ TEST(Objectives, BadSettingsAreRefused) {
   c.jvp = "magic";
   EXPECT_THROW(resolve_diffusion(c), unidiff::InputError);
   c = DiffusionConfig();
+  c.objective = "ncsn";
   c.reflow = true;
-  EXPECT_THROW(resolve_diffusion(c), unidiff::InputError);  // reflow needs rf
+  EXPECT_THROW(resolve_diffusion(c), unidiff::InputError);  // reflow needs rf or ddpm
+  c = DiffusionConfig();
+  c.prediction = "instaflow";
+  c.rf_time = "logit-normal";
+  EXPECT_THROW(resolve_diffusion(c), unidiff::InputError);  // ddpm: uniform or one
   c = DiffusionConfig();
   c.objective = "ddpm";
   c.prediction = "rf-velocity";

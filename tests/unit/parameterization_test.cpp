@@ -14,6 +14,7 @@
 #include "core/h5.h"
 #include "objectives/sampling/ode.h"
 #include "objectives/parameterization.h"
+#include "objectives/reward/policy.h"
 #include "objectives/schedule.h"
 
 namespace unidiff::objectives {
@@ -153,6 +154,10 @@ TEST_F(MathReference, StepLogProbMatchesNormalLogProb) {
   const double std = get("logprob/std").item<double>();
   expect_close(step_log_prob(get("logprob/x"), get("logprob/mean"), std), get("logprob/log_prob"),
                "log p", 1e-12);
+  // DDPO's own (objectives/reward/policy.h: a std per sample) against the same Normal.log_prob.
+  const torch::Tensor x = get("logprob/x");
+  expect_close(gaussian_log_prob(x, get("logprob/mean"), torch::full({x.size(0)}, std, torch::kFloat64)),
+               get("logprob/log_prob"), "policy log p", 1e-12);
 }
 
 TEST(Parameterization, RefusesKindsThatDoNotApply) {
