@@ -23,6 +23,7 @@
 #include "experiments/run/checkpointing.h"
 #include "experiments/run/evaluation.h"
 #include "experiments/run/progress.h"
+#include "experiments/run/run_dir.h"
 
 namespace unidiff::experiments {
 namespace {
@@ -42,7 +43,7 @@ std::string index_list(const torch::Tensor& idx) {
 /// The loss (and stats) of the window went non-finite: find the first step that did, on every
 /// rank, and name it with its batch's global sample indices. Collective; throws (exit 1).
 [[noreturn]] void report_divergence(Run& run, const torch::Tensor& first_bad, int64_t window_first, int64_t last,
-                                    double loss) {
+                                    const std::string& what) {
   dist::Communicator& comm = run.comm();
   // The earliest non-finite step over the ranks (-1 where a rank saw none).
   torch::Tensor s = first_bad.to(torch::kCPU, torch::kInt64).reshape({1});
@@ -63,8 +64,31 @@ std::string index_list(const torch::Tensor& idx) {
                               index_list(all), " (keyed by --seed=", run.seed(), " at that step)");
     }
   }
-  throw std::runtime_error(detail::str_cat("training diverged: the loss is ", loss, " (", where, ")", batch,
-                                           "; try a lower --optim_lr"));
+  throw std::runtime_error(detail::str_cat("training diverged: ", what, " (", where, ")", batch,
+                                           "; no checkpoint of it was written; try a lower --optim_lr"));
+}
+
+/// Whether every rank's losses since the start (first_bad < 0) and every group's weights are
+/// finite: checked before each checkpoint and the final model file, so that a diverging run never
+/// commits non-finite weights (and rotation never removes its last good checkpoints). One
+/// all-reduce; a checkpoint's cost otherwise. Returns "" or what is not finite.
+std::string nonfinite_state(Run& run, const torch::Tensor& first_bad) {
+  std::vector<ModelGroup*> groups = run.groups().all();
+  std::vector<torch::Tensor> flags{(first_bad >= 0).to(torch::kFloat64).reshape({1})};
+  for (ModelGroup* g : groups) {
+    torch::Tensor bad = torch::zeros({1}, torch::TensorOptions().dtype(torch::kFloat64).device(first_bad.device()));
+    for (const auto& p : g->module().parameters()) bad = bad + p.isfinite().logical_not().any().to(torch::kFloat64);
+    flags.push_back(bad);
+  }
+  torch::Tensor all = torch::cat(flags).to(torch::kCPU);
+  run.comm().all_reduce(all, dist::ReduceOp::kMax);
+  if (all[0].item<double>() > 0) return "a loss is not finite";
+  for (size_t i = 0; i < groups.size(); ++i) {
+    if (all[static_cast<int64_t>(i) + 1].item<double>() > 0) {
+      return detail::str_cat("the weights of group '", groups[i]->name(), "' are not finite");
+    }
+  }
+  return "";
 }
 
 }  // namespace
@@ -117,6 +141,20 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
   }
   Guard guard = run_settings().guarded(config);
   for (const auto& [k, v] : method->guard()) guard[k] = v;
+  // The run directory: unidiff's or new, and this job's alone (rank 0 holds its lock; every rank
+  // learns of a refusal and exits 2 with it).
+  check_run_dir_owned(config.run_dir);
+  RunDirLock lock;
+  const auto lock_run_dir = [&] {
+    std::string holder;
+    if (rank == 0 && !lock.held() && std::filesystem::is_directory(config.run_dir)) holder = lock.acquire(config.run_dir);
+    torch::Tensor refused = torch::tensor({holder.empty() ? 0.0 : 1.0}, torch::kFloat64);
+    run.comm().all_reduce(refused, dist::ReduceOp::kMax);
+    UD_CHECK_INPUT(refused[0].item<double>() == 0, "--run_dir '", config.run_dir, "' is in use by another job (",
+                   rank == 0 ? holder : std::string("its lock is held; rank 0 names the holder"),
+                   "); wait for it to end or choose another --run_dir");
+  };
+  lock_run_dir();
   const std::optional<dist::CheckpointReader> ckpt = open_resume(config.run_dir, config.ckpt, config.overwrite, guard);
   const bool resuming = ckpt.has_value();
   if (ckpt) {
@@ -127,8 +165,10 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
   if (rank == 0) {
     prepare_run_dir(config.run_dir, config.resolved_flags, config.overwrite, resuming ? "" : "model.h5",
                     /*fresh=*/!resuming);
-    if (config.overwrite) unidiff::fs::remove_tree(dist::checkpoints_dir(config.run_dir));
+    mark_run_dir(config.run_dir);
+    if (config.overwrite) remove_checkpoints(config.run_dir);
   }
+  lock_run_dir();  // a directory this job has just made
   method->start(resuming);
   run.comm().barrier();
 
@@ -218,7 +258,9 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
       run.comm().all_reduce(means);
       means = means / world;
       const double loss = means[0].item<double>();
-      if (!std::isfinite(loss)) report_divergence(run, first_bad, window_first, step, loss);
+      if (!std::isfinite(loss)) {
+        report_divergence(run, first_bad, window_first, step, detail::str_cat("the loss is ", loss));
+      }
       const auto now = std::chrono::steady_clock::now();
       const double elapsed = std::chrono::duration<double>(now - start).count();
       const double rate = static_cast<double>(window) / std::chrono::duration<double>(now - window_start).count();
@@ -262,6 +304,10 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
       run.comm().barrier();
     }
     const CheckpointPolicy::Decision d = policy.after_step(step + 1, last);
+    if (d.save || last) {
+      const std::string bad = nonfinite_state(run, first_bad);
+      if (!bad.empty()) report_divergence(run, first_bad, window_first, step, bad);
+    }
     if (d.save) save(step + 1);
     if (d.stop) {
       result.stopped = true;

@@ -11,7 +11,9 @@
 #   - SIGTERM to one rank of `mpirun -np 2`: checkpoint, exit code 75, and the resumed run matches
 #     an uninterrupted one bit for bit;
 #   - `unidiff ckpt info`; the h5py snippet of docs/checkpoints.md reads every checkpoint compared here;
-#   - progressive distillation stopped mid-round and resumed: bit-exact on 1 and 2 ranks.
+#   - progressive distillation stopped mid-round and resumed: bit-exact on 1 and 2 ranks;
+#   - a run resumed into divergence (--optim_lr=1e6, a checkpoint every step, 3 kept) exits 1 and
+#     writes no checkpoint with a non-finite loss or weights: every kept one is finite, `latest` too.
 set -euo pipefail
 bin=$UNIDIFF_BIN
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -125,4 +127,21 @@ for g in ("params", "ema"):
         assert np.array_equal(a[g][k][...], b[g][k][...]), f"student-2.h5 {g}/{k} differs"
 PY
 done
+# --- divergence never commits non-finite weights --------------------------------------------
+"$bin" train "${common[@]}" --train_steps=8 --save_every=4 --run_dir="$tmp/div" >/dev/null 2>&1
+expect 1 "training diverged: .* no checkpoint of it was written" -- "$bin" train "${common[@]}" --train_steps=200 \
+  --save_every=1 --log_every=1000 --optim_lr=1e6 --allow_config_change --run_dir="$tmp/div"
+"$UNIDIFF_PYTHON" - "$tmp" "$tmp/div" <<'PY'
+import sys, os, numpy as np
+sys.path.insert(0, sys.argv[1]); from read_ckpt import read_checkpoint
+d = os.path.join(sys.argv[2], "checkpoints")
+kept = sorted(x for x in os.listdir(d) if x.startswith("step-"))
+latest = open(os.path.join(d, "latest")).read().strip()
+for name in kept:
+    bad = [k for k, v in read_checkpoint(os.path.join(d, name)).items()
+           if np.issubdtype(np.asarray(v).dtype, np.floating) and not np.isfinite(v).all()]
+    assert not bad, f"{name} holds non-finite {bad[:3]}"
+assert latest in kept, (latest, kept)
+print(f"divergence: checkpoints {kept} all finite, latest {latest}")
+PY
 echo "checkpoint: all checks passed"

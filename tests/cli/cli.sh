@@ -305,6 +305,26 @@ expect 2 "--teacher is a flag of --method=add, cd, dmd, lcm, progressive, sds, v
 [ ! -e "$tmp/cross" ] || fail "a refused flag created its run directory"
 expect 0 "step 5/5" -- "$bin" train --flagfile="$tmp/small.flags" --method=ddpm --run_dir="$tmp/alias"
 grep -qx -- "--method=ddpm" "$tmp/alias/config.flags" || fail "config.flags lacks the method as given"
+# The run directory is unidiff's and one job's: a non-empty directory without the marker (/, a
+# folder of someone's files) is refused before anything is written; --overwrite removes only the
+# checkpoints unidiff wrote; a second job on a directory in use is refused naming the holder.
+expect 2 "--run_dir '/' is not empty and is not a unidiff run directory" -- "$bin" train --flagfile="$tmp/small.flags" \
+  --run_dir=/
+mkdir "$tmp/foreign" && echo notes >"$tmp/foreign/notes.txt"
+expect 2 "--run_dir '.*foreign' is not empty and is not a unidiff run directory" -- "$bin" train \
+  --flagfile="$tmp/small.flags" --run_dir="$tmp/foreign"
+[ "$(ls -A "$tmp/foreign")" = notes.txt ] || fail "a refused run wrote into a foreign directory"
+"$bin" train --flagfile="$tmp/small.flags" --train_steps=2 --run_dir="$tmp/own" >/dev/null 2>&1
+echo mine >"$tmp/own/checkpoints/mine.txt"
+expect 0 "step 2/2" -- "$bin" train --flagfile="$tmp/small.flags" --train_steps=2 --overwrite --run_dir="$tmp/own"
+[ -f "$tmp/own/checkpoints/mine.txt" ] || fail "--overwrite deleted a file unidiff did not write"
+"$bin" train --flagfile="$tmp/small.flags" --train_steps=1000000 --log_every=1000000 --threads=1 \
+  --run_dir="$tmp/busy" >/dev/null 2>&1 &
+busy=$!
+for _ in $(seq 100); do grep -q "pid $busy" "$tmp/busy/.unidiff-lock" 2>/dev/null && break; sleep 0.2; done
+expect 2 "--run_dir '.*busy' is in use by another job \(host .*, pid $busy, since " -- "$bin" train \
+  --flagfile="$tmp/small.flags" --run_dir="$tmp/busy"
+kill -TERM $busy; wait $busy || true
 # A diverged loss is no bad input: exit 1, naming the first non-finite step and its batch's samples.
 "$py" - "$tmp/huge.h5" <<'PY'
 import sys, h5py, numpy as np
