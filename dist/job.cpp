@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "dist/signals.h"
 #include "dist/world.h"
 
 namespace unidiff::dist {
@@ -41,7 +42,9 @@ int run_guarded(const std::function<int()>& work) {
     report(e.what(), true);
     code = kExitFailure;
   }
-  if (code != kExitOk && world_size() > 1) abort_job(code);
+  // A requested stop (a signal, --train_stop_at) is decided by every rank together (one
+  // all-reduce): each rank returns 75 through MPI_Finalize, with no abort and no abort banner.
+  if (code != kExitOk && code != kExitRequeue && world_size() > 1) abort_job(code);
   return code;
 }
 

@@ -13,7 +13,7 @@ inline constexpr int kExitBadInput = 2;
 
 /// Runs `work` (which returns an exit code). On an exception: prints "unidiff [rank r]: error: ..."
 /// to stderr and, when the job has several ranks, aborts every rank with the code. Returns the
-/// code for a one-rank job.
+/// code for a one-rank job, and kExitRequeue (a stop every rank agreed on) from every rank.
 int run_guarded(const std::function<int()>& work);
 
 }  // namespace unidiff::dist

@@ -8,7 +8,8 @@
 #     checkpoint and the next run resumes from it, ending bit-identical;
 #   - a corrupted shard is detected (CRC-32), named, and --resume=auto falls back to the previous
 #     checkpoint and says so;
-#   - SIGTERM to one rank of `mpirun -np 2`: checkpoint, exit code 75, and the resumed run matches
+#   - SIGTERM to one rank of `mpirun -np 2`, and to launcher/unidiff-launch: checkpoint, exit code 75
+#     (no MPI_Abort), and the resumed run matches
 #     an uninterrupted one bit for bit;
 #   - `unidiff ckpt info`; the h5py snippet of docs/checkpoints.md reads every checkpoint compared here;
 #   - progressive distillation stopped mid-round and resumed: bit-exact on 1 and 2 ranks;
@@ -104,6 +105,26 @@ if [ $rc -ne 75 ]; then echo "SIGTERM run exited $rc, expected 75"; cat "$tmp/si
 grep -q "on signal 15" "$tmp/sig.log"
 "${mpi[@]}" -np 2 "$bin" train "${common[@]}" "${long[@]}" --run_dir="$tmp/sig" >/dev/null 2>&1
 compare "$tmp/sig_straight" "$tmp/sig" exact
+# --- SIGTERM to the launcher (what schedulers and Ctrl-C send to mpirun) ---------------------------
+# unidiff-launch turns it into SIGUSR1 for mpirun, which forwards it: both ranks stop after the same
+# step, checkpoint and exit 75 through MPI_Finalize (no MPI_ABORT); resumed, the run ends equal to
+# an uninterrupted one bit for bit.
+UNIDIFF_BIN="$bin" "$UNIDIFF_SOURCE_DIR/launcher/unidiff-launch" -np 2 -x OMP_NUM_THREADS=1 train "${common[@]}" \
+  "${long[@]}" --run_dir="$tmp/launch" >"$tmp/launch.log" 2>&1 &
+job=$!
+for _ in $(seq 200); do
+  [ -s "$tmp/launch/metrics.jsonl" ] && break
+  sleep 0.05
+done
+kill -TERM $job
+set +e
+wait $job; rc=$?
+set -e
+if [ $rc -ne 75 ]; then echo "SIGTERM to unidiff-launch exited $rc, expected 75"; cat "$tmp/launch.log"; exit 1; fi
+grep -q "stopped after step .* on signal 10" "$tmp/launch.log"
+if grep -q "MPI_ABORT" "$tmp/launch.log"; then echo "a clean stop went through MPI_Abort"; exit 1; fi
+"${mpi[@]}" -np 2 "$bin" train "${common[@]}" "${long[@]}" --run_dir="$tmp/launch" >/dev/null 2>&1
+compare "$tmp/sig_straight" "$tmp/launch" exact
 # --- progressive distillation stopped mid-round, resumed: bit-exact (1 rank and 2 ranks) --------
 "$bin" train "${common[@]}" --prediction=v --train_steps=30 --run_dir="$tmp/teacher" >/dev/null 2>&1
 pd=(--method=progressive --pd_teacher="$tmp/teacher" --pd_start_steps=8 --pd_end_steps=2
