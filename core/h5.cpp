@@ -197,10 +197,63 @@ DatasetInfo info_of(const Handle& d, const std::string& name, const File& file) 
   return info;
 }
 
+/// deflate's largest ratio is about 1032:1; a filtered dataset declaring more than this many
+/// times its stored bytes is no real compressed data.
+constexpr double kMaxCompression = 2000;
+
+std::string human_bytes(double b) {
+  char buf[64];
+  if (b >= 1ull << 30) std::snprintf(buf, sizeof(buf), "%.1f GiB", b / (1ull << 30));
+  else if (b >= 1 << 20) std::snprintf(buf, sizeof(buf), "%.1f MiB", b / (1 << 20));
+  else if (b >= 1 << 10) std::snprintf(buf, sizeof(buf), "%.1f KiB", b / (1 << 10));
+  else std::snprintf(buf, sizeof(buf), "%.0f bytes", b);
+  return buf;
+}
+
+/// Sizes read from a file are checked before anything is allocated: the bytes a dataset declares
+/// (its shape times its element size) must be stored in the file (a dataset without filters holds
+/// every byte it declares; a compressed one no fewer than 1 / kMaxCompression of them; a sparse one,
+/// with chunks never written, is refused), and the `rows` to be read must fit in this machine's
+/// memory. A 1.4 KB file declaring [2^28, 2] is refused naming the file and the dataset.
+void check_storage(const Handle& d, const DatasetInfo& info, const std::string& name, const File& file,
+                   int64_t rows) {
+  double elements = 1, row = 1;
+  for (size_t i = 0; i < info.shape.size(); ++i) {
+    elements *= static_cast<double>(info.shape[i]);
+    if (i > 0) row *= static_cast<double>(info.shape[i]);
+  }
+  const double item = static_cast<double>(c10::elementSize(info.dtype));
+  const double declared = elements * item;
+  if (declared == 0) return;
+  const auto shape_text = [&] {
+    std::string s = "[";
+    for (size_t i = 0; i < info.shape.size(); ++i) s += (i ? ", " : "") + std::to_string(info.shape[i]);
+    return s + "]";
+  };
+  const double stored = static_cast<double>(H5Dget_storage_size(d.get()));
+  Handle plist(H5Dget_create_plist(d.get()));
+  const bool filtered = plist.ok() && H5Pget_nfilters(plist.get()) > 0;
+  const double needed = filtered ? declared / kMaxCompression : declared;
+  UD_CHECK_INPUT(stored >= needed, "dataset ", name, " in '", file.path().string(), "' declares ", shape_text(), " ",
+                 info.type_name, " (", human_bytes(declared), ") but the file stores ", human_bytes(stored),
+                 " of it", filtered ? " compressed" : "", ": a truncated, sparse or hostile file");
+  const double wanted = static_cast<double>(rows) * row * item;
+  const double memory =
+      static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  UD_CHECK_INPUT(memory <= 0 || wanted <= memory, "reading dataset ", name, " of '", file.path().string(), "' (",
+                 shape_text(), " ", info.type_name, ") needs ", human_bytes(wanted), ", more than this machine's ",
+                 human_bytes(memory), " of memory");
+}
+
 }  // namespace
 
 DatasetInfo dataset_info(const File& file, const std::string& name) {
-  return info_of(open_dataset(file, name), name, file);
+  const Handle d = open_dataset(file, name);
+  DatasetInfo info = info_of(d, name, file);
+  // Every reader learns a dataset's shape here first: a shape the file does not store is refused
+  // before anyone allocates by it (a loader's index permutation, a streaming buffer).
+  if (info.supported && !info.shape.empty()) check_storage(d, info, name, file, 0);
+  return info;
 }
 
 void write_tensor(File& file, const std::string& name, const torch::Tensor& tensor,
@@ -246,6 +299,7 @@ torch::Tensor read_row_runs(const File& file, const std::string& name,
     UD_ASSERT(start >= 0 && count > 0 && start + count <= info.shape[0], "bad run");
     total += count;
   }
+  check_storage(d, info, name, file, total);
   std::vector<int64_t> shape = info.shape;
   shape[0] = total;
   torch::Tensor out = torch::empty(shape, info.dtype);

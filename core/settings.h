@@ -234,7 +234,17 @@ class Table {
       (c .* ... .* path) = std::move(v);
     };
     s.value = [path...](const C& c) { return Tr::value((c .* ... .* path)); };
-    s.assign = [path...](C& c, const Value& v) { (c .* ... .* path) = Tr::from(v); };
+    // A file's attribute passes the same checks as the flag (a hostile model file's layers=10^6).
+    s.assign = [path..., d = s.decl](C& c, const Value& v) {
+      T x = Tr::from(v);
+      for (double n : detail::numbers(x)) {
+        for (const Check& check : d.checks) {
+          const std::string why = check(n);
+          if (!why.empty()) throw std::invalid_argument(why + " (got " + format_double(n) + ")");
+        }
+      }
+      (c .* ... .* path) = std::move(x);
+    };
     entries_.push_back(std::move(s));
     return *this;
   }

@@ -81,6 +81,9 @@ std::pair<torch::Tensor, int64_t> read_labels(const h5::File& file, const std::f
   const auto nc = h5::read_attr_int(file, "/labels", "num_classes");
   const int64_t num_classes = nc ? *nc : labels.max().item<int64_t>() + 1;
   const int64_t lo = labels.min().item<int64_t>(), hi = labels.max().item<int64_t>();
+  // Classes size embeddings and per-class tables: an attribute of 10^7 in a small file is refused.
+  UD_CHECK_INPUT(num_classes >= 1 && num_classes <= 1000000, "'", path.string(), "' /labels attribute num_classes = ",
+                 num_classes, " is out of range (1 to 1,000,000)");
   UD_CHECK_INPUT(lo >= 0 && hi < num_classes, "'", path.string(), "' /labels range [", lo,
                  ", ", hi, "] does not fit num_classes = ", num_classes);
   return {labels, num_classes};

@@ -256,6 +256,10 @@ std::optional<CheckpointReader> CheckpointReader::find_latest(const sfs::path& r
     std::ifstream in(pointer);
     std::getline(in, named);
     try {
+      // Confined to this run's checkpoints: a step-N folder name, never a path ("../../x", "/etc").
+      const bool step_name = named.rfind("step-", 0) == 0 && named.size() > 5 &&
+                             named.find_first_not_of("0123456789", 5) == std::string::npos;
+      UD_CHECK_INPUT(step_name, "'latest' must name a step-N folder beside it, not '", named, "'");
       return CheckpointReader(checkpoints_dir(run_dir) / named);
     } catch (const InputError& e) {
       log::warn("checkpoint", detail::str_cat("'latest' names ", named, " but it is unusable (",

@@ -31,6 +31,16 @@ torch::Tensor FlatAdamW::clip_grad_norm(double max_norm) {
   return norm.squeeze(0);
 }
 
+torch::Tensor FlatAdamW::grad_norm() {
+  torch::NoGradGuard no_grad;
+  torch::Tensor sq = torch::zeros({1}, reducer_.param_shard(0).options().dtype(torch::kFloat64));
+  for (int b = 0; b < reducer_.num_buckets(); ++b) {
+    sq += reducer_.grad_shard(b).to(torch::kFloat64).pow(2).sum();
+  }
+  if (reducer_.sharded()) reducer_.comm().all_reduce(sq);
+  return sq.sqrt().squeeze(0);
+}
+
 void FlatAdamW::step(double lr) {
   torch::NoGradGuard no_grad;
   lr_.fill_(lr);
@@ -38,7 +48,7 @@ void FlatAdamW::step(double lr) {
   update(lr_);
 }
 
-void FlatAdamW::update(const torch::Tensor& lr) {
+void FlatAdamW::update(const torch::Tensor& lr, const torch::Tensor& found_inf) {
   torch::NoGradGuard no_grad;
   // One fused kernel over every bucket (LibTorch's _fused_adamw_, CPU and CUDA), which reads the
   // step count from a tensor per bucket; we advance those on the device.
@@ -50,7 +60,11 @@ void FlatAdamW::update(const torch::Tensor& lr) {
   at::_foreach_add_(step_count_, 1);
   at::_fused_adamw_(params, grads, exp_avg_, exp_avg_sq_, /*max_exp_avg_sqs=*/{}, step_count_, lr,
                     config_.beta1, config_.beta2, config_.weight_decay, config_.eps, /*amsgrad=*/false,
-                    /*maximize=*/false);
+                    /*maximize=*/false, /*grad_scale=*/std::nullopt,
+                    found_inf.defined() ? std::optional<torch::Tensor>(found_inf) : std::nullopt);
+  if (found_inf.defined()) {
+    for (auto& count : step_count_) count.sub_(found_inf.reshape({}));  // a skipped step is no step
+  }
   reducer_.all_gather_params();
 }
 

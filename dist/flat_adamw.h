@@ -31,6 +31,8 @@ class FlatAdamW {
   /// coefficient min(1, max_norm / (norm + 1e-6))). Returns the norm before clipping (a 0-dim
   /// tensor on the parameters' device; reading it syncs). Collective when sharded.
   torch::Tensor clip_grad_norm(double max_norm);
+  /// The global 2-norm of the gradients without clipping (a 0-dim tensor; collective when sharded).
+  torch::Tensor grad_norm();
   /// One AdamW step with learning rate `lr` on this rank's shards; all-gathers when sharded.
   /// count_step() then update() with `lr` in a device scalar.
   void step(double lr);
@@ -38,8 +40,10 @@ class FlatAdamW {
   void count_step() { ++steps_; }
   /// Device half: advances the per-bucket step tensors and runs the fused kernel with the
   /// learning rate read from `lr` (float32 0-dim on the parameters' device): kernels only, so a
-  /// captured CUDA graph can replay it with a new rate written into the same tensor.
-  void update(const torch::Tensor& lr);
+  /// captured CUDA graph can replay it with a new rate written into the same tensor. With
+  /// `found_inf` (float32 [1] on the device) at 1 the kernel leaves parameters and moments alone
+  /// and the step counts go back: a skipped step, decided on the device without a host wait.
+  void update(const torch::Tensor& lr, const torch::Tensor& found_inf = {});
 
   int64_t steps() const { return steps_; }
   void set_steps(int64_t steps);

@@ -172,8 +172,13 @@ const s::Table<DiffusionConfig>& diffusion_settings() {
                           "distillation on reflow pairs); ddpm: uniform, or one (t = T - 1)")
               .guarded(),
           &D::rf_time);
-    t.add(Decl("diffusion_steps", "T, the number of discrete diffusion steps").guarded().attr("timesteps").required().check(
-              s::positive()),
+    // Past 100,000 steps the linear schedules' alpha-bar underflows to 0 and sampling gives NaN.
+    t.add(Decl("diffusion_steps", "T, the number of discrete diffusion steps (at most 100,000)")
+              .guarded()
+              .attr("timesteps")
+              .required()
+              .check(s::positive())
+              .check(s::at_most(100000)),
           &D::timesteps);
     t.add(Decl("diffusion_beta_start", "first beta of the linear schedules").guarded().attr("beta_start").required().check(
               s::positive()),

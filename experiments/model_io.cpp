@@ -106,6 +106,8 @@ void read_parameters(const h5::File& f, const std::filesystem::path& path, const
     const torch::Tensor t = h5::read_tensor(f, name);
     UD_CHECK_INPUT(t.sizes() == p.value().sizes(), "'", path.string(), "' tensor ", name,
                    " has shape ", t.sizes(), ", the network expects ", p.value().sizes());
+    UD_CHECK_INPUT(torch::isfinite(t).all().item<bool>(), "'", path.string(), "' tensor ", name,
+                   " holds non-finite values (a diverged or damaged model file)");
     p.value().copy_(t);
   }
 }

@@ -43,14 +43,15 @@ double Ema::schedule() {
   return d;
 }
 
-void Ema::apply(const torch::nn::Module& module) {
+void Ema::apply(const torch::nn::Module& module, const torch::Tensor& skip) {
   torch::NoGradGuard no_grad;
   const auto params = module.named_parameters();
   UD_ASSERT(params.size() == shadow_.size(), "EMA of a different module");
+  const torch::Tensor w = skip.defined() ? weight_ * (1 - skip.reshape({})) : weight_;
   for (Flat& f : flats_) {
     UD_ASSERT(params[f.param].value().storage().unsafeGetStorageImpl() == f.storage,
               "EMA of a different module (or its parameters moved to other storage)");
-    f.shadow.lerp_(f.params, weight_);
+    f.shadow.lerp_(f.params, w);
   }
 }
 

@@ -25,8 +25,9 @@ class Ema {
   /// Host half of an update: the warmed-up decay d of update number updates(), written as 1 - d
   /// into the device scalar apply() reads; counts the update. Returns d.
   double schedule();
-  /// Device half: shadow <- shadow + w (param - shadow), w the scalar schedule() wrote.
-  void apply(const torch::nn::Module& module);
+  /// Device half: shadow <- shadow + w (param - shadow), w the scalar schedule() wrote; with
+  /// `skip` (float32 [1] on the device, 1: a skipped non-finite step) w is 0 and nothing moves.
+  void apply(const torch::nn::Module& module, const torch::Tensor& skip = {});
   /// Copies the averaged parameters into `module` (of the same architecture).
   void copy_to(torch::nn::Module& module) const;
 

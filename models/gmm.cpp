@@ -22,6 +22,13 @@ GaussianMixture::GaussianMixture(torch::Tensor w, torch::Tensor m, torch::Tensor
   UD_CHECK_INPUT((weights >= 0).all().item<bool>() && weights.sum().item<double>() > 0,
                  "mixture weights must be non-negative with a positive sum");
   UD_CHECK_INPUT((stds > 0).all().item<bool>(), "mixture stds must be positive");
+  // Beyond these the oracle's densities (exp of -(x - m)^2 / 2 s^2, s^-D) over- or underflow in
+  // float64 and every sampler returns NaN.
+  UD_CHECK_INPUT(means.abs().max().item<double>() <= 1e6 && stds.max().item<double>() <= 1e6 &&
+                     stds.min().item<double>() >= 1e-6,
+                 "mixture means must lie within +-1e6 and stds within [1e-6, 1e6], got |means| up to ",
+                 means.abs().max().item<double>(), " and stds in [", stds.min().item<double>(), ", ",
+                 stds.max().item<double>(), "]");
   weights = weights / weights.sum();
 }
 
@@ -31,8 +38,14 @@ GaussianMixture GaussianMixture::load(const std::filesystem::path& path) {
     UD_CHECK_INPUT(f.has(name), "mixture file '", path.string(), "' has no ", name,
                    " (expected /weights [K], /means [K, D], /stds [K, D])");
   }
-  return GaussianMixture(h5::read_tensor(f, "/weights"), h5::read_tensor(f, "/means"),
-                         h5::read_tensor(f, "/stds"));
+  try {
+    return GaussianMixture(h5::read_tensor(f, "/weights"), h5::read_tensor(f, "/means"),
+                           h5::read_tensor(f, "/stds"));
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    if (what.find(path.string()) != std::string::npos) throw;
+    UD_FAIL_INPUT("mixture file '", path.string(), "': ", what);
+  }
 }
 
 void GaussianMixture::save(const std::filesystem::path& path) const {

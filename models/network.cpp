@@ -137,9 +137,18 @@ const settings::Table<NetworkConfig>& network_settings() {
               .required(),
           &C::arch);
     t.add(Decl("", "shape of one sample").guarded().attr("data_shape").required(), &C::data_shape);
-    t.add(Decl("model_hidden", "hidden width").guarded().attr("hidden").required().check(pos), &C::hidden);
-    t.add(Decl("model_layers", "hidden layers").guarded().attr("layers").required().check(pos), &C::layers);
-    t.add(Decl("model_time_dim", "size of the sinusoidal time embedding (even)").guarded().attr("time_dim").required().check(pos),
+    t.add(Decl("model_hidden", "hidden width").guarded().attr("hidden").required().check(pos).check(
+              settings::at_most(65536)),
+          &C::hidden);
+    t.add(Decl("model_layers", "hidden layers").guarded().attr("layers").required().check(pos).check(
+              settings::at_most(1024)),
+          &C::layers);
+    t.add(Decl("model_time_dim", "size of the sinusoidal time embedding (even)")
+              .guarded()
+              .attr("time_dim")
+              .required()
+              .check(pos)
+              .check(settings::at_most(65536)),
           &C::time_dim);
     t.add(Decl("model_fourier", "mlp: K octaves of input Fourier features [x, sin(2^k pi x), cos(2^k pi x)], k < K "
                                 "(0: x alone)")
@@ -147,11 +156,13 @@ const settings::Table<NetworkConfig>& network_settings() {
               .attr("fourier")
               .check(settings::non_negative()),
           &C::fourier);
-    t.add(Decl("model_channels", "unet: base width (a multiple of 32)").guarded().attr("channels").check(pos),
+    t.add(Decl("model_channels", "unet: base width (a multiple of 32)").guarded().attr("channels").check(pos).check(
+              settings::at_most(8192)),
           &C::channels);
     t.add(Decl("model_mult", "unet: width multiplier per level, comma-separated").guarded().attr("channel_mult"),
           &C::channel_mult);
-    t.add(Decl("model_res_blocks", "unet: residual blocks per level").guarded().attr("res_blocks").check(pos),
+    t.add(Decl("model_res_blocks", "unet: residual blocks per level").guarded().attr("res_blocks").check(pos).check(
+              settings::at_most(64)),
           &C::res_blocks);
     t.add(Decl("model_attn_res", "unet: resolutions with self-attention, comma-separated (empty: none)")
               .guarded()
@@ -160,11 +171,16 @@ const settings::Table<NetworkConfig>& network_settings() {
     t.add(Decl("model_dropout", "unet: dropout in the residual blocks").guarded().attr("dropout").check(
               settings::unit_interval()),
           &C::dropout);
-    t.add(Decl("", "classes of a conditional network (0: unconditional)").guarded().attr("num_classes"),
+    t.add(Decl("", "classes of a conditional network (0: unconditional)")
+              .guarded()
+              .attr("num_classes")
+              .check(settings::non_negative())
+              .check(settings::at_most(1000000)),
           &C::num_classes);
     t.add(Decl("", "1: a guidance-conditioned network (LCM, guided distillation), else 0").guarded().attr("guidance"),
           &C::guidance);
-    t.add(Decl("model_depth", "dit: transformer blocks (dit-s and dit-b: 12)").guarded().attr("depth").check(pos),
+    t.add(Decl("model_depth", "dit: transformer blocks (dit-s and dit-b: 12)").guarded().attr("depth").check(pos).check(
+              settings::at_most(1024)),
           &C::depth);
     t.add(Decl("model_heads", "dit: attention heads (dit-s: 6, dit-b: 12)").guarded().attr("heads").check(pos),
           &C::heads);

@@ -57,6 +57,12 @@ DdpmSchedule DdpmSchedule::make(BetaSchedule kind, int64_t num_steps, double bet
   }
   s.alphas = 1 - s.betas;
   s.alpha_bars = torch::cumprod(s.alphas, 0);
+  // x0 = (x_t - sigma eps) / sqrt(abar): an alpha-bar that underflows (a linear schedule over
+  // 10^5 steps reaches e^-1000) makes every sampler divide by zero and return NaN.
+  const double last = s.alpha_bars[num_steps - 1].item<double>();
+  UD_CHECK_INPUT(last >= 1e-30, "the ", to_string(kind), " schedule over T = ", num_steps, " steps (betas ", beta_start,
+                 " to ", beta_end, ") drives alpha-bar to ", last,
+                 " at the last step, where sampling divides by its square root; use fewer steps or smaller betas");
   return s;
 }
 

@@ -63,6 +63,8 @@ void ModelGroup::build_training() {
   optimizer_ = std::make_unique<dist::FlatAdamW>(*reducer_, ac);
   ema_ = std::make_unique<models::Ema>(*module_, optim_.ema_decay);
   lr_ = torch::zeros({}, reducer_->param_shard(0).options().dtype(torch::kFloat32));
+  skipped_ = torch::zeros({1}, lr_.options());
+  if (!skip_count_.defined()) skip_count_ = torch::zeros({1}, lr_.options());  // kept across restarts
 }
 
 void ModelGroup::restart(int64_t total_steps) {
@@ -117,9 +119,12 @@ double ModelGroup::schedule(int64_t step) {
 void ModelGroup::update() {
   UD_ASSERT(trained(), "group ", name_, " is frozen");
   reducer_->finalize();
-  if (optim_.grad_clip > 0) optimizer_->clip_grad_norm(optim_.grad_clip);
-  optimizer_->update(lr_);
-  ema_->apply(*module_);
+  const torch::Tensor norm =
+      optim_.grad_clip > 0 ? optimizer_->clip_grad_norm(optim_.grad_clip) : optimizer_->grad_norm();
+  skipped_.copy_(norm.isfinite().logical_not().to(torch::kFloat32).reshape({1}));
+  skip_count_.add_(skipped_);
+  optimizer_->update(lr_, skipped_);
+  ema_->apply(*module_, skipped_);
 }
 
 void ModelGroup::store_as(torch::ScalarType dtype) {

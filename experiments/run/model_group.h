@@ -65,6 +65,12 @@ class ModelGroup {
   /// wrote. Launches kernels only (at one rank no collective either), so a captured CUDA graph
   /// can replay begin_step(), the step's passes and update() with new scalars each time.
   void update();
+  /// Device flags of skipped updates: a step whose gradient norm is not finite changes neither
+  /// the weights, the optimizer moments nor the EMA (every rank sees the same averaged gradient, so
+  /// every rank skips it). skipped(): float32 [1], 1 if the last update() was skipped;
+  /// skipped_total(): how many were, since the group was built (0 before any update).
+  const torch::Tensor& skipped() const { return skipped_; }
+  const torch::Tensor& skipped_total() const { return skip_count_; }
   /// Training starts over from the current weights over `total_steps`: fresh optimizer moments,
   /// EMA and learning-rate schedule, as a new group would have (progressive distillation's rounds).
   void restart(int64_t total_steps);
@@ -114,6 +120,8 @@ class ModelGroup {
   std::unique_ptr<dist::FlatAdamW> optimizer_;
   std::unique_ptr<models::Ema> ema_;
   torch::Tensor lr_;  ///< float32 0-dim on the parameters' device, written by schedule()
+  torch::Tensor skipped_;    ///< float32 [1] on the device: 1 when the last update() was skipped
+  torch::Tensor skip_count_; ///< float32 [1] on the device: updates skipped so far
 };
 
 /// The groups of one run, by name, in the order they were added (the order of the checkpoint's

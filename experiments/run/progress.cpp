@@ -31,8 +31,15 @@ void prepare_run_dir(const std::string& run_dir, const std::string& resolved_fla
                  "--run_dir '", run_dir,
                  "' already holds a finished run (", finished_file,
                  "); choose another --run_dir or pass --overwrite");
-  fs::create_directories(dir);
-  std::ofstream(dir / "config.flags") << resolved_flags;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  UD_CHECK_INPUT(!ec, "cannot create --run_dir '", run_dir, "': ", ec.message());
+  // A directory that cannot be written is found now, not at the first checkpoint after the steps.
+  std::ofstream flags(dir / "config.flags");
+  flags << resolved_flags;
+  flags.close();
+  UD_CHECK_INPUT(flags.good(), "cannot write '", (dir / "config.flags").string(),
+                 "': --run_dir must be writable (checkpoints, metrics and the model go there)");
   if (fresh) std::ofstream(dir / "metrics.jsonl", std::ios::trunc);
 }
 

@@ -42,49 +42,53 @@ std::string index_list(const torch::Tensor& idx) {
 
 /// The loss (and stats) of the window went non-finite: find the first step that did, on every
 /// rank, and name it with its batch's global sample indices. Collective; throws (exit 1).
-[[noreturn]] void report_divergence(Run& run, const torch::Tensor& first_bad, int64_t window_first, int64_t last,
-                                    const std::string& what) {
+/// " (first at step S); its batch of stream 'data' held the global sample indices [...] (keyed by
+/// --seed at that step)": the run's first non-finite step over the ranks, or "" when there was
+/// none. Collective (every rank calls it).
+std::string describe_first_bad(Run& run, const torch::Tensor& first_bad) {
   dist::Communicator& comm = run.comm();
-  // The earliest non-finite step over the ranks (-1 where a rank saw none).
   torch::Tensor s = first_bad.to(torch::kCPU, torch::kInt64).reshape({1});
   const int64_t none = std::numeric_limits<int64_t>::max();
   if (s[0].item<int64_t>() < 0) s.fill_(none);
   comm.all_reduce(s, dist::ReduceOp::kMin);
   const int64_t step = s[0].item<int64_t>();
-  std::string where = detail::str_cat("in steps ", window_first + 1, "-", last + 1);
-  std::string batch;
-  if (step != none) {
-    where = detail::str_cat("first at step ", step + 1);
-    for (const auto& stream : {run.main_stream()}) {
-      if (stream == nullptr) continue;
-      const auto mine = stream->indices_of(step);
-      if (!mine) continue;
+  if (step == none) return "";
+  std::string text = detail::str_cat(" (first at step ", step + 1, ")");
+  if (DataStream* stream = run.main_stream()) {
+    if (const auto mine = stream->indices_of(step)) {
       const torch::Tensor all = comm.all_gather(mine->to(torch::kInt64).contiguous());
-      batch = detail::str_cat("; its batch of stream '", stream->name(), "' held the global sample indices ",
+      text += detail::str_cat("; its batch of stream '", stream->name(), "' held the global sample indices ",
                               index_list(all), " (keyed by --seed=", run.seed(), " at that step)");
     }
   }
-  throw std::runtime_error(detail::str_cat("training diverged: ", what, " (", where, ")", batch,
-                                           "; no checkpoint of it was written; try a lower --optim_lr"));
+  return text;
 }
 
-/// Whether every rank's losses since the start (first_bad < 0) and every group's weights are
-/// finite: checked before each checkpoint and the final model file, so that a diverging run never
-/// commits non-finite weights (and rotation never removes its last good checkpoints). One
-/// all-reduce; a checkpoint's cost otherwise. Returns "" or what is not finite.
-std::string nonfinite_state(Run& run, const torch::Tensor& first_bad) {
+[[noreturn]] void report_divergence(Run& run, const torch::Tensor& first_bad, int64_t window_first, int64_t last,
+                                    const std::string& what) {
+  std::string where = describe_first_bad(run, first_bad);
+  if (where.empty()) where = detail::str_cat(" (in steps ", window_first + 1, "-", last + 1, ")");
+  throw std::runtime_error(detail::str_cat("training diverged: ", what, where,
+                                           "; every checkpoint holds finite weights; try a lower --optim_lr"));
+}
+
+/// Whether every group's weights are finite on every rank: checked before each checkpoint and the
+/// final model file, so that no non-finite weight is ever committed (skipped steps leave the
+/// weights as they were; this holds against anything else). One all-reduce. Returns "" or which
+/// group is not finite.
+std::string nonfinite_weights(Run& run) {
   std::vector<ModelGroup*> groups = run.groups().all();
-  std::vector<torch::Tensor> flags{(first_bad >= 0).to(torch::kFloat64).reshape({1})};
+  std::vector<torch::Tensor> flags;
   for (ModelGroup* g : groups) {
-    torch::Tensor bad = torch::zeros({1}, torch::TensorOptions().dtype(torch::kFloat64).device(first_bad.device()));
+    torch::Tensor bad = torch::zeros({1}, torch::TensorOptions().dtype(torch::kFloat64).device(run.device()));
     for (const auto& p : g->module().parameters()) bad = bad + p.isfinite().logical_not().any().to(torch::kFloat64);
     flags.push_back(bad);
   }
+  if (flags.empty()) return "";
   torch::Tensor all = torch::cat(flags).to(torch::kCPU);
   run.comm().all_reduce(all, dist::ReduceOp::kMax);
-  if (all[0].item<double>() > 0) return "a loss is not finite";
   for (size_t i = 0; i < groups.size(); ++i) {
-    if (all[static_cast<int64_t>(i) + 1].item<double>() > 0) {
+    if (all[static_cast<int64_t>(i)].item<double>() > 0) {
       return detail::str_cat("the weights of group '", groups[i]->name(), "' are not finite");
     }
   }
@@ -228,6 +232,20 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
   torch::Tensor loss_sum = zero();
   std::map<std::string, torch::Tensor> stat_sums;
   torch::Tensor first_bad = torch::full({}, -1, torch::TensorOptions().dtype(torch::kInt64).device(device));
+  // Non-finite steps (a non-finite loss, or a trained group's skipped update: ModelGroup::update
+  // leaves weights, moments and EMA alone when the gradient is not finite) are counted on the
+  // device and read at the log: up to --max_nonfinite_steps are skipped and reported, one more
+  // stops the run with exit 1. The window's means are over its finite steps.
+  torch::Tensor finite_steps = zero(), bad_steps = zero();
+  int64_t nonfinite_total = 0;
+  bool first_bad_reported = false;
+  const auto skips = [&] {
+    torch::Tensor n = zero();
+    for (ModelGroup* g : run.groups().all()) {
+      if (g->trained() && g->skipped_total().defined()) n = n + g->skipped_total().sum();
+    }
+    return n;
+  };
   int64_t window = 0, window_first = first_step;
   TrainResult result;
   result.start_step = first_step;
@@ -237,29 +255,51 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
   const int64_t samples_per_step = run.main_stream() ? run.main_stream()->global_batch() : 0;
   for (int64_t step = first_step; step < total; ++step) {
     for (auto& s : run.streams_) s->set_step(step);
+    const torch::Tensor skips_before = skips();
     const StepOutput out = method->step(step);
-    loss_sum += out.loss;
+    const torch::Tensor finite = out.loss.isfinite();
+    const torch::Tensor bad = finite.logical_not().logical_or(skips() > skips_before);
+    loss_sum += torch::where(finite, out.loss, torch::zeros_like(out.loss));
+    finite_steps += finite;
+    bad_steps += bad;
     for (const auto& [k, v] : out.stats) {
       auto it = stat_sums.find(k);
       if (it == stat_sums.end()) it = stat_sums.emplace(k, zero()).first;
-      it->second += v;
+      it->second += torch::where(finite.logical_and(v.isfinite()), v, torch::zeros_like(v));
     }
-    // The first non-finite step of the window, kept on the device (no host wait).
-    first_bad = torch::where((first_bad < 0).logical_and(out.loss.isfinite().logical_not()),
-                             torch::full_like(first_bad, step), first_bad);
+    // The run's first non-finite step, kept on the device (no host wait).
+    first_bad = torch::where((first_bad < 0).logical_and(bad), torch::full_like(first_bad, step), first_bad);
     ++window;
 
     const bool last = step + 1 == total;
     if ((step + 1) % config.log_every == 0 || last || out.boundary) {
-      // The only host synchronisation of the loop: one all-reduce of the window's means.
-      std::vector<torch::Tensor> parts{loss_sum};
+      // The only host synchronisation of the loop: the window's sums over the ranks, and its
+      // count of non-finite steps (the largest any rank saw).
+      std::vector<torch::Tensor> parts{loss_sum, finite_steps};
       for (const auto& [k, v] : stat_sums) parts.push_back(v);
-      torch::Tensor means = (torch::stack(parts) / static_cast<double>(window)).to(torch::kCPU, torch::kFloat64);
-      run.comm().all_reduce(means);
-      means = means / world;
+      torch::Tensor sums = torch::stack(parts).to(torch::kCPU, torch::kFloat64);
+      run.comm().all_reduce(sums);
+      torch::Tensor bad_window = bad_steps.reshape({1}).to(torch::kCPU, torch::kFloat64);
+      run.comm().all_reduce(bad_window, dist::ReduceOp::kMax);
+      const double counted = sums[1].item<double>();
+      torch::Tensor means = sums / (counted > 0 ? counted : std::numeric_limits<double>::quiet_NaN());
       const double loss = means[0].item<double>();
-      if (!std::isfinite(loss)) {
-        report_divergence(run, first_bad, window_first, step, detail::str_cat("the loss is ", loss));
+      const auto bad_now = static_cast<int64_t>(bad_window[0].item<double>());
+      nonfinite_total += bad_now;
+      if (nonfinite_total > config.max_nonfinite_steps) {
+        report_divergence(run, first_bad, window_first, step,
+                          detail::str_cat(nonfinite_total, " non-finite step(s), more than --max_nonfinite_steps=",
+                                          config.max_nonfinite_steps, " (the window's mean loss ", loss, ")"));
+      }
+      if (bad_now > 0) {
+        const std::string where = first_bad_reported ? std::string() : describe_first_bad(run, first_bad);
+        first_bad_reported = true;
+        if (rank == 0) {
+          log::warn("train", detail::str_cat("skipped ", bad_now, " non-finite step(s) in steps ", window_first + 1,
+                                             "-", step + 1, " (", nonfinite_total, " of at most ",
+                                             config.max_nonfinite_steps, ")", where,
+                                             "; weights, moments and EMA are those before them"));
+        }
       }
       const auto now = std::chrono::steady_clock::now();
       const double elapsed = std::chrono::duration<double>(now - start).count();
@@ -270,7 +310,7 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
                       out.lr, format_rate(rate).c_str(),
                       format_duration(static_cast<double>(total - step - 1) / rate).c_str());
         std::string text = line;
-        int64_t k = 1;
+        int64_t k = 2;
         for (const auto& [name, v] : stat_sums) {
           char part[64];
           std::snprintf(part, sizeof(part), "  %s %.5f", name.c_str(), means[k++].item<double>());
@@ -282,8 +322,9 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
         JsonLine row;
         row.add("step", step + 1).add("loss", loss).add("lr", out.lr).add("steps_per_s", rate)
             .add("samples_per_s", rate * static_cast<double>(samples_per_step)).add("elapsed_s", elapsed);
-        k = 1;
+        k = 2;
         for (const auto& [name, v] : stat_sums) row.add(name, means[k++].item<double>());
+        if (bad_now > 0) row.add("nonfinite_steps", static_cast<double>(bad_now));
         for (const auto& [name, v] : method->metrics(step)) row.add(name, v);
         metrics << row.str() << "\n";
         metrics.flush();
@@ -291,6 +332,8 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
       method->logged(step, loss);
       result.final_loss = loss;
       loss_sum.zero_();
+      finite_steps.zero_();
+      bad_steps.zero_();
       for (auto& [name, v] : stat_sums) v.zero_();
       window = 0;
       window_first = step + 1;
@@ -305,7 +348,7 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
     }
     const CheckpointPolicy::Decision d = policy.after_step(step + 1, last);
     if (d.save || last) {
-      const std::string bad = nonfinite_state(run, first_bad);
+      const std::string bad = nonfinite_weights(run);
       if (!bad.empty()) report_divergence(run, first_bad, window_first, step, bad);
     }
     if (d.save) save(step + 1);

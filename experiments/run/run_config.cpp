@@ -21,6 +21,11 @@ const settings::Table<RunConfig>& run_settings() {
     t.add(Decl("train_steps", "optimizer steps").check(s::positive()), &C::steps);
     t.add(Decl("log_every", "steps between progress lines and metrics.jsonl rows").check(s::positive()),
           &C::log_every);
+    t.add(Decl("max_nonfinite_steps", "steps with a non-finite loss or gradient that are skipped (no update of "
+                                      "weights, moments or EMA; logged with their batch) before the run stops with "
+                                      "exit 1")
+              .check(s::non_negative()),
+          &C::max_nonfinite_steps);
     t.include(checkpoint_settings(), "", &C::ckpt);
     t.add(Decl("eval_samples", "samples behind each distance reported during training (0 = none)")
               .check(s::non_negative()),

@@ -325,14 +325,26 @@ for _ in $(seq 100); do grep -q "pid $busy" "$tmp/busy/.unidiff-lock" 2>/dev/nul
 expect 2 "--run_dir '.*busy' is in use by another job \(host .*, pid $busy, since " -- "$bin" train \
   --flagfile="$tmp/small.flags" --run_dir="$tmp/busy"
 kill -TERM $busy; wait $busy || true
-# A diverged loss is no bad input: exit 1, naming the first non-finite step and its batch's samples.
-"$py" - "$tmp/huge.h5" <<'PY'
+# A diverged loss is no bad input: non-finite steps are skipped (weights, moments and EMA
+# untouched) and reported; one more than --max_nonfinite_steps stops the run with exit 1, naming
+# the first non-finite step and its batch's samples.
+"$py" - "$tmp/huge.h5" "$tmp/spiked.h5" <<'PY'
 import sys, h5py, numpy as np
 with h5py.File(sys.argv[1], "w") as f:
     f["data"] = np.full((40, 2), 1e30, np.float32)
+x = np.random.default_rng(0).normal(size=(400, 2)).astype(np.float32)
+x[123] = 1e30                                      # one poisoned row: the batches that hold it go non-finite
+with h5py.File(sys.argv[2], "w") as f:
+    f["data"] = x
 PY
-expect 1 "training diverged: the loss is (inf|nan) \(first at step 1\); its batch of stream 'data' held the global sample indices \[[0-9]+, " \
-  -- "$bin" train --flagfile="$tmp/small.flags" --data="$tmp/huge.h5" --run_dir="$tmp/huge"
+expect 1 "training diverged: 3 non-finite step\(s\), more than --max_nonfinite_steps=2 .*\(first at step 1\); its batch of stream 'data' held the global sample indices \[[0-9]+, " \
+  -- "$bin" train --flagfile="$tmp/small.flags" --data="$tmp/huge.h5" --max_nonfinite_steps=2 --run_dir="$tmp/huge"
+expect 0 "skipped 1 non-finite step\(s\) in steps .* \(first at step [0-9]+\); its batch of stream 'data' held the global sample indices \[.*\b123\b" \
+  -- "$bin" train --flagfile="$tmp/small.flags" --data="$tmp/spiked.h5" --train_steps=20 --run_dir="$tmp/spiked"
+grep -q '"nonfinite_steps": 1' "$tmp/spiked/metrics.jsonl" || fail "metrics.jsonl does not count the skipped steps"
+"$py" -c "import h5py, numpy as np, sys; f = h5py.File(sys.argv[1]); \
+assert all(np.isfinite(f[g][k][...]).all() for g in ('params', 'ema') for k in f[g])" "$tmp/spiked/model.h5" ||
+  fail "skipped steps left non-finite weights"
 # The step in a CUDA graph needs a CUDA device: refused on the CPU before the run directory exists.
 expect 2 "--cuda_graph needs a CUDA device; this run is on cpu" -- "$bin" train --data="$tmp/img8.h5" "${unet[@]}" \
   --cuda_graph --run_dir="$tmp/graph"

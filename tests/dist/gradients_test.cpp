@@ -5,6 +5,8 @@
 // run under mpirun keeps its replicas in sync.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <torch/cuda.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
@@ -374,6 +376,51 @@ TEST(Gradients, ChannelsLastWeightsKeepTheirLayoutInTheBucketsAndTrainLikeContig
     }
     EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-4, 1e-5))
         << "parameter " << i << " max diff " << (a[i] - b[i]).abs().max().item<float>();
+  }
+}
+
+// A step whose averaged gradient is not finite, passed to update() with found_inf = 1 (as
+// ModelGroup::update does, from the gradient norm), is no step: parameters, moments and the step
+// count stay as they were, so batches 0, (1 poisoned), 2 end bit for bit where batches 0, 2 do, in
+// every reducer mode.
+TEST(Gradients, ANonFiniteStepIsSkippedExactly) {
+  auto comm = make_world_communicator();
+  for (const Mode& mode : modes()) {
+    const auto run = [&](const std::vector<int64_t>& batches, int64_t poisoned) {
+      auto dp = make_mlp(300);
+      broadcast_tensors(dp->parameters(), *comm);
+      Reducer reducer(dp->parameters(), *reducer_comm(mode), mode.options);
+      FlatAdamW opt(reducer, {});
+      const torch::Tensor lr = torch::full({}, 1e-2, torch::kFloat32);
+      for (const int64_t b : batches) {
+        const auto [x, t] = global_batch(b);
+        reducer.zero_grad();
+        torch::Tensor loss = loss_of(*dp, my_rows(x, *comm), my_rows(t, *comm));
+        if (b == poisoned) loss = loss * std::numeric_limits<float>::quiet_NaN();
+        loss.backward();
+        reducer.finalize();
+        const torch::Tensor found_inf = opt.grad_norm().isfinite().logical_not().to(torch::kFloat32).reshape({1});
+        EXPECT_EQ(found_inf.item<float>(), b == poisoned ? 1.0f : 0.0f) << mode.name << " batch " << b;
+        std::vector<torch::Tensor> before;
+        for (const auto& p : dp->parameters()) before.push_back(p.detach().clone());
+        const torch::Tensor m = opt.exp_avg()[0].clone();
+        opt.count_step();
+        opt.update(lr, found_inf);
+        if (b == poisoned) {
+          const auto after = dp->parameters();
+          for (size_t k = 0; k < after.size(); ++k) EXPECT_TRUE(torch::equal(after[k], before[k])) << mode.name;
+          EXPECT_TRUE(torch::equal(opt.exp_avg()[0], m)) << mode.name;
+        }
+      }
+      std::vector<torch::Tensor> out;
+      for (const auto& p : dp->parameters()) out.push_back(p.detach().clone());
+      return out;
+    };
+    const auto skipped = run({0, 1, 2}, 1), plain = run({0, 2}, -1);
+    for (size_t k = 0; k < plain.size(); ++k) {
+      EXPECT_TRUE(torch::equal(skipped[k], plain[k])) << mode.name << " parameter " << k;
+      EXPECT_TRUE(skipped[k].isfinite().all().item<bool>()) << mode.name;
+    }
   }
 }
 
