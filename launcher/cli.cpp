@@ -95,13 +95,27 @@ class Parser {
   }
 
  private:
+  /// Bounds on what flagfiles may read in all (nesting is bounded by depth): a file that includes
+  /// itself 20 times 6 levels deep would otherwise read 64 million files.
+  static constexpr int64_t kMaxFlagfiles = 1000;
+  static constexpr int64_t kMaxFlagfileBytes = 16 << 20;
+
   void read_flagfile(const std::string& path, int depth) {
     UD_CHECK_INPUT(std::filesystem::is_regular_file(path), "--flagfile '", path,
                    "' does not exist or is not a file");
+    UD_CHECK_INPUT(++files_read_ <= kMaxFlagfiles, "--flagfile '", path, "': more than ", kMaxFlagfiles,
+                   " flagfiles read in all (do they include each other?)");
+    bytes_read_ += static_cast<int64_t>(std::filesystem::file_size(path));
+    UD_CHECK_INPUT(bytes_read_ <= kMaxFlagfileBytes, "--flagfile '", path, "': more than ", kMaxFlagfileBytes >> 20,
+                   " MiB of flagfiles read in all");
     std::ifstream in(path);
     std::vector<std::string> lines;
     std::string line;
+    int64_t number = 0;
     while (std::getline(in, line)) {
+      ++number;
+      UD_CHECK_INPUT(line.find('\0') == std::string::npos, "--flagfile '", path, "' line ", number,
+                     " holds a NUL byte (a binary file?)");
       line = trim(line);
       if (line.empty() || line[0] == '#') continue;
       // A nested flagfile named by a relative path is found beside the file that names it.
@@ -119,6 +133,7 @@ class Parser {
 
   const Command& command_;
   ParsedArgs result_;
+  int64_t files_read_ = 0, bytes_read_ = 0;
 };
 
 }  // namespace

@@ -8,7 +8,8 @@
 #   - model files with layers = 10^6, num_classes = 10^7, NaN weights;
 #   - mixtures with means of 1e300 or a declared D of 10^6 never written;
 #   - --diffusion_steps beyond the schedule's reach (alpha-bar underflowing, or 10^8 steps);
-#   - checkpoints/latest pointing outside the run directory (not followed).
+#   - checkpoints/latest pointing outside the run directory (not followed);
+#   - flagfiles including themselves without end, and a NUL byte in a flagfile line.
 set -euo pipefail
 bin=$UNIDIFF_BIN
 py=$UNIDIFF_PYTHON
@@ -77,5 +78,15 @@ echo "../../../etc" >"$tmp/model/checkpoints/latest"
 expect 0 "'latest' must name a step-N folder beside it, not '../../../etc'.*" -- "$bin" train "${small[@]}" \
   --data="$tmp/ok.h5" --train_steps=3 --run_dir="$tmp/model"
 grep -q "resumed from .*model/checkpoints/step-000000002" "$expect_out" || fail "latest's fallback did not resume"
+# Flagfiles: one that includes itself is stopped by the depth bound (8); four levels each
+# including the next 20 times (8,421 reads) by the bound on files read in all; a NUL byte in a
+# line is refused (it would silently cut the flag).
+for _ in $(seq 20); do echo "--flagfile=$tmp/loop.flags"; done >"$tmp/loop.flags"
+expect 2 "--flagfile nesting deeper than 8 levels at flagfile '.*loop.flags'" -- "$bin" train --flagfile="$tmp/loop.flags"
+echo "# the leaves" >"$tmp/fan3.flags"
+for k in 2 1 0; do for _ in $(seq 20); do echo "--flagfile=$tmp/fan$((k + 1)).flags"; done >"$tmp/fan$k.flags"; done
+expect 2 "--flagfile '.*fan3.flags': more than 1000 flagfiles read in all" -- "$bin" train --flagfile="$tmp/fan0.flags"
+printf -- '--train_steps=5\0junk\n' >"$tmp/nul.flags"
+expect 2 "--flagfile '.*nul.flags' line 1 holds a NUL byte" -- "$bin" train --flagfile="$tmp/nul.flags"
 for r in r1 r2 r3 r4 r5 r6 r7; do [ ! -e "$tmp/$r" ] || fail "a refused run created $r"; done
 echo "hostile: all checks passed"
