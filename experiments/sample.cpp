@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "data/dataset.h"
+#include "dist/signals.h"
 #include "dist/world.h"
 #include "experiments/model_io.h"
 #include "experiments/pretrain/objectives.h"
@@ -350,7 +351,7 @@ torch::Tensor run_sample(const SampleConfig& c) {
   return samples;
 }
 
-torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device device) {
+torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device device, bool stop_on_signal) {
   UD_CHECK_INPUT(c.num > 0 && c.batch > 0, "the number of samples and the batch must be positive");
   const DiffusionConfig diffusion = resolve_diffusion(m.diffusion);
   torch::Tensor labels;  // of the current chunk
@@ -400,6 +401,7 @@ torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device 
   const auto start = std::chrono::steady_clock::now();
   std::vector<torch::Tensor> chunks;
   for (int64_t begin = 0; begin < c.num; begin += c.batch) {
+    if (stop_on_signal && dist::stop_signal_number() != 0) throw SamplingStopped();
     const int64_t end = std::min(c.num, begin + c.batch);
     // On the device once: every step's noise is keyed by it (a host tensor would be copied, and
     // waited for, at every step).

@@ -5,6 +5,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 #include "experiments/config.h"
@@ -26,7 +27,15 @@ torch::Tensor run_sample(const SampleConfig& config);
 /// The samples [num, ...] (CPU float32) of a model in memory with config's sampler, steps, seed,
 /// labels and guidance, its module moved to `device` and put in eval mode. What run_sample and
 /// the evaluation during training both draw.
-torch::Tensor draw_samples(const SampleConfig& config, LoadedModel& model, torch::Device device);
+/// With `stop_on_signal` it throws SamplingStopped before the next chunk once a stop signal
+/// (SIGTERM, SIGUSR1) arrived: a training run's evaluation gives way to the checkpoint.
+torch::Tensor draw_samples(const SampleConfig& config, LoadedModel& model, torch::Device device,
+                           bool stop_on_signal = false);
+
+/// What draw_samples throws when a stop signal interrupts it (stop_on_signal).
+struct SamplingStopped : std::runtime_error {
+  SamplingStopped() : std::runtime_error("sampling stopped by a signal") {}
+};
 
 /// What a samples file of `unidiff sample` says about how it was drawn, when its samples are
 /// pairs with their noise (reflow, DMD's regression): the noise key (x_T of sample i is keyed by

@@ -40,9 +40,12 @@ std::string TrainingEval::run(int64_t step, const ResultModel& result, torch::De
   sc.batch = images_ ? 500 : 4096;
   sc.seed = 0;
   torch::Tensor samples;
-  {
+  try {
     torch::NoGradGuard no_grad;
-    samples = draw_samples(sc, m, device);
+    samples = draw_samples(sc, m, device, /*stop_on_signal=*/true);  // a stop interrupts it within a chunk
+  } catch (const SamplingStopped&) {
+    log::info("eval", detail::str_cat("step ", step, ": evaluation abandoned, a stop was requested"));
+    return JsonLine().add("step", step).add("eval_stopped", int64_t{1}).str();
   }
   JsonLine row;
   row.add("step", step).add("eval_samples", num_);

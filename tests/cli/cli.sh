@@ -325,6 +325,19 @@ for _ in $(seq 100); do grep -q "pid $busy" "$tmp/busy/.unidiff-lock" 2>/dev/nul
 expect 2 "--run_dir '.*busy' is in use by another job \(host .*, pid $busy, since " -- "$bin" train \
   --flagfile="$tmp/small.flags" --run_dir="$tmp/busy"
 kill -TERM $busy; wait $busy || true
+# A stop requested during evaluation interrupts it before its next sampler chunk (40,000 samples in
+# chunks of 4,096 here): exit 75 with the checkpoint, the abandoned evaluation recorded as such.
+"$bin" train --flagfile="$tmp/small.flags" --train_steps=100 --eval_every=2 --eval_samples=40000 --threads=1 \
+  --run_dir="$tmp/evalstop" >"$tmp/evalstop.log" 2>&1 &
+job=$!
+for _ in $(seq 100); do grep -q "step 2/100" "$tmp/evalstop.log" && break; sleep 0.2; done
+sleep 1
+kill -TERM $job
+rc=0; wait $job || rc=$?
+[ $rc -eq 75 ] || { cat "$tmp/evalstop.log"; fail "a stop during evaluation exited $rc, expected 75"; }
+grep -q "step 2: evaluation abandoned, a stop was requested" "$tmp/evalstop.log" ||
+  { cat "$tmp/evalstop.log"; fail "the evaluation was not interrupted"; }
+grep -q '"eval_stopped": 1' "$tmp/evalstop/metrics.jsonl" || fail "metrics.jsonl does not record the abandoned evaluation"
 # A diverged loss is no bad input: non-finite steps are skipped (weights, moments and EMA
 # untouched) and reported; one more than --max_nonfinite_steps stops the run with exit 1, naming
 # the first non-finite step and its batch's samples.
