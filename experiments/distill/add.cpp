@@ -136,13 +136,7 @@ class Add : public Method {
     } else {
       UD_CHECK_INPUT(c_.classifier.empty(), "--add_classifier is for images; on vectors the discriminator is an MLP");
     }
-    auto student = models::make_network(teacher_.model.network);
-    student->to(device);
-    {
-      torch::NoGradGuard no_grad;
-      const auto a = teacher_.model.module->parameters(), b = student->parameters();
-      for (size_t i = 0; i < a.size(); ++i) b[i].copy_(a[i]);
-    }
+    auto student = copy_of(*teacher_.model.module, teacher_.model.network, device);
     ModelGroups& groups = run.groups();
     student_ = &groups.add(std::make_unique<ModelGroup>("student", ModelGroup::Role::kTrained, student, run.comm(),
                                                         rc.optim, rc.dist, rc.steps));

@@ -201,15 +201,7 @@ class ConsistencyDistillation : public Method {
     // The student (and target): the teacher's weights; a guided student's guidance embedding, the
     // last of its parameters, starts at zero (models/network.h), so it starts as the teacher's
     // conditional model at every w.
-    const auto copy_of_teacher = [&] {
-      auto n = models::make_network(student_net_);
-      n->to(device);
-      torch::NoGradGuard no_grad;
-      const auto a = teacher_.model.module->parameters(), b = n->parameters();
-      UD_ASSERT(b.size() >= a.size(), "the student has fewer parameters than its teacher");
-      for (size_t i = 0; i < a.size(); ++i) b[i].copy_(a[i]);
-      return n;
-    };
+    const auto copy_of_teacher = [&] { return copy_of(*teacher_.model.module, student_net_, device); };
     student_ = &groups.add(std::make_unique<ModelGroup>("student", ModelGroup::Role::kTrained, copy_of_teacher(),
                                                         run.comm(), rc.optim, rc.dist, rc.steps));
     frozen_teacher_ = &groups.add(std::make_unique<ModelGroup>("teacher", ModelGroup::Role::kFrozen,

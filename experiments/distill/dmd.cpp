@@ -173,14 +173,7 @@ class DistributionMatching : public Method {
                      torch::IntArrayRef(net.data_shape));
     }
     ModelGroups& groups = run.groups();
-    const auto copy_of_teacher = [&] {
-      auto n = models::make_network(net);
-      n->to(device);
-      torch::NoGradGuard no_grad;
-      const auto a = teacher_.model.module->parameters(), b = n->parameters();
-      for (size_t i = 0; i < a.size(); ++i) b[i].copy_(a[i]);
-      return n;
-    };
+    const auto copy_of_teacher = [&] { return copy_of(*teacher_.model.module, net, device); };
     const int64_t steps = rc.steps, k = c_.fake_updates;
     generator_ = &groups.add(std::make_unique<ModelGroup>("generator", ModelGroup::Role::kTrained, copy_of_teacher(),
                                                           run.comm(), rc.optim, rc.dist, steps));

@@ -9,6 +9,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "experiments/distill/teacher.h"
 #include "experiments/metrics.h"
 #include "experiments/model_io.h"
 #include "experiments/run/method.h"
@@ -91,12 +92,10 @@ o::X0Fn x0_of(models::Network& net, o::Prediction prediction, const o::Schedule&
   };
 }
 
-/// Copies `from`'s parameters into `to`'s first ones: the same network, or its guided version
-/// (whose guidance embedding, after the shared parameters, keeps its zero start).
 void copy_weights(const torch::nn::Module& from, torch::nn::Module& to) {
   torch::NoGradGuard no_grad;
   const auto a = from.parameters(), b = to.parameters();
-  UD_ASSERT(a.size() <= b.size(), "architectures differ");
+  UD_ASSERT(a.size() == b.size(), "architectures differ");
   for (size_t i = 0; i < a.size(); ++i) b[i].copy_(a[i]);
 }
 
@@ -161,14 +160,10 @@ class Progressive : public Method {
     ModelGroups& groups = run.groups();
     base_ = &groups.add(std::make_unique<ModelGroup>("base_teacher", ModelGroup::Role::kFrozen, base.module,
                                                      run.comm()));
-    auto teacher_net = models::make_network(network_);
-    teacher_net->to(device);
-    copy_weights(*base.module, *teacher_net);
+    auto teacher_net = copy_of(*base.module, network_, device);
     teacher_ = &groups.add(std::make_unique<ModelGroup>("teacher", ModelGroup::Role::kFrozen, teacher_net,
                                                         run.comm()));
-    auto student_net = models::make_network(network_);
-    student_net->to(device);
-    copy_weights(*base.module, *student_net);
+    auto student_net = copy_of(*base.module, network_, device);
     student_ = &groups.add(std::make_unique<ModelGroup>("student", ModelGroup::Role::kTrained, student_net,
                                                         run.comm(), rc.optim, rc.dist, c_.round_steps));
     n_ = result_n_ = first_n_;

@@ -72,6 +72,17 @@ torch::Tensor group_output(ModelGroup& group, const torch::Tensor& x, const torc
   return o::cfg_combine(cond, group.forward(x, t, torch::full_like(labels, k)), cfg_scale);
 }
 
+std::shared_ptr<models::Network> copy_of(const models::Network& from, const models::NetworkConfig& config,
+                                         torch::Device device) {
+  auto n = models::make_network(config);
+  n->to(device);
+  torch::NoGradGuard no_grad;
+  const auto a = from.parameters(), b = n->parameters();
+  UD_ASSERT(b.size() >= a.size(), "the copy has fewer parameters than its source");
+  for (size_t i = 0; i < a.size(); ++i) b[i].copy_(a[i]);
+  return n;
+}
+
 torch::ScalarType teacher_dtype(const std::string& name) {
   if (name == "fp32") return torch::kFloat32;
   UD_CHECK_INPUT(name == "bf16", "--teacher_dtype must be fp32 or bf16, got '", name, "'");

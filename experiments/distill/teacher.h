@@ -53,4 +53,10 @@ torch::Tensor group_output(ModelGroup& group, const torch::Tensor& x, const torc
 /// its calls run under bfloat16 autocast). InputError otherwise.
 torch::ScalarType teacher_dtype(const std::string& name);
 
+/// A new network of `config` on `device` whose first parameters are `from`'s: the same network, or
+/// its guidance-conditioned version (whose guidance embedding, after the shared parameters, keeps
+/// its zero start). How every student, generator, fake score and target starts from a teacher.
+std::shared_ptr<models::Network> copy_of(const models::Network& from, const models::NetworkConfig& config,
+                                         torch::Device device);
+
 }  // namespace unidiff::experiments
