@@ -6,8 +6,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <signal.h>
+
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <mutex>
 #include <stdexcept>
 #include <cstring>
 #include <string>
@@ -47,6 +51,103 @@ int64_t remove_tree(const std::filesystem::path& path) {
 
 namespace unidiff::fs {
 
+FileStamp stamp_of(const std::filesystem::path& path) {
+  struct stat st {};
+  UD_CHECK_INPUT(::stat(path.c_str(), &st) == 0, "cannot stat '", path.string(), "': ", std::strerror(errno));
+  FileStamp f;
+  f.device = static_cast<uint64_t>(st.st_dev);
+  f.inode = static_cast<uint64_t>(st.st_ino);
+  f.size = static_cast<int64_t>(st.st_size);
+  f.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
+  return f;
+}
+
+std::string stamp_change(const std::filesystem::path& path, const FileStamp& then) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "it no longer exists";
+  if (static_cast<uint64_t>(st.st_dev) != then.device || static_cast<uint64_t>(st.st_ino) != then.inode) {
+    return "it was replaced by another file";
+  }
+  const auto size = static_cast<int64_t>(st.st_size);
+  if (size != then.size) {
+    return detail::str_cat(size < then.size ? "it shrank from " : "it grew from ", then.size, " to ", size,
+                           " bytes");
+  }
+  const int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
+  if (mtime != then.mtime_ns) return "it was modified";
+  return "";
+}
+
+namespace {
+
+// The SIGBUS guard: the address ranges of every live mapping with its file's name, in fixed slots
+// the handler can read without locks or allocation (async-signal-safe: it only reads the slots,
+// write()s and _exit()s). A slot is claimed and freed under a mutex by MappedFile.
+constexpr int kGuardSlots = 4096;
+constexpr int kExitBadInputCode = 2;  // dist/job.h's kExitBadInput (core does not see dist/)
+struct GuardSlot {
+  std::atomic<uintptr_t> begin{0};
+  std::atomic<uintptr_t> end{0};
+  char message[768] = {0};
+};
+GuardSlot* guard_slots() {
+  static GuardSlot* slots = new GuardSlot[kGuardSlots];  // never freed: the handler may run at exit
+  return slots;
+}
+std::mutex& guard_mutex() {
+  static auto* m = new std::mutex;
+  return *m;
+}
+
+void on_sigbus(int sig, siginfo_t* info, void*) {
+  const auto addr = reinterpret_cast<uintptr_t>(info->si_addr);
+  GuardSlot* slots = guard_slots();
+  for (int i = 0; i < kGuardSlots; ++i) {
+    const uintptr_t b = slots[i].begin.load(std::memory_order_acquire);
+    if (b != 0 && addr >= b && addr < slots[i].end.load(std::memory_order_acquire)) {
+      const ssize_t ignored = ::write(2, slots[i].message, std::strlen(slots[i].message));
+      (void)ignored;
+      ::_exit(kExitBadInputCode);
+    }
+  }
+  // Not one of ours: the default action (a core dump where enabled).
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+int claim_guard(const uint8_t* data, int64_t size, const std::filesystem::path& path) {
+  static const bool installed = [] {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGBUS, &sa, nullptr);
+    return true;
+  }();
+  (void)installed;
+  std::lock_guard<std::mutex> lock(guard_mutex());
+  GuardSlot* slots = guard_slots();
+  for (int i = 0; i < kGuardSlots; ++i) {
+    if (slots[i].begin.load() != 0) continue;
+    std::snprintf(slots[i].message, sizeof(slots[i].message),
+                  "unidiff: error: '%s' shrank while it was being read (SIGBUS): a file must not change "
+                  "while a run reads it\n",
+                  path.c_str());
+    slots[i].end.store(reinterpret_cast<uintptr_t>(data) + static_cast<uintptr_t>(size));
+    slots[i].begin.store(reinterpret_cast<uintptr_t>(data), std::memory_order_release);
+    return i;
+  }
+  return -1;  // more mappings than slots: this one reads unguarded
+}
+
+void release_guard(int slot) {
+  if (slot < 0) return;
+  std::lock_guard<std::mutex> lock(guard_mutex());
+  guard_slots()[slot].begin.store(0, std::memory_order_release);
+}
+
+}  // namespace
+
 MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   UD_CHECK_INPUT(fd >= 0, "cannot open '", path.string(), "': ", std::strerror(errno));
@@ -65,12 +166,14 @@ MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
       throw std::runtime_error("mmap of '" + path.string() + "' failed: " + std::strerror(err));
     }
     data_ = static_cast<const uint8_t*>(p);
+    guard_ = claim_guard(data_, size_, path_);
   } else {
     ::close(fd);
   }
 }
 
 MappedFile::~MappedFile() {
+  release_guard(guard_);
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), static_cast<size_t>(size_));
 }
 

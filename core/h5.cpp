@@ -17,6 +17,16 @@
 namespace unidiff::h5 {
 namespace {
 
+// HDF5 closes every file still open from an exit handler. After a close that failed (a full disk
+// during a checkpoint) that handler crashes with SIGSEGV inside H5F__close_cb (HDF5 1.10), turning
+// a clean exit 1 into 139. Every file this project writes is closed by its owner (and only renamed
+// into place once complete), and files open for reading need nothing at exit, so the handler is
+// not installed. This runs before main, before any other HDF5 call, as HDF5 requires.
+const bool kNoExitHandler = [] {
+  H5dont_atexit();
+  return true;
+}();
+
 void silence_hdf5() {
   static std::once_flag once;
   std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
@@ -519,10 +529,19 @@ void write_atomically(const std::filesystem::path& path, const std::function<voi
     sync_file(tmp);
     std::filesystem::rename(tmp, path);
     fs::sync_directory(path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path());
-  } catch (...) {
+  } catch (const InputError&) {
     std::error_code ec;
     std::filesystem::remove(tmp, ec);
     throw;
+  } catch (const std::exception& e) {
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    // HDF5 says "unable to flush mounted file hierarchy" for a full disk: say how much room is left.
+    std::string room;
+    const auto space = std::filesystem::space(path.parent_path().empty() ? "." : path.parent_path(), ec);
+    if (!ec) room = unidiff::detail::str_cat(" (its file system has ", space.available >> 10, " KiB free)");
+    throw std::runtime_error(
+        unidiff::detail::str_cat("writing '", path.string(), "' failed", room, ": ", e.what()));
   }
 }
 

@@ -164,6 +164,7 @@ struct TensorDataset::Shards {
   std::vector<h5::File> files;
   std::vector<int64_t> begin;  // global index of each file's row 0; begin.back() = N
   std::vector<std::filesystem::path> paths;
+  std::vector<fs::FileStamp> stamps;  // each file as it was opened: checked around every read
   // Per file, the mapped file and the byte offset of /data when its rows can be read directly.
   std::vector<std::unique_ptr<fs::MappedFile>> direct;
   std::vector<int64_t> offsets;
@@ -176,6 +177,7 @@ TensorDataset TensorDataset::open_streaming(const std::string& spec) {
   std::vector<torch::Tensor> labels;
   int64_t total = 0;
   for (const auto& path : expand_paths(spec)) {
+    const fs::FileStamp stamp = fs::stamp_of(path);
     h5::File f = h5::File::open_read(path);
     const h5::DatasetInfo info = check_data(f, path);
     const bool image = info.dtype == torch::kUInt8;
@@ -213,6 +215,7 @@ TensorDataset TensorDataset::open_streaming(const std::string& spec) {
     ds.shards_->begin.push_back(total);
     total += info.shape[0];
     ds.shards_->paths.push_back(path);
+    ds.shards_->stamps.push_back(stamp);
     ds.shards_->files.push_back(std::move(f));
   }
   ds.shards_->begin.push_back(total);
@@ -286,6 +289,19 @@ Batch TensorDataset::get_raw(const torch::Tensor& indices) const {
     else shard[r] = shard_of(idx[r]);
     if (!sh.direct[shard[r]]) via_hdf5.push_back(r);
   }
+  // The files read must be as they were opened, before (a truncated mapping would raise SIGBUS)
+  // and after the copies (a file rewritten in place while its rows were copied).
+  std::vector<size_t> touched(shard.begin(), shard.end());
+  std::sort(touched.begin(), touched.end());
+  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  const auto check_unchanged = [&] {
+    for (const size_t k : touched) {
+      const std::string change = fs::stamp_change(sh.paths[k], sh.stamps[k]);
+      UD_CHECK_INPUT(change.empty(), "'", sh.paths[k].string(), "' changed while the run was reading it (",
+                     change, "): a dataset must stay as it is for the whole run");
+    }
+  };
+  check_unchanged();
   at::parallel_for(0, n, 32, [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
       const size_t k = shard[r];
@@ -324,6 +340,7 @@ Batch TensorDataset::get_raw(const torch::Tensor& indices) const {
       i = j;
     }
   }
+  check_unchanged();
   if (!is_image_) {
     const torch::Tensor bad = ~torch::isfinite(out).reshape({n, -1}).all(1);
     if (bad.any().item<bool>()) {

@@ -18,6 +18,29 @@ namespace {
 
 namespace sfs = std::filesystem;
 
+/// What a failed save leaves: the checkpoint `latest` names (untouched by the failure), if any.
+std::string previous_checkpoint_note(const sfs::path& step_dir) {
+  std::ifstream in(step_dir.parent_path() / "latest");
+  std::string name;
+  if (in && std::getline(in, name) && !name.empty()) {
+    return "the last complete checkpoint, " + name + ", is intact";
+  }
+  return "there is no earlier checkpoint";
+}
+
+/// Runs `write`; a failure removes the unfinished step folder and says what is left.
+template <typename Fn>
+void write_or_explain(const sfs::path& step_dir, Fn&& write) {
+  try {
+    write();
+  } catch (const std::exception& e) {
+    std::error_code ec;
+    sfs::remove_all(step_dir, ec);
+    throw std::runtime_error(detail::str_cat("saving checkpoint ", step_dir.filename().string(), " failed; ",
+                                             previous_checkpoint_note(step_dir), ": ", e.what()));
+  }
+}
+
 std::string step_name(int64_t step) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "step-%09ld", static_cast<long>(step));
@@ -121,11 +144,15 @@ void CheckpointWriter::set_attr(const std::string& key, const std::string& value
 sfs::path CheckpointWriter::commit(int keep) {
   const int rank = comm_.rank(), world = comm_.size();
   maybe_die_for_test(rank, step_);
-  // 1. This rank's shard, atomically (temporary file, fsync, rename).
-  h5::write_atomically(shard_path(dir_, rank), [&](h5::File& f) {
-    for (const Piece& p : pieces_) h5::write_tensor(f, piece_dataset(p.name, p.start), p.data);
-    h5::write_attr(f, "/", "rank", static_cast<int64_t>(rank));
-    h5::write_attr(f, "/", "step", step_);
+  // 1. This rank's shard, atomically (temporary file, fsync, rename). A failed write (a full disk)
+  // leaves the previous checkpoint as it was: `latest` moves only after every shard and the
+  // manifest are complete. The unfinished folder is removed (resume ignores it in any case).
+  write_or_explain(dir_, [&] {
+    h5::write_atomically(shard_path(dir_, rank), [&](h5::File& f) {
+      for (const Piece& p : pieces_) h5::write_tensor(f, piece_dataset(p.name, p.start), p.data);
+      h5::write_attr(f, "/", "rank", static_cast<int64_t>(rank));
+      h5::write_attr(f, "/", "step", step_);
+    });
   });
   const fs::FileDigest digest = fs::digest_file(shard_path(dir_, rank));
   // 2. Rank 0 learns every rank's pieces and digest.
@@ -168,25 +195,27 @@ sfs::path CheckpointWriter::commit(int keep) {
       }
     }
     // 3. The manifest, then the pointer: the checkpoint exists from the pointer's rename on.
-    h5::write_atomically(dir_ / "manifest.h5", [&](h5::File& f) {
-      h5::write_attr(f, "/", "format", std::string(kCheckpointFormat));
-      h5::write_attr(f, "/", "step", step_);
-      h5::write_attr(f, "/", "world_size", static_cast<int64_t>(world));
-      for (const auto& [k, v] : ints_) h5::write_attr(f, "/attrs", k, v);
-      for (const auto& [k, v] : doubles_) h5::write_attr(f, "/attrs", k, v);
-      for (const auto& [k, v] : strings_) h5::write_attr(f, "/attrs", k, v);
-      h5::write_tensor(f, "/shards/size", torch::tensor(sizes, torch::kInt64));
-      h5::write_tensor(f, "/shards/crc32", torch::tensor(crcs, torch::kInt64));
-      for (const auto& [name, e] : tensors) {
-        std::vector<int64_t> shape;
-        std::stringstream ss(e.shape);
-        for (std::string d; std::getline(ss, d, ',');) shape.push_back(std::stoll(d));
-        const std::string g = "/tensors/" + name;
-        h5::write_tensor(f, g + "/shape", torch::tensor(shape, torch::kInt64));
-        h5::write_tensor(f, g + "/pieces",
-                         torch::tensor(e.pieces, torch::kInt64).view({-1, 3}));
-        h5::write_attr(f, g, "dtype", e.dtype);
-      }
+    write_or_explain(dir_, [&] {
+      h5::write_atomically(dir_ / "manifest.h5", [&](h5::File& f) {
+        h5::write_attr(f, "/", "format", std::string(kCheckpointFormat));
+        h5::write_attr(f, "/", "step", step_);
+        h5::write_attr(f, "/", "world_size", static_cast<int64_t>(world));
+        for (const auto& [k, v] : ints_) h5::write_attr(f, "/attrs", k, v);
+        for (const auto& [k, v] : doubles_) h5::write_attr(f, "/attrs", k, v);
+        for (const auto& [k, v] : strings_) h5::write_attr(f, "/attrs", k, v);
+        h5::write_tensor(f, "/shards/size", torch::tensor(sizes, torch::kInt64));
+        h5::write_tensor(f, "/shards/crc32", torch::tensor(crcs, torch::kInt64));
+        for (const auto& [name, e] : tensors) {
+          std::vector<int64_t> shape;
+          std::stringstream ss(e.shape);
+          for (std::string d; std::getline(ss, d, ',');) shape.push_back(std::stoll(d));
+          const std::string g = "/tensors/" + name;
+          h5::write_tensor(f, g + "/shape", torch::tensor(shape, torch::kInt64));
+          h5::write_tensor(f, g + "/pieces",
+                           torch::tensor(e.pieces, torch::kInt64).view({-1, 3}));
+          h5::write_attr(f, g, "dtype", e.dtype);
+        }
+      });
     });
     fs::write_text_atomically(checkpoints_dir(dir_.parent_path().parent_path()) / "latest",
                               dir_.filename().string() + "\n");

@@ -3,7 +3,10 @@
 #include "dist/communicator.h"
 
 #include "core/error.h"
+#include <atomic>
+
 #include "dist/mpi_check.h"
+#include "dist/watchdog.h"
 #include "dist/world.h"
 
 namespace unidiff::dist {
@@ -49,7 +52,8 @@ Staged stage(const torch::Tensor& t) {
 
 class MpiCommunicator final : public Communicator {
  public:
-  explicit MpiCommunicator(MPI_Comm parent = MPI_COMM_WORLD) {
+  explicit MpiCommunicator(MPI_Comm parent = MPI_COMM_WORLD, std::string label = "world")
+      : id_(next_id()), label_(std::move(label)) {
     MPI_CHECK(MPI_Comm_dup(parent, &comm_));
     MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
     MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
@@ -63,9 +67,11 @@ class MpiCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string backend() const override { return "mpi"; }
+  void set_label(const std::string& label) override { label_ = label; }
 
   void all_reduce(torch::Tensor& tensor, ReduceOp op) override {
     Staged s = stage(tensor);
+    const WatchedCollective watched(id_, label_, "all_reduce", ++seq_, s.host.numel());
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, s.host.data_ptr(), checked_count(s.host),
                             mpi_type(s.host.scalar_type()), mpi_op(op), comm_));
     if (s.copy_back) tensor.copy_(s.host);
@@ -73,6 +79,7 @@ class MpiCommunicator final : public Communicator {
 
   void broadcast(torch::Tensor& tensor, int root) override {
     Staged s = stage(tensor);
+    const WatchedCollective watched(id_, label_, "broadcast", ++seq_, s.host.numel());
     MPI_CHECK(MPI_Bcast(s.host.data_ptr(), checked_count(s.host), mpi_type(s.host.scalar_type()),
                         root, comm_));
     if (s.copy_back) tensor.copy_(s.host);
@@ -84,6 +91,7 @@ class MpiCommunicator final : public Communicator {
     if (shape.empty()) shape.push_back(1);
     shape[0] *= size_;
     torch::Tensor out = torch::empty(shape, in.options());
+    const WatchedCollective watched(id_, label_, "all_gather", ++seq_, out.numel());
     MPI_CHECK(MPI_Allgather(in.data_ptr(), checked_count(in), mpi_type(in.scalar_type()),
                             out.data_ptr(), checked_count(in), mpi_type(in.scalar_type()), comm_));
     return out.to(tensor.device());
@@ -93,6 +101,7 @@ class MpiCommunicator final : public Communicator {
     UD_ASSERT(full.dim() == 1 && full.numel() % size_ == 0, "all_gather_inplace needs flat [size * n]");
     Staged s = stage(full);
     const int n = checked_count(s.host) / size_;
+    const WatchedCollective watched(id_, label_, "all_gather", ++seq_, s.host.numel());
     MPI_CHECK(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s.host.data_ptr(), n,
                             mpi_type(s.host.scalar_type()), comm_));
     if (s.copy_back) full.copy_(s.host);
@@ -103,15 +112,19 @@ class MpiCommunicator final : public Communicator {
     Staged s = stage(full);
     const int n = checked_count(s.host) / size_;
     torch::Tensor out = torch::empty({n}, s.host.options());
+    const WatchedCollective watched(id_, label_, "reduce_scatter", ++seq_, s.host.numel());
     MPI_CHECK(MPI_Reduce_scatter_block(s.host.data_ptr(), out.data_ptr(), n,
                                        mpi_type(s.host.scalar_type()), mpi_op(op), comm_));
     return out.to(full.device());
   }
 
-  void barrier() override { MPI_CHECK(MPI_Barrier(comm_)); }
+  void barrier() override {
+    const WatchedCollective watched(id_, label_, "barrier", ++seq_, 0);
+    MPI_CHECK(MPI_Barrier(comm_));
+  }
 
   std::unique_ptr<Communicator> duplicate() const override {
-    return std::make_unique<MpiCommunicator>(comm_);
+    return std::make_unique<MpiCommunicator>(comm_, label_);
   }
 
   bool supports_background_thread() const override {
@@ -121,6 +134,16 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  /// Communicators are numbered in the order this process makes them; every rank makes them in
+  /// the same order (MPI_Comm_dup is collective), so (id, seq) names one collective job-wide.
+  static int64_t next_id() {
+    static std::atomic<int64_t> next{0};
+    return next++;
+  }
+
+  int64_t id_;
+  std::string label_;  ///< for the watchdog's messages: "world", "group 'student' gradients"
+  int64_t seq_ = 0;    ///< collectives called so far (one thread at a time uses a communicator)
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
@@ -162,7 +185,10 @@ std::unique_ptr<Communicator> make_nccl_communicator(torch::Device, double) {
 #endif
 
 std::unique_ptr<Communicator> make_communicator(torch::Device device) {
-  if (device.is_cuda() && has_nccl()) return make_nccl_communicator(device);
+  if (device.is_cuda() && has_nccl()) {
+    const double timeout = collective_timeout();
+    return make_nccl_communicator(device, timeout > 0 ? timeout : 1e9);
+  }
   return make_world_communicator();
 }
 

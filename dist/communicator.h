@@ -18,6 +18,9 @@ class Communicator {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual std::string backend() const = 0;
+  /// What the collective watchdog (dist/watchdog.h) calls this communicator in its messages;
+  /// duplicates inherit it. "world" unless set.
+  virtual void set_label(const std::string& /*label*/) {}
 
   /// In place: every rank's `tensor` becomes the element-wise reduction over the group.
   virtual void all_reduce(torch::Tensor& tensor, ReduceOp op = ReduceOp::kSum) = 0;

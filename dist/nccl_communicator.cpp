@@ -95,6 +95,7 @@ class NcclCommunicator final : public Communicator {
   int rank() const override { return host_->rank(); }
   int size() const override { return host_->size(); }
   std::string backend() const override { return "nccl"; }
+  void set_label(const std::string& label) override { host_->set_label(label); }
 
   void all_reduce(torch::Tensor& tensor, ReduceOp op) override {
     start_all_reduce(tensor, op);

@@ -41,6 +41,7 @@ Reducer::Reducer(std::vector<torch::Tensor> params, const Communicator& comm, Re
   UD_CHECK_INPUT(options_.bucket_bytes > 0, "the bucket size must be positive, got ",
                  options_.bucket_bytes);
   UD_ASSERT(!params_.empty(), "a reducer needs parameters");
+  comm_->set_label(options_.label);
   const int world = comm_->size();
   const auto opts = params_[0].options();
   for (const auto& p : params_) {

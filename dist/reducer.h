@@ -31,6 +31,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <string>
 #include <vector>
 
 #include "dist/communicator.h"
@@ -47,6 +48,8 @@ struct ReducerOptions {
   bool shard_optimizer = false;       ///< ZeRO-1: reduce-scatter; the optimizer owns one slice
   bool communicate_alone = false;     ///< run the collectives on one rank too (a check of the
                                       ///< communication path on a machine with one GPU)
+  const char* label = "gradients";    ///< the reducer's communicator in the watchdog's messages
+                                      ///< (copied by the constructor)
 };
 
 /// Communication counters, cumulative since construction (or reset_stats()).

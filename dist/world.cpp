@@ -14,6 +14,7 @@
 
 #include "core/log.h"
 #include "dist/mpi_check.h"
+#include "dist/watchdog.h"
 
 namespace unidiff::dist {
 namespace {
@@ -68,10 +69,12 @@ void init(int* argc, char*** argv) {
   MPI_CHECK(MPI_Comm_size(local, &w.local_size));
   MPI_CHECK(MPI_Comm_free(&local));
   log::set_rank(w.rank);
+  if (w.size > 1) detail::start_watchdog();
 }
 
 void finalize() {
   World& w = world();
+  if (w.initialized && w.size > 1 && is_initialized()) detail::stop_watchdog();
   if (w.we_initialized) {
     int finalized = 0;
     MPI_Finalized(&finalized);

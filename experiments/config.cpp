@@ -110,6 +110,12 @@ const s::Table<DistConfig>& dist_settings() {
           &DistConfig::overlap);
     t.add(Decl("optim_zero", "ZeRO-1: shard the optimizer state over the ranks (reduce-scatter, all-gather)"),
           &DistConfig::zero);
+    t.add(Decl("dist_timeout",
+               "seconds a collective may wait for the other ranks before the job ends naming the ranks that did "
+               "not arrive (0: wait forever)")
+              .check(s::non_negative())
+              .check(s::at_most(7 * 24 * 3600.0)),
+          &DistConfig::timeout);
     return t;
   }();
   return t;

@@ -87,6 +87,7 @@ struct DistConfig {
   bool overlap = true;    ///< all-reduce buckets during backward (else all after it)
   bool zero = false;      ///< ZeRO-1: shard the optimizer state over the ranks
   bool communicate_alone = false;  ///< collectives on one rank too (tests of the path on one GPU)
+  double timeout = 1800;  ///< seconds a collective may wait for the other ranks (0: forever)
 };
 
 struct DataConfig {

@@ -38,6 +38,7 @@ ModelGroup::ModelGroup(std::string name, Role role, std::shared_ptr<torch::nn::M
   }
   UD_CHECK_INPUT(dist.bucket_mb > 0, "--dist_bucket_mb must be positive, got ", dist.bucket_mb);
   world_ = world.duplicate();
+  world_->set_label("group '" + name_ + "'");
   build_training();
 }
 
@@ -55,6 +56,8 @@ void ModelGroup::build_training() {
   ro.overlap = dist_.overlap;
   ro.shard_optimizer = dist_.zero;
   ro.communicate_alone = dist_.communicate_alone;
+  const std::string label = "group '" + name_ + "' gradients";
+  ro.label = label.c_str();
   reducer_ = std::make_unique<dist::Reducer>(module_->parameters(), *world_, ro);
   dist::AdamWConfig ac;
   ac.beta1 = optim_.beta1;

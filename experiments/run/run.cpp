@@ -19,6 +19,7 @@
 #include "dist/checkpoint.h"
 #include "dist/gradients.h"
 #include "dist/world.h"
+#include "dist/watchdog.h"
 #include "experiments/model_io.h"
 #include "experiments/run/checkpointing.h"
 #include "experiments/run/evaluation.h"
@@ -129,6 +130,7 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
   const MethodInfo& info = find_method(config.method);
   config.method = info.name;  // the canonical name (an alias such as ddpm resolved)
   validate(config);
+  dist::set_collective_timeout(config.dist.timeout);  // before Run makes the communicators
   Run run(config);
   const int world = run.world(), rank = run.rank();
   const torch::Device device = run.device();

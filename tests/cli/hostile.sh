@@ -9,7 +9,9 @@
 #   - mixtures with means of 1e300 or a declared D of 10^6 never written;
 #   - --diffusion_steps beyond the schedule's reach (alpha-bar underflowing, or 10^8 steps);
 #   - checkpoints/latest pointing outside the run directory (not followed);
-#   - flagfiles including themselves without end, and a NUL byte in a flagfile line.
+#   - flagfiles including themselves without end, and a NUL byte in a flagfile line;
+#   - a streamed dataset truncated under a running job (1 rank) or replaced by another file (a
+#     rename over it, `mpirun -np 2`): exit 2 naming the file and the change, no SIGBUS.
 set -euo pipefail
 bin=$UNIDIFF_BIN
 py=$UNIDIFF_PYTHON
@@ -88,5 +90,33 @@ for k in 2 1 0; do for _ in $(seq 20); do echo "--flagfile=$tmp/fan$((k + 1)).fl
 expect 2 "--flagfile '.*fan3.flags': more than 1000 flagfiles read in all" -- "$bin" train --flagfile="$tmp/fan0.flags"
 printf -- '--train_steps=5\0junk\n' >"$tmp/nul.flags"
 expect 2 "--flagfile '.*nul.flags' line 1 holds a NUL byte" -- "$bin" train --flagfile="$tmp/nul.flags"
+# A streamed dataset changed under a running job.
+"$bin" data toy --dist=moons --num=20000 --seed=1 --out="$tmp/stream.h5" >/dev/null 2>&1
+cp "$tmp/stream.h5" "$tmp/other.h5"
+long=(--data="$tmp/stream.h5" --data_stream --data_batch=64 --model_hidden=16 --train_steps=10000000
+      --log_every=20 --threads=1)
+change_under_run() {  # change_under_run RUN_DIR COMMAND... (the change is made when the run has logged)
+  local run=$1; shift
+  "$@" >"$tmp/stream.out" 2>&1 &
+  local job=$! rc=0
+  for _ in $(seq 600); do [ -s "$run/metrics.jsonl" ] && break; sleep 0.05; done
+  [ -s "$run/metrics.jsonl" ] || fail "the streaming run did not start"
+  eval "$change"
+  wait $job || rc=$?
+  stream_rc=$rc
+}
+change='truncate -s 4096 "$tmp/stream.h5"'
+change_under_run "$tmp/s1" "$bin" train "${long[@]}" --run_dir="$tmp/s1"
+[ $stream_rc -eq 2 ] || { cat "$tmp/stream.out"; fail "a truncated streamed file: exit $stream_rc, expected 2"; }
+grep -q "error: '.*stream.h5' changed while the run was reading it (it shrank from [0-9]* to 4096 bytes)" "$tmp/stream.out" \
+  || { cat "$tmp/stream.out"; fail "the truncation is not named"; }
+"$bin" data toy --dist=moons --num=20000 --seed=1 --out="$tmp/stream.h5" >/dev/null 2>&1
+change='mv "$tmp/other.h5" "$tmp/stream.h5"'
+change_under_run "$tmp/s2" "$MPIEXEC" --oversubscribe --bind-to none -np 2 "$bin" train "${long[@]}" --run_dir="$tmp/s2"
+[ $stream_rc -eq 2 ] || { cat "$tmp/stream.out"; fail "a replaced streamed file: exit $stream_rc, expected 2"; }
+grep -q "error: '.*stream.h5' changed while the run was reading it (it was replaced by another file)" "$tmp/stream.out" \
+  || { cat "$tmp/stream.out"; fail "the replacement is not named"; }
+if grep -qi "bus error\|SIGBUS" "$tmp/stream.out"; then fail "a changed streamed file raised SIGBUS"; fi
+
 for r in r1 r2 r3 r4 r5 r6 r7; do [ ! -e "$tmp/$r" ] || fail "a refused run created $r"; done
 echo "hostile: all checks passed"
