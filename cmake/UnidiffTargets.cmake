@@ -6,7 +6,16 @@ target_compile_options(unidiff_options INTERFACE -Wall -Wextra -Wno-unused-param
 if(UNIDIFF_WERROR)
   target_compile_options(unidiff_options INTERFACE -Werror)
 endif()
-if(UNIDIFF_SANITIZE)
+if(UNIDIFF_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "UNIDIFF_FUZZ needs clang (libFuzzer): configure with CXX=clang++ (scripts/fuzz.sh does)")
+  endif()
+  # Coverage for libFuzzer in every unit; ASan and UBSan, UB fatal. vptr is off: LibTorch's classes
+  # come from an uninstrumented library without the type information UBSan's vptr check needs.
+  target_compile_options(unidiff_options INTERFACE -fsanitize=fuzzer-no-link,address,undefined
+    -fno-sanitize=vptr -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+  target_link_options(unidiff_options INTERFACE -fsanitize=address,undefined -fno-sanitize=vptr)
+elseif(UNIDIFF_SANITIZE)
   target_compile_options(unidiff_options INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer)
   target_link_options(unidiff_options INTERFACE -fsanitize=address,undefined)
 endif()

@@ -170,7 +170,7 @@ struct CudaLaunch {
 };
 #endif
 
-int64_t numel_of(at::IntArrayRef shape) {
+[[maybe_unused]] int64_t numel_of(at::IntArrayRef shape) {
   int64_t per = 1;
   for (int64_t s : shape) per *= s;
   return per;

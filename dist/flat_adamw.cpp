@@ -68,6 +68,11 @@ void FlatAdamW::update(const torch::Tensor& lr, const torch::Tensor& found_inf) 
   reducer_.all_gather_params();
 }
 
+int64_t FlatAdamW::steps() const {
+  if (step_count_.empty()) return steps_;
+  return static_cast<int64_t>(step_count_[0].item<double>());
+}
+
 void FlatAdamW::set_steps(int64_t steps) {
   steps_ = steps;
   torch::NoGradGuard no_grad;

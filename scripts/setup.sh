@@ -13,6 +13,10 @@
 set -euo pipefail
 
 UNIDIFF_TORCH_VERSION=2.11.0
+# The venv's other pins (a fresh machine gets exactly what CI ran with).
+UNIDIFF_PIP_VERSION=26.3
+UNIDIFF_NUMPY_VERSION=2.4.6
+UNIDIFF_H5PY_VERSION=3.16.0
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${UNIDIFF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/unidiff}
 build_dir=${UNIDIFF_BUILD_DIR:-$repo/build}
@@ -46,8 +50,9 @@ mkdir -p "$cache"
     say "creating $venv with torch==$UNIDIFF_TORCH_VERSION (about 2.7 GB download, once per machine)"
     rm -rf "$venv"
     "$py" -m venv "$venv"
-    "$venv/bin/pip" install -q --no-cache-dir --upgrade pip >&2
-    "$venv/bin/pip" install -q --no-cache-dir "torch==$UNIDIFF_TORCH_VERSION" numpy h5py >&2
+    "$venv/bin/pip" install -q --no-cache-dir "pip==$UNIDIFF_PIP_VERSION" >&2
+    "$venv/bin/pip" install -q --no-cache-dir "torch==$UNIDIFF_TORCH_VERSION" \
+      "numpy==$UNIDIFF_NUMPY_VERSION" "h5py==$UNIDIFF_H5PY_VERSION" >&2
     touch "$venv/.unidiff-complete"
   fi
 ) 9>"$cache/.venv.lock"
@@ -64,7 +69,9 @@ export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
 werror=${UNIDIFF_WERROR:-}
 if [ -z "$werror" ]; then
   werror=$(sed -n 's/^UNIDIFF_WERROR:BOOL=//p' "$build_dir/CMakeCache.txt" 2>/dev/null || true)
-  werror=${werror:-OFF}
+  # ON by default, as the test command builds: the main job and the tests then share one
+  # configuration and one build (a different -Werror would change every compile line).
+  werror=${werror:-ON}
 fi
 cmake_args=(-G Ninja
   -DCMAKE_BUILD_TYPE="${UNIDIFF_BUILD_TYPE:-Release}"

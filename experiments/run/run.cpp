@@ -125,6 +125,121 @@ DataStream& Run::stream(const std::string& name) {
 
 DataStream* Run::main_stream() { return streams_.empty() ? nullptr : streams_.front().get(); }
 
+namespace {
+
+/// The newest complete checkpoint in `run_dir` written after at most `steps` steps, if any.
+std::optional<dist::CheckpointReader> checkpoint_at_most(const std::string& run_dir, int64_t steps) {
+  std::vector<std::pair<int64_t, sfs::path>> found;
+  std::error_code ec;
+  for (const auto& e : sfs::directory_iterator(dist::checkpoints_dir(run_dir), ec)) {
+    const std::string n = e.path().filename().string();
+    char* end = nullptr;
+    if (n.rfind("step-", 0) != 0 || !e.is_directory()) continue;
+    const long long step = std::strtoll(n.c_str() + 5, &end, 10);
+    if (*end == '\0' && step >= 0 && step <= steps) found.emplace_back(step, e.path());
+  }
+  std::sort(found.begin(), found.end(), std::greater<>());
+  for (const auto& [step, dir] : found) {
+    try {
+      return dist::CheckpointReader(dir);
+    } catch (const InputError& e) {
+      log::warn("replay", detail::str_cat("skipping ", dir.string(), ": ", e.what()));
+    }
+  }
+  return std::nullopt;
+}
+
+/// --replay_step=S: the state before step S (the newest checkpoint written after at most S - 1
+/// steps, else the run's start, both exact since every step is a pure function of the state, the
+/// seed and the step), then step S, reported: its loss on every rank, each trained group's
+/// gradient (finite, or skipped with the parameters whose gradient is not finite) and its batch's
+/// global sample indices. Nothing is written to the run directory.
+TrainResult replay(Run& run, std::vector<std::unique_ptr<DataStream>>& streams, Method& method,
+                   const RunConfig& config, const Guard& guard, int64_t total) {
+  const int64_t target = config.replay_step - 1;  // 0-based index of step S
+  UD_CHECK_INPUT(config.replay_step <= total, "--replay_step=", config.replay_step, " is past the run's ", total,
+                 " steps");
+  const std::optional<dist::CheckpointReader> ckpt = checkpoint_at_most(config.run_dir, target);
+  if (ckpt) {
+    const auto changed = changed_settings(*ckpt, guard);
+    std::string list;
+    for (const auto& c : changed) list += "\n  " + c;
+    UD_CHECK_INPUT(changed.empty(), "--replay_step needs the run's own settings; ", ckpt->dir().string(),
+                   " was made with others:", list);
+  }
+  method.start(ckpt.has_value());
+  int64_t first = 0;
+  if (ckpt) {
+    load_groups(*ckpt, run.groups());
+    for (auto& s : streams) s->load(*ckpt);
+    method.load_state(*ckpt);
+    first = ckpt->step();
+  }
+  log::info("replay", detail::str_cat("step ", config.replay_step, " from ",
+                                      ckpt ? ckpt->dir().string() : std::string("the start"), " (", target - first,
+                                      " step(s) before it)"));
+  const auto skips = [&] {
+    std::vector<double> n;
+    for (ModelGroup* g : run.groups().all()) {
+      n.push_back(g->trained() && g->skipped_total().defined() ? g->skipped_total().sum().item<double>() : 0.0);
+    }
+    return n;
+  };
+  for (int64_t step = first; step < target; ++step) {
+    for (auto& s : streams) s->set_step(step);
+    (void)method.step(step);
+  }
+  for (auto& s : streams) s->set_step(target);
+  const std::vector<double> before = skips();
+  const StepOutput out = method.step(target);
+  const std::vector<double> after = skips();
+  torch::Tensor losses = run.comm().all_gather(out.loss.detach().to(torch::kCPU, torch::kFloat64).reshape({1}));
+  std::string report = detail::str_cat("step ", config.replay_step, ": loss");
+  for (int64_t r = 0; r < losses.size(0); ++r) {
+    char v[40];
+    std::snprintf(v, sizeof(v), " %.17g", losses[r].item<double>());
+    report += detail::str_cat(v, losses.size(0) > 1 ? detail::str_cat(" (rank ", r, ")") : "");
+  }
+  report += torch::isfinite(losses).all().item<bool>() ? " (finite)" : " (NOT finite)";
+  const std::vector<ModelGroup*> groups = run.groups().all();
+  for (size_t i = 0; i < groups.size(); ++i) {
+    ModelGroup* g = groups[i];
+    if (!g->trained()) continue;
+    if (after[i] == before[i]) {
+      report += detail::str_cat("; group '", g->name(), "': gradient finite, updated");
+      continue;
+    }
+    std::string names;
+    int shown = 0, bad = 0;
+    for (const auto& item : g->module().named_parameters()) {
+      const torch::Tensor grad = item.value().grad();
+      if (!grad.defined() || torch::isfinite(grad).all().item<bool>()) continue;
+      ++bad;
+      if (shown++ < 8) names += detail::str_cat(names.empty() ? "" : ", ", item.key());
+    }
+    report += detail::str_cat("; group '", g->name(), "': gradient NOT finite, update skipped",
+                              bad > 0 ? detail::str_cat(" (non-finite in ", bad, " parameter(s): ", names,
+                                                        bad > shown ? ", ..." : "", ")")
+                                      : std::string());
+  }
+  log::info("replay", report);
+  if (DataStream* stream = run.main_stream()) {
+    if (const auto mine = stream->indices_of(target)) {
+      const torch::Tensor all = run.comm().all_gather(mine->to(torch::kInt64).contiguous());
+      log::info("replay", detail::str_cat("step ", config.replay_step, ": its batch of stream '", stream->name(),
+                                          "' held the global sample indices ", index_list(all), " (keyed by --seed=",
+                                          run.seed(), " at that step)"));
+    }
+  }
+  TrainResult result;
+  result.start_step = first;
+  result.steps = config.replay_step;
+  result.final_loss = losses.mean().item<double>();
+  return result;
+}
+
+}  // namespace
+
 TrainResult train(const RunConfig& given, const settings::Assignments& assignments) {
   RunConfig config = given;
   const MethodInfo& info = find_method(config.method);
@@ -147,6 +262,7 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
   }
   Guard guard = run_settings().guarded(config);
   for (const auto& [k, v] : method->guard()) guard[k] = v;
+  if (config.replay_step > 0) return replay(run, run.streams_, *method, config, guard, total);
   // The run directory: unidiff's or new, and this job's alone (rank 0 holds its lock; every rank
   // learns of a refusal and exits 2 with it).
   check_run_dir_owned(config.run_dir);

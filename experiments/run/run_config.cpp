@@ -26,6 +26,12 @@ const settings::Table<RunConfig>& run_settings() {
                                       "exit 1")
               .check(s::non_negative()),
           &C::max_nonfinite_steps);
+    t.add(Decl("replay_step",
+               "replay step S of the run in --run_dir (the step a non-finite report names) from its newest "
+               "checkpoint before S, or from the start, and report its loss, gradients and batch; writes nothing "
+               "(0: train)")
+              .check(s::non_negative()),
+          &C::replay_step);
     t.include(checkpoint_settings(), "", &C::ckpt);
     t.add(Decl("eval_samples", "samples behind each distance reported during training (0 = none)")
               .check(s::non_negative()),

@@ -358,6 +358,43 @@ grep -q '"nonfinite_steps": 1' "$tmp/spiked/metrics.jsonl" || fail "metrics.json
 "$py" -c "import h5py, numpy as np, sys; f = h5py.File(sys.argv[1]); \
 assert all(np.isfinite(f[g][k][...]).all() for g in ('params', 'ema') for k in f[g])" "$tmp/spiked/model.h5" ||
   fail "skipped steps left non-finite weights"
+# Replaying a skipped step: --replay_step=S rebuilds the state before step S (the newest checkpoint
+# written after at most S - 1 steps, or the start) and runs step S again: the batch the warning
+# named, the loss not finite, the update skipped; a finite step's loss equals the one metrics.jsonl
+# logged for it (log_every 1); nothing in the run directory changes. A run stopped at a checkpoint
+# after a skipped step and resumed ends bit for bit where the uninterrupted run does (the
+# optimizer's step count in the checkpoint is the device's, which skipped steps do not advance).
+. "$(dirname "$0")/compare_runs.sh"
+spiked=(--flagfile="$tmp/small.flags" --data="$tmp/spiked.h5" --train_steps=20 --save_every=5)
+"$bin" train "${spiked[@]}" --run_dir="$tmp/spiked2" >"$tmp/spiked2.log" 2>&1 || fail "the spiked run failed"
+first=$(sed -n 's/.*(first at step \([0-9]*\)).*/\1/p' "$tmp/spiked2.log" | head -1)
+named=$(sed -n 's/.*(first at step [0-9]*); its batch of stream .data. held the global sample indices \(\[[^]]*\]\).*/\1/p' "$tmp/spiked2.log" | head -1)
+snapshot_spiked() { (cd "$tmp/spiked2" && find . -type f -exec md5sum {} + | sort); }
+before=$(snapshot_spiked)
+if [ -z "$first" ] || [ -z "$named" ]; then cat "$tmp/spiked2.log"; fail "the spiked run named no skipped step"; else
+  expect 0 "\[replay\] step $first: loss [^ ]+ \(NOT finite\); group 'model': gradient NOT finite, update skipped \(non-finite in [0-9]+ parameter" \
+    -- "$bin" train "${spiked[@]}" --run_dir="$tmp/spiked2" --replay_step="$first"
+  replayed=$(sed -n 's/.*step [0-9]*: its batch of stream .data. held the global sample indices \(\[[^]]*\]\).*/\1/p' "$expect_out")
+  [ "$replayed" = "$named" ] || fail "the replayed batch $replayed is not the logged $named"
+  finite=$((first + 1))
+  expect 0 "\[replay\] step $finite: loss [^ ]+ \(finite\); group 'model': gradient finite, updated" \
+    -- "$bin" train "${spiked[@]}" --run_dir="$tmp/spiked2" --replay_step="$finite"
+  "$py" - "$expect_out" "$tmp/spiked2/metrics.jsonl" "$finite" <<'PY' || fail "the replayed loss differs from the logged one"
+import json, re, sys
+replayed = float(re.search(r"step \d+: loss (\S+) \(finite\)", open(sys.argv[1]).read()).group(1))
+logged = [json.loads(l) for l in open(sys.argv[2]) if '"loss"' in l and json.loads(l).get("step") == int(sys.argv[3])][0]["loss"]
+assert abs(replayed - logged) <= 1e-7 * abs(logged), (replayed, logged)
+print(f"replayed loss {replayed!r}, logged {logged!r}")
+PY
+  expect 2 "--replay_step=21 is past the run's 20 steps" -- "$bin" train "${spiked[@]}" --run_dir="$tmp/spiked2" --replay_step=21
+  [ "$(snapshot_spiked)" = "$before" ] || fail "replaying changed the run directory"
+  stop=$(( (first + 4) / 5 * 5 ))
+  [ $stop -gt $first ] || stop=$((stop + 5))
+  rc=0; "$bin" train "${spiked[@]}" --train_stop_at=$stop --run_dir="$tmp/spiked3" >/dev/null 2>&1 || rc=$?
+  [ $rc -eq 75 ] || fail "the spiked run stopped at $stop exited $rc"
+  "$bin" train "${spiked[@]}" --run_dir="$tmp/spiked3" >/dev/null 2>&1 || fail "the spiked run's resume failed"
+  compare "$tmp/spiked2" "$tmp/spiked3" exact || fail "a run resumed after a skipped step left the uninterrupted path"
+fi
 # The step in a CUDA graph needs a CUDA device: refused on the CPU before the run directory exists.
 expect 2 "--cuda_graph needs a CUDA device; this run is on cpu" -- "$bin" train --data="$tmp/img8.h5" "${unet[@]}" \
   --cuda_graph --run_dir="$tmp/graph"
