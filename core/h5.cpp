@@ -426,10 +426,26 @@ void write_attr(File& file, const std::string& object, const std::string& key,
                 [&](hid_t a) { return H5Awrite(a, type.get(), padded.data()); });
 }
 
+namespace {
+/// A number attribute must hold one integer or float: a string would fail inside HDF5 without
+/// naming the field, and an array would be read past the one value's memory (found by the model
+/// file fuzzer, FUZZ_STRICT=1).
+void check_numeric_scalar(const Handle& a, const File& file, const std::string& object, const std::string& key) {
+  Handle type(H5Aget_type(a.get()));
+  const H5T_class_t cls = H5Tget_class(type.get());
+  UD_CHECK_INPUT(cls == H5T_INTEGER || cls == H5T_FLOAT, "'", file.path().string(), "' attribute '", key, "' of ",
+                 object, " is not a number (HDF5 type class ", static_cast<int>(cls), ")");
+  Handle space(H5Aget_space(a.get()));
+  UD_CHECK_INPUT(H5Sget_simple_extent_npoints(space.get()) == 1, "'", file.path().string(), "' attribute '", key,
+                 "' of ", object, " holds ", H5Sget_simple_extent_npoints(space.get()), " values, expected one");
+}
+}  // namespace
+
 std::optional<int64_t> read_attr_int(const File& file, const std::string& object,
                                      const std::string& key) {
   auto a = open_attr(file, object, key);
   if (!a) return std::nullopt;
+  check_numeric_scalar(*a, file, object, key);
   int64_t v = 0;
   H5_CHECK(H5Aread(a->get(), H5T_NATIVE_INT64, &v), "reading attribute " + key, file.path());
   return v;
@@ -439,6 +455,7 @@ std::optional<double> read_attr_double(const File& file, const std::string& obje
                                        const std::string& key) {
   auto a = open_attr(file, object, key);
   if (!a) return std::nullopt;
+  check_numeric_scalar(*a, file, object, key);
   double v = 0;
   H5_CHECK(H5Aread(a->get(), H5T_NATIVE_DOUBLE, &v), "reading attribute " + key, file.path());
   return v;
@@ -454,6 +471,7 @@ std::optional<std::string> read_attr_string(const File& file, const std::string&
     char* s = nullptr;
     Handle mem(H5Tcopy(H5T_C_S1));
     H5Tset_size(mem.get(), H5T_VARIABLE);
+    H5Tset_cset(mem.get(), H5Tget_cset(type.get()));  // h5py writes str as UTF-8: ASCII would not convert
     H5_CHECK(H5Aread(a->get(), mem.get(), &s), "reading attribute " + key, file.path());
     std::string out = s ? s : "";
     H5free_memory(s);

@@ -62,6 +62,11 @@ h5::DatasetInfo check_data(const h5::File& file, const std::filesystem::path& pa
   UD_CHECK_INPUT(info.shape.size() >= 2, "'", path.string(), "' /data must be [N, ...] with at ",
                  "least 2 dimensions, got ", info.shape.size());
   UD_CHECK_INPUT(info.shape[0] > 0, "'", path.string(), "' /data holds no samples");
+  for (size_t d = 1; d < info.shape.size(); ++d) {
+    // A sample of no values (found by the dataset fuzzer: rows of 0 bytes).
+    UD_CHECK_INPUT(info.shape[d] > 0, "'", path.string(), "' /data has samples of no values (dimension ", d,
+                   " of its shape is 0)");
+  }
   UD_CHECK_INPUT(info.dtype != torch::kUInt8 || info.shape.size() == 4, "'", path.string(),
                  "' uint8 /data must be images [N, C, H, W], got ", info.shape.size(), " dims");
   return info;
@@ -79,11 +84,15 @@ std::pair<torch::Tensor, int64_t> read_labels(const h5::File& file, const std::f
                  "' /labels must be [N] with N = ", n, " like /data");
   const torch::Tensor labels = h5::read_tensor(file, "/labels").to(torch::kInt64);
   const auto nc = h5::read_attr_int(file, "/labels", "num_classes");
-  const int64_t num_classes = nc ? *nc : labels.max().item<int64_t>() + 1;
   const int64_t lo = labels.min().item<int64_t>(), hi = labels.max().item<int64_t>();
+  // Without the attribute, the largest label + 1 (a label of 2^63 - 1 would overflow: the dataset
+  // fuzzer's find; anything past the bound below is refused the same way).
+  const int64_t num_classes = nc ? *nc : std::min<int64_t>(hi, 1000000) + 1;
   // Classes size embeddings and per-class tables: an attribute of 10^7 in a small file is refused.
-  UD_CHECK_INPUT(num_classes >= 1 && num_classes <= 1000000, "'", path.string(), "' /labels attribute num_classes = ",
-                 num_classes, " is out of range (1 to 1,000,000)");
+  UD_CHECK_INPUT(lo >= 0, "'", path.string(), "' /labels range [", lo, ", ", hi, "] holds negative labels");
+  UD_CHECK_INPUT(num_classes >= 1 && num_classes <= 1000000, "'", path.string(), "' /labels ",
+                 nc ? "attribute num_classes = " : "largest label + 1 = ", num_classes,
+                 " is out of range (1 to 1,000,000)");
   UD_CHECK_INPUT(lo >= 0 && hi < num_classes, "'", path.string(), "' /labels range [", lo,
                  ", ", hi, "] does not fit num_classes = ", num_classes);
   return {labels, num_classes};

@@ -244,8 +244,17 @@ CheckpointReader::CheckpointReader(const sfs::path& dir) : dir_(dir) {
   step_ = h5::read_attr_int(f, "/", "step").value_or(-1);
   world_size_ = static_cast<int>(h5::read_attr_int(f, "/", "world_size").value_or(0));
   UD_CHECK_INPUT(step_ >= 0 && world_size_ > 0, "'", manifest.string(), "' lacks step or world size");
-  const torch::Tensor sizes = h5::read_tensor(f, "/shards/size");
-  const torch::Tensor crcs = h5::read_tensor(f, "/shards/crc32");
+  // Every number below comes from the file: types, shapes and ranges are checked before use
+  // (the checkpoint fuzzer, FUZZ_STRICT=1, found a 0-dim /shards/size failing inside LibTorch).
+  const auto integers = [&](const std::string& ds) {
+    UD_CHECK_INPUT(f.has(ds), "'", manifest.string(), "' has no ", ds);
+    const torch::Tensor t = h5::read_tensor(f, ds);
+    UD_CHECK_INPUT(!torch::isFloatingType(t.scalar_type()) && t.scalar_type() != torch::kBool && t.dim() <= 2,
+                   "'", manifest.string(), "' ", ds, " must hold integers in at most 2 dimensions");
+    return t.to(torch::kInt64).reshape({-1});
+  };
+  const torch::Tensor sizes = integers("/shards/size");
+  const torch::Tensor crcs = integers("/shards/crc32");
   UD_CHECK_INPUT(sizes.numel() == world_size_ && crcs.numel() == world_size_, "'",
                  manifest.string(), "' lists ", sizes.numel(), " shards for ", world_size_, " ranks");
   for (int r = 0; r < world_size_; ++r) {
@@ -266,13 +275,40 @@ CheckpointReader::CheckpointReader(const sfs::path& dir) : dir_(dir) {
     const std::string group = ds.substr(0, ds.size() - suffix.size());
     const std::string name = group.substr(std::string("/tensors/").size());
     Entry e;
-    const torch::Tensor shape = h5::read_tensor(f, ds);
-    for (int64_t i = 0; i < shape.numel(); ++i) e.shape.push_back(shape[i].item<int64_t>());
+    const torch::Tensor shape = integers(ds);
+    UD_CHECK_INPUT(shape.numel() <= 8, "'", manifest.string(), "' ", ds, " has ", shape.numel(), " dimensions");
+    int64_t numel = 1;
+    for (int64_t i = 0; i < shape.numel(); ++i) {
+      const int64_t d = shape[i].item<int64_t>();
+      UD_CHECK_INPUT(d >= 0 && (d == 0 || numel <= (int64_t{1} << 40) / d), "'", manifest.string(), "' ", ds,
+                     " declares an impossible size");
+      numel *= d;
+      e.shape.push_back(d);
+    }
     e.dtype = h5::read_attr_string(f, group, "dtype").value_or("");
-    const torch::Tensor pieces = h5::read_tensor(f, group + "/pieces").view({-1, 3});
-    for (int64_t i = 0; i < pieces.size(0); ++i) {
-      e.pieces.push_back({pieces[i][0].item<int64_t>(), pieces[i][1].item<int64_t>(),
-                          pieces[i][2].item<int64_t>()});
+    (void)parse_dtype(e.dtype);  // refuses an unknown dtype now, naming it
+    const torch::Tensor pieces = integers(group + "/pieces");
+    UD_CHECK_INPUT(pieces.numel() % 3 == 0, "'", manifest.string(), "' ", group, "/pieces must be [k, 3]");
+    int64_t covered = 0;
+    for (int64_t i = 0; i < pieces.numel() / 3; ++i) {
+      const int64_t rank = pieces[3 * i].item<int64_t>(), start = pieces[3 * i + 1].item<int64_t>(),
+                    count = pieces[3 * i + 2].item<int64_t>();
+      UD_CHECK_INPUT(rank >= 0 && rank < world_size_ && start >= 0 && count >= 0 && start <= numel &&
+                         count <= numel - start,
+                     "'", manifest.string(), "' ", group, "/pieces row ", i, " (", rank, ", ", start, ", ", count,
+                     ") is out of range (", world_size_, " ranks, ", numel, " elements)");
+      covered += count;
+      e.pieces.push_back({rank, start, count});
+    }
+    UD_CHECK_INPUT(covered == numel, "checkpoint tensor ", name, " is incomplete: its pieces cover ", covered,
+                   " of ", numel, " elements (", manifest.string(), ")");
+    std::vector<std::array<int64_t, 3>> order = e.pieces;  // each element exactly once
+    std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a[1] < b[1]; });
+    int64_t next = 0;
+    for (const auto& piece : order) {
+      UD_CHECK_INPUT(piece[1] == next || piece[2] == 0, "checkpoint tensor ", name,
+                     "'s pieces overlap or leave a gap at element ", next, " (", manifest.string(), ")");
+      next = std::max(next, piece[1] + piece[2]);
     }
     tensors_[name] = std::move(e);
   }
@@ -322,14 +358,26 @@ torch::Tensor CheckpointReader::read(const std::string& name) const {
   const Entry& e = it->second;
   int64_t numel = 1;
   for (const int64_t d : e.shape) numel *= d;
-  torch::Tensor flat = torch::empty({numel}, parse_dtype(e.dtype));
-  int64_t covered = 0;
+  // The pieces (ranges checked at open) must be stored as declared before anything is allocated
+  // by the declared shape: a manifest cannot make a few KB of shards allocate without bound.
   std::map<int64_t, h5::File> files;
   for (const auto& [rank, start, count] : e.pieces) {
     auto f = files.find(rank);
     if (f == files.end()) {
       f = files.emplace(rank, h5::File::open_read(shard_path(dir_, static_cast<int>(rank)))).first;
     }
+    const std::string ds = piece_dataset(name, start);
+    UD_CHECK_INPUT(f->second.has(ds), "checkpoint tensor ", name, " piece at ", start, " is missing from ",
+                   f->second.path().string());
+    int64_t stored = 1;
+    for (const int64_t d : h5::dataset_info(f->second, ds).shape) stored *= d;
+    UD_CHECK_INPUT(stored == count, "checkpoint tensor ", name, " piece at ", start, " has ", stored,
+                   " elements, the manifest says ", count);
+  }
+  torch::Tensor flat = torch::empty({numel}, parse_dtype(e.dtype));
+  int64_t covered = 0;
+  for (const auto& [rank, start, count] : e.pieces) {
+    auto f = files.find(rank);
     const torch::Tensor piece = h5::read_tensor(f->second, piece_dataset(name, start));
     UD_CHECK_INPUT(piece.numel() == count, "checkpoint tensor ", name, " piece at ", start,
                    " has ", piece.numel(), " elements, the manifest says ", count);
