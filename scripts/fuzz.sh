@@ -8,6 +8,8 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]   targets: dataset mixture model_file manifest flagfile
 #   UNIDIFF_FUZZ_BUILD_DIR  build folder (default build-fuzz)
 #   FUZZ_STRICT=1           refusals other than InputError count as crashes
+#   UNIDIFF_FUZZ_SEED       libFuzzer's -seed (default 0: a random one; the test command passes 1,
+#                           so CI explores the same inputs on every run of the same code)
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 seconds=${1:-30}
@@ -83,7 +85,7 @@ for t in "${targets[@]}"; do
   log="$fuzz_dir/artifacts/$t.log"
   rc=0
   TMPDIR="$work" "$fuzz_dir/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=30 \
-    -print_final_stats=1 -artifact_prefix="$fuzz_dir/artifacts/$t-" "$corpus" >"$log" 2>&1 || rc=$?
+    -seed="${UNIDIFF_FUZZ_SEED:-0}" -print_final_stats=1 -artifact_prefix="$fuzz_dir/artifacts/$t-" "$corpus" >"$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   result=ok
   if [ $rc -ne 0 ]; then result="FAILED (exit $rc; $log)"; failed+=("$t"); fi

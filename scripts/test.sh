@@ -13,5 +13,5 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 cd "$UNIDIFF_BUILD_DIR"
 ctest --output-on-failure --timeout 900 -j "${UNIDIFF_TEST_JOBS:-2}" "$@"
 if [ $# -eq 0 ] && [ "${UNIDIFF_FUZZ_SECONDS:-20}" != 0 ]; then
-  "$repo/scripts/fuzz.sh" "${UNIDIFF_FUZZ_SECONDS:-20}"
+  UNIDIFF_FUZZ_SEED=${UNIDIFF_FUZZ_SEED:-1} "$repo/scripts/fuzz.sh" "${UNIDIFF_FUZZ_SECONDS:-20}"
 fi
