@@ -8,7 +8,8 @@
 #     checkpoint and the next run resumes from it, ending bit-identical;
 #   - a corrupted shard is detected (CRC-32), named, and --resume=auto falls back to the previous
 #     checkpoint and says so;
-#   - SIGTERM to one rank of `mpirun -np 2`, and to launcher/unidiff-launch: checkpoint, exit code 75
+#   - SIGTERM and SIGUSR1 to one rank of `mpirun -np 2`, and SIGTERM to launcher/unidiff-launch
+#     (which forwards SIGUSR1 to mpirun): checkpoint, exit code 75
 #     (no MPI_Abort), and the resumed run matches
 #     an uninterrupted one bit for bit;
 #   - `unidiff ckpt info`; the h5py snippet of docs/checkpoints.md reads every checkpoint compared here;
@@ -86,25 +87,29 @@ grep -q "unusable" "$tmp/out" && grep -q "resumed from .*step-000000020" "$tmp/o
 # --- a changed setting is refused, naming it -----------------------------------------------------
 expect 2 "data_batch: 96 -> 48" -- "$bin" train "${common[@]}" --data_batch=48 --train_steps=50 --run_dir="$tmp/bad"
 
-# --- SIGTERM to one rank --------------------------------------------------------------------------
+# --- SIGTERM, then SIGUSR1, to one rank ------------------------------------------------------------
 long=(--train_steps=400 --log_every=5)
 "${mpi[@]}" -np 2 "$bin" train "${common[@]}" "${long[@]}" --run_dir="$tmp/sig_straight" >/dev/null 2>&1
-"${mpi[@]}" -np 2 "$bin" train "${common[@]}" "${long[@]}" --run_dir="$tmp/sig" >"$tmp/sig.log" 2>&1 &
-job=$!
-for _ in $(seq 200); do
-  [ -s "$tmp/sig/metrics.jsonl" ] && break
-  sleep 0.05
+for sig in TERM USR1; do
+  run="$tmp/sig$sig"
+  "${mpi[@]}" -np 2 "$bin" train "${common[@]}" "${long[@]}" --run_dir="$run" >"$tmp/sig.log" 2>&1 &
+  job=$!
+  for _ in $(seq 200); do
+    [ -s "$run/metrics.jsonl" ] && break
+    sleep 0.05
+  done
+  victim=$(pgrep -f "unidiff train.*$run\$" | tail -1 || true)
+  [ -z "$victim" ] && victim=$(pgrep -f "run_dir=$run" | grep -v "^$job\$" | tail -1)
+  kill -$sig "$victim"
+  set +e
+  wait $job; rc=$?
+  set -e
+  if [ $rc -ne 75 ]; then echo "SIG$sig run exited $rc, expected 75"; cat "$tmp/sig.log"; exit 1; fi
+  number=$(kill -l $sig)
+  grep -q "on signal $number" "$tmp/sig.log" || { cat "$tmp/sig.log"; echo "no stop on signal $number"; exit 1; }
+  "${mpi[@]}" -np 2 "$bin" train "${common[@]}" "${long[@]}" --run_dir="$run" >/dev/null 2>&1
+  compare "$tmp/sig_straight" "$run" exact
 done
-victim=$(pgrep -f "unidiff train.*$tmp/sig\$" | tail -1 || true)
-[ -z "$victim" ] && victim=$(pgrep -f "run_dir=$tmp/sig" | grep -v "^$job\$" | tail -1)
-kill -TERM "$victim"
-set +e
-wait $job; rc=$?
-set -e
-if [ $rc -ne 75 ]; then echo "SIGTERM run exited $rc, expected 75"; cat "$tmp/sig.log"; exit 1; fi
-grep -q "on signal 15" "$tmp/sig.log"
-"${mpi[@]}" -np 2 "$bin" train "${common[@]}" "${long[@]}" --run_dir="$tmp/sig" >/dev/null 2>&1
-compare "$tmp/sig_straight" "$tmp/sig" exact
 # --- SIGTERM to the launcher (what schedulers and Ctrl-C send to mpirun) ---------------------------
 # unidiff-launch turns it into SIGUSR1 for mpirun, which forwards it: both ranks stop after the same
 # step, checkpoint and exit 75 through MPI_Finalize (no MPI_ABORT); resumed, the run ends equal to

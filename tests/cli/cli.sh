@@ -395,6 +395,17 @@ PY
   "$bin" train "${spiked[@]}" --run_dir="$tmp/spiked3" >/dev/null 2>&1 || fail "the spiked run's resume failed"
   compare "$tmp/spiked2" "$tmp/spiked3" exact || fail "a run resumed after a skipped step left the uninterrupted path"
 fi
+# The same under mpirun -np 2: the step and batch the 2-rank run skipped are replayed on 2 ranks.
+mpi2=("$MPIEXEC" --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -np 2)
+"${mpi2[@]}" "$bin" train "${spiked[@]}" --run_dir="$tmp/spiked4" >"$tmp/spiked4.log" 2>&1 || fail "the 2-rank spiked run failed"
+first=$(sed -n 's/.*(first at step \([0-9]*\)).*/\1/p' "$tmp/spiked4.log" | head -1)
+named=$(sed -n 's/.*(first at step [0-9]*); its batch of stream .data. held the global sample indices \(\[[^]]*\]\).*/\1/p' "$tmp/spiked4.log" | head -1)
+if [ -z "$first" ] || [ -z "$named" ]; then cat "$tmp/spiked4.log"; fail "the 2-rank spiked run named no skipped step"; else
+  expect 0 "\[replay\] step $first: loss [^ ]+ \(rank 0\) [^ ]+ \(rank 1\) \(NOT finite\); group 'model': gradient NOT finite, update skipped" \
+    -- "${mpi2[@]}" "$bin" train "${spiked[@]}" --run_dir="$tmp/spiked4" --replay_step="$first"
+  replayed=$(sed -n 's/.*step [0-9]*: its batch of stream .data. held the global sample indices \(\[[^]]*\]\).*/\1/p' "$expect_out")
+  [ "$replayed" = "$named" ] || fail "2 ranks: the replayed batch $replayed is not the logged $named"
+fi
 # The step in a CUDA graph needs a CUDA device: refused on the CPU before the run directory exists.
 expect 2 "--cuda_graph needs a CUDA device; this run is on cpu" -- "$bin" train --data="$tmp/img8.h5" "${unet[@]}" \
   --cuda_graph --run_dir="$tmp/graph"
