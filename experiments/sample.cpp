@@ -16,6 +16,7 @@
 #include "dist/world.h"
 #include "experiments/model_io.h"
 #include "experiments/pretrain/objectives.h"
+#include "experiments/run/progress.h"
 #include "objectives/ddpm_schedule.h"
 #include "objectives/distill/consistency_distillation.h"
 #include "models/gmm.h"
@@ -355,7 +356,7 @@ torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device 
   UD_CHECK_INPUT(c.num > 0 && c.batch > 0, "the number of samples and the batch must be positive");
   const DiffusionConfig diffusion = resolve_diffusion(m.diffusion);
   torch::Tensor labels;  // of the current chunk
-  const objectives::SamplerModel model = trained_model(c, m, diffusion, labels);
+  objectives::SamplerModel model = trained_model(c, m, diffusion, labels);
   // The model's own sampler, steps and spacing (a distilled student records them) unless asked.
   const std::string asked = c.sampler.empty() ? diffusion.sampler : c.sampler;
   const objectives::SamplerSpec& spec = objectives::select_sampler(asked, model);
@@ -399,10 +400,32 @@ torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device 
   const double scale = ddpm ? 1.0 : sch.sigma(sch.t_max);
   torch::NoGradGuard no_grad;
   const auto start = std::chrono::steady_clock::now();
+  // Progress in samples, advanced inside a chunk by the network evaluations made so far (each
+  // model function counts its calls; a chunk is expected to take `per_chunk` of them): a chunk of
+  // 1,000 DDPM steps on a CPU takes minutes, and says so every 10 s with a rate and an ETA.
+  Progress progress("sample", "samples", c.num);
+  const double per_chunk = static_cast<double>(std::max<int64_t>(1, steps)) *
+                           (spec.name == "heun" ? 2.0 : spec.name == "smld" ? static_cast<double>(options.smld_inner) : 1.0);
+  int64_t evaluations = 0, chunk_begin = 0, chunk_end = 0;
+  const auto counted = [&](auto fn) {
+    return [&, fn](const auto&... args) {
+      ++evaluations;
+      progress.update(static_cast<double>(chunk_begin) +
+                      static_cast<double>(chunk_end - chunk_begin) * std::min(1.0, evaluations / per_chunk));
+      return fn(args...);
+    };
+  };
+  if (model.eps) model.eps = counted(model.eps);
+  if (model.denoise) model.denoise = counted(model.denoise);
+  if (model.consistency) model.consistency = counted(model.consistency);
+  if (model.instaflow_w) model.instaflow_w = counted(model.instaflow_w);
   std::vector<torch::Tensor> chunks;
   for (int64_t begin = 0; begin < c.num; begin += c.batch) {
     if (stop_on_signal && dist::stop_signal_number() != 0) throw SamplingStopped();
     const int64_t end = std::min(c.num, begin + c.batch);
+    chunk_begin = begin;
+    chunk_end = end;
+    evaluations = 0;
     // On the device once: every step's noise is keyed by it (a host tensor would be copied, and
     // waited for, at every step).
     const torch::Tensor idx = rng::arange_indices(begin, end).to(device);
@@ -416,7 +439,7 @@ torch::Tensor draw_samples(const SampleConfig& c, LoadedModel& m, torch::Device 
       return rng::normal(stream, static_cast<uint64_t>(i + 1), idx, m.network.data_shape, device);
     };
     chunks.push_back(objectives::run_sampler(spec, model, x_T, options, noise).to(torch::kCPU, torch::kFloat32));
-    if (c.num > c.batch) log::info("sample", detail::str_cat(end, "/", c.num, " samples"));
+    progress.update(static_cast<double>(end));
   }
   log_rate(c.num, start);
   return torch::cat(chunks);

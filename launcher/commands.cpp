@@ -97,6 +97,15 @@ const s::Table<CheckpointInfoConfig>& checkpoint_info_settings() {
   return t;
 }
 
+const s::Table<PlotConfig>& plot_settings() {
+  static const s::Table<PlotConfig> t = [] {
+    s::Table<PlotConfig> t;
+    t.add(Decl("run_dir", "the run directory whose metrics.jsonl to plot (into RUN_DIR/plots/)"), &PlotConfig::run_dir);
+    return t;
+  }();
+  return t;
+}
+
 std::vector<s::FlagInfo> run_flags() { return s::flag_infos(experiments::run_settings()); }
 
 namespace {
@@ -142,6 +151,9 @@ const std::vector<Command>& commands() {
       {"eval train-classifier",
        "train the evaluation classifier on labelled images (--data), report its accuracy on --reference",
        s::flag_infos(classifier_settings())},
+      {"plot", "draw every curve of a run's metrics.jsonl (loss, learning rate, evaluations, rewards) as PNGs in "
+               "RUN_DIR/plots/",
+       s::flag_infos(plot_settings())},
       {"ckpt info", "print a checkpoint's manifest: step, world size, groups and tensors",
        s::flag_infos(checkpoint_info_settings())},
       {"data gmm", "draw exact samples of a Gaussian mixture file (/weights, /means, /stds)",

@@ -54,6 +54,11 @@ struct GmmDataConfig {
 };
 const settings::Table<GmmDataConfig>& gmm_data_settings();
 
+struct PlotConfig {
+  std::string run_dir;
+};
+const settings::Table<PlotConfig>& plot_settings();
+
 struct CheckpointInfoConfig {
   std::string checkpoint;
 };

@@ -25,6 +25,7 @@
 #include "experiments/eval.h"
 #include "experiments/run/checkpointing.h"
 #include "experiments/run/method.h"
+#include "experiments/run/plots.h"
 #include "experiments/run/run.h"
 #include "experiments/sample.h"
 #include "launcher/cli.h"
@@ -207,6 +208,13 @@ int dispatch(int argc, char** argv) {
   }
   if (name == "eval train-classifier") {
     unidiff::experiments::train_classifier(launcher::classifier_settings().build(set));
+    return kExitOk;
+  }
+  if (name == "plot") {
+    const std::string run_dir = launcher::plot_settings().build(set).run_dir;
+    UD_CHECK_INPUT(!run_dir.empty(), "--run_dir is required");
+    UD_CHECK_INPUT(!unidiff::experiments::write_plots(run_dir).empty(), "'", run_dir,
+                   "/metrics.jsonl' has no series of two or more finite points to plot");
     return kExitOk;
   }
   if (name == "ckpt info") {

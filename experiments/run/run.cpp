@@ -20,6 +20,7 @@
 #include "dist/gradients.h"
 #include "dist/world.h"
 #include "dist/watchdog.h"
+#include "experiments/run/plots.h"
 #include "experiments/model_io.h"
 #include "experiments/run/checkpointing.h"
 #include "experiments/run/evaluation.h"
@@ -491,6 +492,11 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
     save_model(out, r.network, r.diffusion, r.group->net(), r.group->ema(), total);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     log::info("train", detail::str_cat("done in ", format_duration(secs), "; weights and EMA in ", out.string()));
+    try {
+      write_plots(config.run_dir);  // a failed plot is not a failed run
+    } catch (const std::exception& e) {
+      log::warn("train", detail::str_cat("no plots: ", e.what()));
+    }
   }
   run.comm().barrier();
   return result;

@@ -73,6 +73,21 @@ grep -qx -- "--model_hidden=16" "$tmp/ok/config.flags" || fail "config.flags lac
 grep -qx -- "--optim_lr=0.001" "$tmp/ok/config.flags" || fail "config.flags lacks a default"
 [ "$(wc -l <"$tmp/ok/metrics.jsonl")" -eq 7 ] || fail "metrics.jsonl should have 7 rows"
 tail -n 1 "$tmp/ok/metrics.jsonl" | grep -q '"step": 7,' || fail "last metrics row is not step 7"
+# The run's curves: RUN_DIR/plots/<key>.png for every series of metrics.jsonl, at the end of the run
+# and by `unidiff plot`; its log line's first and last values are metrics.jsonl's.
+expect 0 "\[plot\] loss: 7 points, steps 1-7, " -- "$bin" plot --run_dir="$tmp/ok"
+"$py" - "$tmp/ok" "$expect_out" <<'PY' || fail "the plots do not match metrics.jsonl"
+import json, re, struct, sys
+run, out = sys.argv[1], open(sys.argv[2]).read()
+rows = [json.loads(l) for l in open(f"{run}/metrics.jsonl")]
+for key in ("loss", "lr", "steps_per_s"):
+    png = open(f"{run}/plots/{key}.png", "rb").read()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR", key
+    assert struct.unpack(">II", png[16:24]) == (512, 256), struct.unpack(">II", png[16:24])
+    first, last = (float(v) for v in re.search(rf"\[plot\] {key}: 7 points, steps 1-7, (\S+) -> (\S+):", out).groups())
+    assert abs(first - rows[0][key]) <= 1e-3 * abs(rows[0][key]) and abs(last - rows[-1][key]) <= 1e-3 * abs(rows[-1][key])
+PY
+expect 2 "--run_dir '.*nowhere' has no metrics.jsonl to plot" -- "$bin" plot --run_dir="$tmp/nowhere"
 
 # Streaming reads give the same run as loading the data whole (same batches, same losses).
 expect 0 "step 4/4" -- "$bin" train --flagfile="$tmp/small.flags" --train_steps=4 --run_dir="$tmp/mem"

@@ -1,0 +1,126 @@
+// experiments/run/plots.h.
+#include "experiments/run/plots.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "core/image.h"
+#include "core/log.h"
+
+namespace unidiff::experiments {
+
+namespace {
+
+/// The flat objects JsonLine writes: {"key": number|null|"text", ...}. Strings are skipped.
+std::vector<std::pair<std::string, double>> parse_flat(const std::string& line) {
+  std::vector<std::pair<std::string, double>> out;
+  size_t i = 0;
+  const auto skip_space = [&] {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+  };
+  const auto read_string = [&](std::string* s) {
+    if (i >= line.size() || line[i] != '"') return false;
+    ++i;
+    while (i < line.size() && line[i] != '"') {
+      if (line[i] == '\\' && i + 1 < line.size()) ++i;
+      if (s) s->push_back(line[i]);
+      ++i;
+    }
+    if (i >= line.size()) return false;
+    ++i;
+    return true;
+  };
+  skip_space();
+  if (i >= line.size() || line[i] != '{') return out;
+  ++i;
+  for (;;) {
+    skip_space();
+    std::string key;
+    if (!read_string(&key)) return out;
+    skip_space();
+    if (i >= line.size() || line[i] != ':') return out;
+    ++i;
+    skip_space();
+    if (i < line.size() && line[i] == '"') {
+      if (!read_string(nullptr)) return out;
+    } else if (line.compare(i, 4, "null") == 0) {
+      out.emplace_back(key, std::nan(""));
+      i += 4;
+    } else {
+      const char* begin = line.c_str() + i;
+      char* end = nullptr;
+      const double v = std::strtod(begin, &end);
+      if (end == begin) return out;
+      out.emplace_back(key, v);
+      i += static_cast<size_t>(end - begin);
+    }
+    skip_space();
+    if (i < line.size() && line[i] == ',') {
+      ++i;
+      continue;
+    }
+    return out;
+  }
+}
+
+}  // namespace
+
+std::map<std::string, std::vector<std::pair<double, double>>> read_metrics(const std::string& metrics_path) {
+  std::ifstream in(metrics_path);
+  UD_CHECK_INPUT(in.good(), "'", metrics_path, "' does not exist or cannot be read (a run directory has one)");
+  std::map<std::string, std::vector<std::pair<double, double>>> series;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto fields = parse_flat(line);
+    double step = std::nan("");
+    for (const auto& [k, v] : fields) {
+      if (k == "step") step = v;
+    }
+    if (std::isnan(step)) continue;
+    for (const auto& [k, v] : fields) {
+      if (k != "step") series[k].emplace_back(step, v);
+    }
+  }
+  return series;
+}
+
+std::vector<std::string> write_plots(const std::string& run_dir) {
+  namespace sfs = std::filesystem;
+  const sfs::path metrics = sfs::path(run_dir) / "metrics.jsonl";
+  UD_CHECK_INPUT(sfs::is_regular_file(metrics), "--run_dir '", run_dir, "' has no metrics.jsonl to plot");
+  const auto series = read_metrics(metrics.string());
+  const sfs::path dir = sfs::path(run_dir) / "plots";
+  std::vector<std::string> written;
+  for (const auto& [key, points] : series) {
+    std::vector<double> ys;
+    double first_step = 0, last_step = 0;
+    for (const auto& [step, v] : points) {
+      if (!std::isfinite(v)) continue;
+      if (ys.empty()) first_step = step;
+      last_step = step;
+      ys.push_back(v);
+    }
+    if (ys.size() < 2) continue;
+    sfs::create_directories(dir);
+    std::string name = key;
+    for (char& c : name) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') c = '_';
+    }
+    const sfs::path out = dir / (name + ".png");
+    image::write_png(out, image::line_plot(ys));
+    char line[256];
+    std::snprintf(line, sizeof(line), "%s: %zu points, steps %.0f-%.0f, %.4g -> %.4g: %s", key.c_str(), ys.size(),
+                  first_step, last_step, ys.front(), ys.back(), out.c_str());
+    log::info("plot", line);
+    written.push_back(out.string());
+  }
+  return written;
+}
+
+}  // namespace unidiff::experiments
