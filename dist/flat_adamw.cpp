@@ -68,7 +68,7 @@ void FlatAdamW::update(const torch::Tensor& lr, const torch::Tensor& found_inf) 
   reducer_.all_gather_params();
 }
 
-int64_t FlatAdamW::steps() const {
+int64_t FlatAdamW::updates_applied() const {
   if (step_count_.empty()) return steps_;
   return static_cast<int64_t>(step_count_[0].item<double>());
 }

@@ -45,11 +45,14 @@ class FlatAdamW {
   /// and the step counts go back: a skipped step, decided on the device without a host wait.
   void update(const torch::Tensor& lr, const torch::Tensor& found_inf = {});
 
+  /// Steps counted on the host (count_step), skipped ones included; no device read.
+  int64_t steps() const { return steps_; }
   /// The updates applied: the device's step count, which skipped steps do not advance (the
-  /// bias correction's t; a host wait). A checkpoint must store this, not the steps counted on the
-  /// host: a run resumed after a skipped step otherwise corrects its moments with a t one too
-  /// large and leaves the uninterrupted run's path (cli: a spiked run resumed bit for bit).
-  int64_t steps() const;
+  /// bias correction's t; a host wait). A checkpoint must store this, not steps(): a run resumed
+  /// after a skipped step otherwise corrects its moments with a t one too large and leaves the
+  /// uninterrupted run's path (cli: a spiked run resumed bit for bit).
+  int64_t updates_applied() const;
+  /// Sets both counts (a resumed run: the checkpoint's updates_applied()).
   void set_steps(int64_t steps);
   /// Moments of bucket b (this rank's shard, Reducer::shard_range), for checkpoints.
   const std::vector<torch::Tensor>& exp_avg() const { return exp_avg_; }

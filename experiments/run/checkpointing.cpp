@@ -47,7 +47,7 @@ void save_group(dist::CheckpointWriter& w, ModelGroup& g) {
   if (!g.trained()) return;
   for (const auto& [name, t] : g.ema().shadow()) w.add_replicated(n + "/ema/" + name, t);
   w.set_attr(n + "/ema_updates", g.ema().updates());
-  w.set_attr(n + "/optimizer_steps", g.optimizer().steps());
+  w.set_attr(n + "/optimizer_steps", g.optimizer().updates_applied());  // skipped steps not counted
   // Moments: whole buckets on every rank without ZeRO (rank 0 writes them), one slice per rank
   // with it; either way as pieces of per-parameter tensors.
   dist::Reducer& r = g.reducer();
