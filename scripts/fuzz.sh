@@ -31,12 +31,7 @@ fuzz_args=(-G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -
   -DUNIDIFF_PYTHON="$UNIDIFF_VENV/bin/python" -DUNIDIFF_FUZZ=ON -DUNIDIFF_BUILD_TESTS=OFF
   -DUNIDIFF_CUDA_KERNELS=OFF -DUNIDIFF_NCCL=OFF -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
   -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}")
-stamp="$fuzz_dir/.unidiff-cmake-args"
-if [ ! -f "$fuzz_dir/build.ninja" ] || [ "$(cat "$stamp" 2>/dev/null)" != "${fuzz_args[*]}" ]; then
-  say "configuring $fuzz_dir (clang, ASan, UBSan, libFuzzer)"
-  cmake -S "$repo" -B "$fuzz_dir" "${fuzz_args[@]}" >&2
-  printf '%s' "${fuzz_args[*]}" >"$stamp"
-fi
+configure_build "$fuzz_dir" "${fuzz_args[@]}"   # scripts/setup.sh
 say "building the fuzz targets"
 start=$(date +%s)
 cmake --build "$fuzz_dir" -j "${UNIDIFF_JOBS:-$(nproc)}" --target "${targets[@]/#/fuzz_}" >&2

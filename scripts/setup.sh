@@ -81,13 +81,19 @@ cmake_args=(-G Ninja
   -DUNIDIFF_WERROR="$werror"
   -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
   -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}")
-# Reconfigure when the arguments change or the build folder is new.
-stamp="$build_dir/.unidiff-cmake-args"
-if [ ! -f "$build_dir/build.ninja" ] || [ "$(cat "$stamp" 2>/dev/null)" != "${cmake_args[*]}" ]; then
-  say "configuring $build_dir"
-  cmake -S "$repo" -B "$build_dir" "${cmake_args[@]}" >&2
-  printf '%s' "${cmake_args[*]}" >"$stamp"
-fi
+# configure_build DIR ARGS...: configures DIR with ARGS when DIR is new or ARGS changed since the
+# last time (scripts/fuzz.sh calls it for build-fuzz/ too).
+configure_build() {
+  local dir=$1
+  shift
+  local stamp="$dir/.unidiff-cmake-args"
+  if [ ! -f "$dir/build.ninja" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$*" ]; then
+    say "configuring $dir"
+    cmake -S "$repo" -B "$dir" "$@" >&2
+    printf '%s' "$*" >"$stamp"
+  fi
+}
+configure_build "$build_dir" "${cmake_args[@]}"
 say "building (ccache at $CCACHE_DIR)"
 start=$(date +%s)
 cmake --build "$build_dir" -j "${UNIDIFF_JOBS:-$(nproc)}" >&2

@@ -150,6 +150,16 @@ std::optional<dist::CheckpointReader> checkpoint_at_most(const std::string& run_
   return std::nullopt;
 }
 
+/// Loads `ckpt` into the run's groups, its data streams' positions and the method's state; returns
+/// the checkpoint's step (a resumed run and a replay both start there).
+int64_t load_checkpoint(const dist::CheckpointReader& ckpt, Run& run,
+                        std::vector<std::unique_ptr<DataStream>>& streams, Method& method) {
+  load_groups(ckpt, run.groups());
+  for (auto& s : streams) s->load(ckpt);
+  method.load_state(ckpt);
+  return ckpt.step();
+}
+
 /// --replay_step=S: the state before step S (the newest checkpoint written after at most S - 1
 /// steps, else the run's start, both exact since every step is a pure function of the state, the
 /// seed and the step), then step S, reported: its loss on every rank, each trained group's
@@ -169,13 +179,7 @@ TrainResult replay(Run& run, std::vector<std::unique_ptr<DataStream>>& streams, 
                    " was made with others:", list);
   }
   method.start(ckpt.has_value());
-  int64_t first = 0;
-  if (ckpt) {
-    load_groups(*ckpt, run.groups());
-    for (auto& s : streams) s->load(*ckpt);
-    method.load_state(*ckpt);
-    first = ckpt->step();
-  }
+  const int64_t first = ckpt ? load_checkpoint(*ckpt, run, streams, method) : 0;
   log::info("replay", detail::str_cat("step ", config.replay_step, " from ",
                                       ckpt ? ckpt->dir().string() : std::string("the start"), " (", target - first,
                                       " step(s) before it)"));
@@ -326,10 +330,7 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
 
   int64_t first_step = 0;
   if (ckpt) {
-    load_groups(*ckpt, run.groups());
-    for (auto& s : run.streams_) s->load(*ckpt);
-    method->load_state(*ckpt);
-    first_step = ckpt->step();
+    first_step = load_checkpoint(*ckpt, run, run.streams_, *method);
     log::info("train", detail::str_cat("resumed from ", ckpt->dir().string(), " (step ", first_step,
                                        ", written by ", ckpt->world_size(), " rank(s))"));
   }
