@@ -1,4 +1,5 @@
-# Dependency discovery: LibTorch (the pinned torch wheel), MPI, HDF5, glog, gflags, libpng.
+# Dependency discovery: LibTorch (the pinned torch wheel), MPI, HDF5, glog, gflags, libpng,
+# nlohmann-json, protobuf (optional: TensorBoard event files).
 # glog and gflags are found through their CMake packages where they work and by path otherwise
 # (the GPU host brings them as unpacked Debian packages whose glog config asks for Unwind).
 
@@ -10,6 +11,8 @@ find_package(ZLIB REQUIRED)
 find_package(JPEG QUIET)
 message(STATUS "unidiff: JPEG decoding ${JPEG_FOUND}")
 find_package(Threads REQUIRED)
+# JSON (safetensors headers, diffusers configs): Debian's nlohmann-json3-dev, header-only.
+find_package(nlohmann_json 3.9 REQUIRED)
 
 # --- gflags -----------------------------------------------------------------------------------
 find_package(gflags CONFIG QUIET)

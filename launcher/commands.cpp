@@ -5,6 +5,7 @@
 #include <set>
 
 #include "experiments/config.h"
+#include "experiments/diffusers_io.h"
 #include "experiments/run/method.h"
 #include "experiments/run/run_config.h"
 
@@ -106,6 +107,32 @@ const s::Table<PlotConfig>& plot_settings() {
   return t;
 }
 
+const s::Table<experiments::DiffusersImportConfig>& import_settings() {
+  static const s::Table<experiments::DiffusersImportConfig> t = [] {
+    using C = experiments::DiffusersImportConfig;
+    s::Table<C> t;
+    t.add(Decl("from", "the format to import: diffusers (a DDPMPipeline folder or a UNet2DModel folder)"), &C::from);
+    t.add(Decl("dir", "the folder to import"), &C::dir);
+    t.add(Decl("out", "the unidiff model file to write"), &C::out);
+    return t;
+  }();
+  return t;
+}
+
+const s::Table<experiments::DiffusersExportConfig>& export_settings() {
+  static const s::Table<experiments::DiffusersExportConfig> t = [] {
+    using C = experiments::DiffusersExportConfig;
+    s::Table<C> t;
+    t.add(Decl("to", "the format to write: diffusers (a DDPMPipeline folder)"), &C::to);
+    t.add(Decl("checkpoint", "a run directory or model file (a unet trained with a DDPM objective)"),
+          &C::checkpoint);
+    t.add(Decl("dir", "the folder to write (created; the pipeline's files in it are replaced)"), &C::dir);
+    t.add(Decl("use_ema", "export the EMA weights (false: the raw weights)"), &C::use_ema);
+    return t;
+  }();
+  return t;
+}
+
 std::vector<s::FlagInfo> run_flags() { return s::flag_infos(experiments::run_settings()); }
 
 namespace {
@@ -154,6 +181,10 @@ const std::vector<Command>& commands() {
       {"plot", "draw every curve of a run's metrics.jsonl (loss, learning rate, evaluations, rewards) as PNGs in "
                "RUN_DIR/plots/",
        s::flag_infos(plot_settings())},
+      {"import", "import a model from another format: --from=diffusers --dir=DIR --out=model.h5",
+       s::flag_infos(import_settings())},
+      {"export", "export a model to another format: --to=diffusers --checkpoint=RUN --dir=DIR",
+       s::flag_infos(export_settings())},
       {"ckpt info", "print a checkpoint's manifest: step, world size, groups and tensors",
        s::flag_infos(checkpoint_info_settings())},
       {"data gmm", "draw exact samples of a Gaussian mixture file (/weights, /means, /stds)",

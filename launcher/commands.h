@@ -8,6 +8,7 @@
 
 #include "core/settings.h"
 #include "experiments/classifier.h"
+#include "experiments/diffusers_io.h"
 #include "launcher/cli.h"
 
 namespace unidiff::launcher {
@@ -58,6 +59,9 @@ struct PlotConfig {
   std::string run_dir;
 };
 const settings::Table<PlotConfig>& plot_settings();
+
+const settings::Table<experiments::DiffusersImportConfig>& import_settings();
+const settings::Table<experiments::DiffusersExportConfig>& export_settings();
 
 struct CheckpointInfoConfig {
   std::string checkpoint;

@@ -25,6 +25,7 @@
 #include "experiments/eval.h"
 #include "experiments/run/checkpointing.h"
 #include "experiments/run/method.h"
+#include "experiments/diffusers_io.h"
 #include "experiments/run/plots.h"
 #include "experiments/run/run.h"
 #include "experiments/sample.h"
@@ -215,6 +216,14 @@ int dispatch(int argc, char** argv) {
     UD_CHECK_INPUT(!run_dir.empty(), "--run_dir is required");
     UD_CHECK_INPUT(!unidiff::experiments::write_plots(run_dir).empty(), "'", run_dir,
                    "/metrics.jsonl' has no series of two or more finite points to plot");
+    return kExitOk;
+  }
+  if (name == "import") {
+    unidiff::experiments::import_diffusers(launcher::import_settings().build(set));
+    return kExitOk;
+  }
+  if (name == "export") {
+    unidiff::experiments::export_diffusers(launcher::export_settings().build(set));
     return kExitOk;
   }
   if (name == "ckpt info") {

@@ -20,14 +20,19 @@ torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int64_t dim, double m
 }
 
 torch::Tensor ddpm_timestep_embedding(const torch::Tensor& t, int64_t dim) {
+  return timestep_embedding(t, dim, /*flip=*/false, /*shift=*/1);
+}
+
+torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim, bool flip, double shift) {
   UD_ASSERT(dim % 2 == 0 && dim >= 4, "embedding dim must be even and >= 4, got ", dim);
   const int64_t half = dim / 2;
+  UD_ASSERT(static_cast<double>(half) != shift, "embedding frequency shift ", shift, " equals half the dim");
   const torch::Tensor freqs =
       torch::exp(-std::log(10000.0) *
                  torch::arange(half, torch::TensorOptions().dtype(torch::kFloat32).device(t.device())) /
-                 static_cast<double>(half - 1));
+                 (static_cast<double>(half) - shift));
   const torch::Tensor args = t.to(torch::kFloat32).unsqueeze(1) * freqs.unsqueeze(0);
-  return torch::cat({torch::sin(args), torch::cos(args)}, 1);
+  return flip ? torch::cat({torch::cos(args), torch::sin(args)}, 1) : torch::cat({torch::sin(args), torch::cos(args)}, 1);
 }
 
 }  // namespace unidiff::models

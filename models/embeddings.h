@@ -14,4 +14,9 @@ torch::Tensor sinusoidal_embedding(const torch::Tensor& t, int64_t dim, double m
 /// the last frequency is exactly 1e-4. [B, dim] = [sin, cos]; dim even and >= 4.
 torch::Tensor ddpm_timestep_embedding(const torch::Tensor& t, int64_t dim);
 
+/// The general form (diffusers' get_timestep_embedding): f_i = 10000^(-i / (h - shift)), [sin, cos]
+/// or with `flip` [cos, sin]. shift 1, no flip is ddpm_timestep_embedding (bit for bit); shift 0 is
+/// sinusoidal_embedding's frequencies; diffusers' UNet2DModel default is shift 0 with flip.
+torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim, bool flip, double shift);
+
 }  // namespace unidiff::models

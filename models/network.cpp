@@ -60,6 +60,11 @@ const std::map<std::string, Factory>& registry() {
          o.res_blocks = c.res_blocks;
          o.attn_res = c.attn_res;
          o.dropout = c.dropout;
+         o.norm_eps = c.norm_eps;
+         o.downsample_padding = c.downsample_padding;
+         o.attn_head_dim = c.attn_head_dim;
+         o.time_flip = c.time_flip == 1;
+         o.time_shift = c.time_shift;
          UD_CHECK_INPUT(c.num_classes >= 0, "num_classes must be >= 0, got ", c.num_classes);
          o.num_classes = c.num_classes;
          o.guidance = c.guidance == 1;
@@ -171,6 +176,40 @@ const settings::Table<NetworkConfig>& network_settings() {
     t.add(Decl("model_dropout", "unet: dropout in the residual blocks").guarded().attr("dropout").check(
               settings::unit_interval()),
           &C::dropout);
+    t.add(Decl("model_norm_eps", "unet: GroupNorm epsilon (imported DDPM/diffusers models: 1e-6)")
+              .guarded()
+              .attr("norm_eps")
+              .check(pos)
+              .check(settings::at_most(0.5)),
+          &C::norm_eps);
+    t.add(Decl("model_time_flip", "unet: 1 = time embedding [cos, sin] (diffusers' flip_sin_to_cos), 0 = DDPM's "
+                                  "[sin, cos]")
+              .guarded()
+              .attr("time_flip")
+              .check(settings::non_negative())
+              .check(settings::at_most(1)),
+          &C::time_flip);
+    t.add(Decl("model_time_shift", "unet: time embedding frequencies 10000^(-i / (h - shift)) (DDPM: 1; diffusers' "
+                                   "freq_shift)")
+              .guarded()
+              .attr("time_shift")
+              .check(settings::non_negative())
+              .check(settings::at_most(1)),
+          &C::time_shift);
+    t.add(Decl("model_attn_head_dim", "unet: channels per attention head (0: one head over all channels; diffusers' "
+                                      "UNet2DModel default: 8)")
+              .guarded()
+              .attr("attn_head_dim")
+              .check(settings::non_negative()),
+          &C::attn_head_dim);
+    t.add(Decl("model_downsample_padding", "unet: downsampling pads 1 = every side, 0 = right and bottom only "
+                                           "(TensorFlow's SAME, as the original DDPM and diffusers' "
+                                           "downsample_padding=0)")
+              .guarded()
+              .attr("downsample_padding")
+              .check(settings::non_negative())
+              .check(settings::at_most(1)),
+          &C::downsample_padding);
     t.add(Decl("", "classes of a conditional network (0: unconditional)")
               .guarded()
               .attr("num_classes")

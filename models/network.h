@@ -71,6 +71,11 @@ struct NetworkConfig {
   int64_t res_blocks = 2;                      ///< residual blocks per level
   std::vector<int64_t> attn_res{16};           ///< resolutions with self-attention
   double dropout = 0.1;                        ///< residual-block dropout
+  double norm_eps = 1e-5;                      ///< unet: GroupNorm epsilon
+  int64_t time_flip = 0;                       ///< unet: 1 = time embedding [cos, sin]
+  double time_shift = 1;                       ///< unet: its frequency shift (models/unet.h)
+  int64_t attn_head_dim = 0;                   ///< unet: channels per attention head (0: one head)
+  int64_t downsample_padding = 1;              ///< unet: 1 every side, 0 right and bottom (models/unet.h)
   int64_t num_classes = 0;                     ///< unet, dit: class-conditional over K classes (0: no)
   int64_t guidance = 0;                        ///< unet, dit: 1 = a guidance embedding (Network::forward_guided)
   // dit (models/dit.h): width is `hidden`; dit-s and dit-b fix width, depth and heads

@@ -19,20 +19,20 @@ namespace {
 
 namespace nn = torch::nn;
 
-nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride = 1) {
-  return nn::Conv2d(nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2));
+nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride = 1, int64_t padding = -1) {
+  return nn::Conv2d(nn::Conv2dOptions(in, out, k).stride(stride).padding(padding < 0 ? k / 2 : padding));
 }
 
-nn::GroupNorm group_norm(int64_t c) { return nn::GroupNorm(nn::GroupNormOptions(32, c)); }
+nn::GroupNorm group_norm(int64_t c, double eps) { return nn::GroupNorm(nn::GroupNormOptions(32, c).eps(eps)); }
 
 }  // namespace
 
-ResBlockImpl::ResBlockImpl(int64_t in, int64_t out, int64_t temb_dim, double dropout, int64_t layer)
+ResBlockImpl::ResBlockImpl(int64_t in, int64_t out, int64_t temb_dim, double dropout, int64_t layer, double eps)
     : dropout_(dropout), layer_(layer) {
-  n1_ = register_module("n1", group_norm(in));
+  n1_ = register_module("n1", group_norm(in, eps));
   c1_ = register_module("c1", conv(in, out, 3));
   t_ = register_module("t", nn::Linear(temb_dim, out));
-  n2_ = register_module("n2", group_norm(out));
+  n2_ = register_module("n2", group_norm(out, eps));
   c2_ = register_module("c2", conv(out, out, 3));
   if (in != out) skip_ = register_module("skip", conv(in, out, 1));
 }
@@ -60,8 +60,11 @@ torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor&
   return (skip_ ? skip_(x) : x) + h;
 }
 
-AttnBlockImpl::AttnBlockImpl(int64_t channels) {
-  n_ = register_module("n", group_norm(channels));
+AttnBlockImpl::AttnBlockImpl(int64_t channels, double eps, int64_t head_dim) {
+  UD_CHECK_INPUT(head_dim >= 0 && (head_dim == 0 || channels % head_dim == 0), "unet attention head dim ", head_dim,
+                 " does not divide the attention width ", channels);
+  heads_ = head_dim == 0 ? 1 : channels / head_dim;
+  n_ = register_module("n", group_norm(channels, eps));
   qkv_ = register_module("qkv", conv(channels, 3 * channels, 1));
   o_ = register_module("o", conv(channels, channels, 1));
 }
@@ -72,16 +75,26 @@ torch::Tensor AttnBlockImpl::forward(const torch::Tensor& x) {
   const torch::Tensor hn =
       group_norm_act(x, {}, n_->weight, n_->bias, n_->options.num_groups(), n_->options.eps(), false, fused_);
   const auto qkv = qkv_(hn).reshape({b, 3, c, h * w}).transpose(-1, -2).unbind(1);
-  const torch::Tensor a = at::scaled_dot_product_attention(qkv[0].unsqueeze(1), qkv[1].unsqueeze(1),
-                                                           qkv[2].unsqueeze(1))
-                              .squeeze(1);
-  return x + o_(a.transpose(-1, -2).reshape({b, c, h, w}));
+  if (heads_ == 1) {
+    const torch::Tensor a = at::scaled_dot_product_attention(qkv[0].unsqueeze(1), qkv[1].unsqueeze(1),
+                                                             qkv[2].unsqueeze(1))
+                                .squeeze(1);
+    return x + o_(a.transpose(-1, -2).reshape({b, c, h, w}));
+  }
+  // [B, HW, C] -> [B, heads, HW, d]; back to [B, C, HW] with head h in channels [h d, (h + 1) d).
+  const auto split = [&](const torch::Tensor& v) { return v.view({b, h * w, heads_, c / heads_}).transpose(1, 2); };
+  const torch::Tensor a = at::scaled_dot_product_attention(split(qkv[0]), split(qkv[1]), split(qkv[2]));
+  return x + o_(a.permute({0, 1, 3, 2}).reshape({b, c, h, w}));
 }
 
 UnetImpl::UnetImpl(const UnetOptions& o) : options(o) {
   UD_CHECK_INPUT(o.channels > 0 && o.channels % 32 == 0, "unet channels must be a positive multiple ",
                  "of 32 (GroupNorm with 32 groups), got ", o.channels);
   UD_CHECK_INPUT(!o.mult.empty() && o.res_blocks > 0, "unet needs channel multipliers and res blocks");
+  UD_CHECK_INPUT(o.time_shift >= 0 && o.time_shift <= 1, "unet time_shift must be in [0, 1], got ", o.time_shift);
+  UD_CHECK_INPUT(o.norm_eps > 0 && o.norm_eps < 1, "unet norm_eps must be in (0, 1), got ", o.norm_eps);
+  UD_CHECK_INPUT(o.downsample_padding == 0 || o.downsample_padding == 1,
+                 "unet downsample_padding must be 0 (right and bottom) or 1 (every side), got ", o.downsample_padding);
   const int64_t levels = static_cast<int64_t>(o.mult.size());
   UD_CHECK_INPUT(o.resolution % (int64_t{1} << (levels - 1)) == 0, "the image size ", o.resolution,
                  " must be divisible by 2^", levels - 1, " for ", levels, " levels");
@@ -100,11 +113,11 @@ UnetImpl::UnetImpl(const UnetOptions& o) : options(o) {
     for (int64_t k = 0; k < o.res_blocks; ++k) {
       nn::ModuleList blk;
       Stage s;
-      s.res = ResBlock(c, ch * o.mult[i], td, o.dropout, layers++);
+      s.res = ResBlock(c, ch * o.mult[i], td, o.dropout, layers++, o.norm_eps);
       blk->push_back(s.res);
       c = ch * o.mult[i];
       if (has_attn(r)) {
-        s.attn = AttnBlock(c);
+        s.attn = AttnBlock(c, o.norm_eps, o.attn_head_dim);
         blk->push_back(s.attn);
       }
       down_->push_back(blk);
@@ -114,7 +127,8 @@ UnetImpl::UnetImpl(const UnetOptions& o) : options(o) {
     if (i != levels - 1) {
       nn::ModuleList blk;
       Stage s;
-      s.conv = conv(c, c, 3, 2);
+      s.pad_right = o.downsample_padding == 0;
+      s.conv = conv(c, c, 3, 2, s.pad_right ? 0 : 1);
       blk->push_back(s.conv);
       down_->push_back(blk);
       down_stages_.push_back(s);
@@ -123,9 +137,9 @@ UnetImpl::UnetImpl(const UnetOptions& o) : options(o) {
     }
   }
   mid_ = register_module("mid", nn::ModuleList());
-  mid1_ = ResBlock(c, c, td, o.dropout, layers++);
-  mid_attn_ = AttnBlock(c);
-  mid2_ = ResBlock(c, c, td, o.dropout, layers++);
+  mid1_ = ResBlock(c, c, td, o.dropout, layers++, o.norm_eps);
+  mid_attn_ = AttnBlock(c, o.norm_eps, o.attn_head_dim);
+  mid2_ = ResBlock(c, c, td, o.dropout, layers++, o.norm_eps);
   mid_->push_back(mid1_);
   mid_->push_back(mid_attn_);
   mid_->push_back(mid2_);
@@ -134,12 +148,12 @@ UnetImpl::UnetImpl(const UnetOptions& o) : options(o) {
     for (int64_t k = 0; k < o.res_blocks + 1; ++k) {
       nn::ModuleList blk;
       Stage s;
-      s.res = ResBlock(c + chans.back(), ch * o.mult[i], td, o.dropout, layers++);
+      s.res = ResBlock(c + chans.back(), ch * o.mult[i], td, o.dropout, layers++, o.norm_eps);
       chans.pop_back();
       blk->push_back(s.res);
       c = ch * o.mult[i];
       if (has_attn(r)) {
-        s.attn = AttnBlock(c);
+        s.attn = AttnBlock(c, o.norm_eps, o.attn_head_dim);
         blk->push_back(s.attn);
       }
       up_->push_back(blk);
@@ -159,7 +173,7 @@ UnetImpl::UnetImpl(const UnetOptions& o) : options(o) {
       r *= 2;
     }
   }
-  out_ = register_module("out", nn::Sequential(group_norm(c), nn::SiLU(), conv(c, o.in_channels, 3)));
+  out_ = register_module("out", nn::Sequential(group_norm(c, o.norm_eps), nn::SiLU(), conv(c, o.in_channels, 3)));
   // Registered last, so an unguided network's parameters are a prefix of its guided version's.
   if (o.guidance) {
     UD_CHECK_INPUT(o.num_classes > 0, "a guidance embedding needs a class-conditional unet");
@@ -192,10 +206,11 @@ torch::Tensor UnetImpl::features(const torch::Tensor& x, const torch::Tensor& t,
 
 torch::Tensor UnetImpl::run(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels,
                             bool features_only, const torch::Tensor& w) {
-  torch::Tensor te = temb_->forward(ddpm_timestep_embedding(t, options.channels));
+  torch::Tensor te = temb_->forward(timestep_embedding(t, options.channels, options.time_flip, options.time_shift));
   if (gemb_) {
     UD_CHECK_INPUT(w.defined(), "this unet is guidance-conditioned: it is called with w (forward_guided)");
-    te = te + gemb_->forward(ddpm_timestep_embedding(w.to(te.scalar_type()) * 1000.0, options.channels));
+    te = te + gemb_->forward(
+                  timestep_embedding(w.to(te.scalar_type()) * 1000.0, options.channels, options.time_flip, options.time_shift));
   }
   if (cemb_) {
     const torch::Tensor y = labels.defined()
@@ -213,7 +228,7 @@ torch::Tensor UnetImpl::run(const torch::Tensor& x, const torch::Tensor& t, cons
       h = s.res(h, te);
       if (s.attn) h = s.attn(h);
     } else {
-      h = s.conv(h);
+      h = s.conv(s.pad_right ? torch::constant_pad_nd(h, {0, 1, 0, 1}) : h);
     }
     hs.push_back(h);
   }

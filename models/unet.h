@@ -32,13 +32,23 @@ struct UnetOptions {
   int64_t num_classes = 0;                  ///< K > 0: a class embedding of K + 1 rows (row K:
                                             ///< no class) added to the time embedding
   bool guidance = false;                    ///< a guidance embedding (Network::forward_guided)
+  double norm_eps = 1e-5;                   ///< every GroupNorm's epsilon (the original DDPM and
+                                            ///< diffusers' UNet2DModel configs: 1e-6)
+  bool time_flip = false;                   ///< time embedding [cos, sin] instead of DDPM's [sin, cos]
+  double time_shift = 1;                    ///< its frequencies 10000^(-i / (h - shift)) (DDPM: 1;
+                                            ///< diffusers' UNet2DModel default: flip, shift 0)
+  int64_t attn_head_dim = 0;                ///< channels per attention head (0: one head over
+                                            ///< all channels, DDPM's; diffusers' default is 8)
+  int64_t downsample_padding = 1;           ///< 1: the stride-2 conv pads one pixel on every side;
+                                            ///< 0: one on the right and bottom, none in the conv
+                                            ///< (TensorFlow's SAME; diffusers' downsample_padding=0)
 };
 
 /// Residual block: x + c2(drop(silu(n2(c1(silu(n1(x))) + t(silu(temb)))))), 1x1 skip if widths differ.
 /// The dropout is keyed (models/keyed_dropout.h); `layer` numbers the network's dropout layers.
 class ResBlockImpl : public torch::nn::Module {
  public:
-  ResBlockImpl(int64_t in, int64_t out, int64_t temb_dim, double dropout, int64_t layer);
+  ResBlockImpl(int64_t in, int64_t out, int64_t temb_dim, double dropout, int64_t layer, double eps = 1e-5);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& temb);
   /// Runs n1 + SiLU and (time embedding + n2 + SiLU) as fused operations (models/group_norm_act.h).
   void set_fused_group_norm(bool fused) { fused_ = fused; }
@@ -53,16 +63,18 @@ class ResBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ResBlock);
 
-/// Single-head self-attention over the H*W positions: x + o(softmax(q k^T / sqrt(C)) v).
+/// Self-attention over the H*W positions: x + o(softmax(q k^T / sqrt(d)) v), one head over all C
+/// channels (d = C) or C / d heads of d channels each (channels [h d, (h + 1) d) are head h's).
 class AttnBlockImpl : public torch::nn::Module {
  public:
-  explicit AttnBlockImpl(int64_t channels);
+  explicit AttnBlockImpl(int64_t channels, double eps = 1e-5, int64_t head_dim = 0);
   torch::Tensor forward(const torch::Tensor& x);
   void set_fused_group_norm(bool fused) { fused_ = fused; }
 
  private:
   torch::nn::GroupNorm n_{nullptr};
   torch::nn::Conv2d qkv_{nullptr}, o_{nullptr};
+  int64_t heads_ = 1;
   bool fused_ = false;
 };
 TORCH_MODULE(AttnBlock);
@@ -99,6 +111,7 @@ class UnetImpl : public Network {
     AttnBlock attn{nullptr};
     torch::nn::Conv2d conv{nullptr};  // downsample (stride 2) or the conv after upsampling
     bool upsample = false;
+    bool pad_right = false;  // downsample: pad right and bottom by one before an unpadded conv
   };
   torch::nn::Sequential temb_{nullptr}, out_{nullptr};
   torch::nn::Conv2d cin_{nullptr};

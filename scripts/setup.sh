@@ -17,6 +17,9 @@ UNIDIFF_TORCH_VERSION=2.11.0
 UNIDIFF_PIP_VERSION=26.3
 UNIDIFF_NUMPY_VERSION=2.4.6
 UNIDIFF_H5PY_VERSION=3.16.0
+# What the tests check interop against (scripts/test.sh sets UNIDIFF_TEST_PACKAGES=1): diffusers
+# and safetensors for import/export, tensorboard's own event reader.
+UNIDIFF_TEST_PACKAGES_PINS="diffusers==0.42.1 safetensors==0.8.0 tensorboard==2.21.0"
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${UNIDIFF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/unidiff}
 build_dir=${UNIDIFF_BUILD_DIR:-$repo/build}
@@ -27,7 +30,8 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 # --- Debian packages ------------------------------------------------------------------------
 apt_packages=(build-essential cmake ninja-build ccache pkg-config
   libopenmpi-dev openmpi-bin libhdf5-dev libgoogle-glog-dev libgflags-dev libgtest-dev
-  libpng-dev libjpeg-dev libjpeg-turbo-progs dataset-fashion-mnist python3-venv)
+  libpng-dev libjpeg-dev libjpeg-turbo-progs dataset-fashion-mnist python3-venv
+  nlohmann-json3-dev libprotobuf-dev protobuf-compiler)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -54,6 +58,16 @@ mkdir -p "$cache"
     "$venv/bin/pip" install -q --no-cache-dir "torch==$UNIDIFF_TORCH_VERSION" \
       "numpy==$UNIDIFF_NUMPY_VERSION" "h5py==$UNIDIFF_H5PY_VERSION" >&2
     touch "$venv/.unidiff-complete"
+  fi
+  # The test packages, once per set of pins (a marker named by their hash).
+  if [ "${UNIDIFF_TEST_PACKAGES:-0}" = 1 ]; then
+    marker="$venv/.unidiff-test-packages-$(printf '%s' "$UNIDIFF_TEST_PACKAGES_PINS" | md5sum | cut -c1-12)"
+    if [ ! -f "$marker" ]; then
+      say "installing the test packages into the venv: $UNIDIFF_TEST_PACKAGES_PINS"
+      # shellcheck disable=SC2086
+      "$venv/bin/pip" install -q --no-cache-dir $UNIDIFF_TEST_PACKAGES_PINS >&2
+      touch "$marker"
+    fi
   fi
 ) 9>"$cache/.venv.lock"
 export UNIDIFF_VENV="$venv"

@@ -7,6 +7,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export UNIDIFF_WERROR=${UNIDIFF_WERROR:-ON}
+export UNIDIFF_TEST_PACKAGES=1  # diffusers, safetensors, tensorboard in the venv (scripts/setup.sh)
 # shellcheck source=setup.sh
 source "$repo/scripts/setup.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

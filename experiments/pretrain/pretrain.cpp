@@ -65,6 +65,16 @@ void init_weights(const std::string& from, const models::NetworkConfig& net_cfg,
                  "--init_from '", from, "' is a ", init.network.arch, " on samples of shape ",
                  torch::IntArrayRef(init.network.data_shape), "; this run builds a ", net_cfg.arch,
                  " on ", torch::IntArrayRef(net_cfg.data_shape));
+  // Settings that change the function but no parameter's shape (an imported diffusers unet may
+  // differ from the flag defaults in all of them).
+  const auto& a = init.network;
+  const auto& b = net_cfg;
+  UD_CHECK_INPUT(a.norm_eps == b.norm_eps && a.downsample_padding == b.downsample_padding &&
+                     a.attn_head_dim == b.attn_head_dim && a.time_flip == b.time_flip && a.time_shift == b.time_shift,
+                 "--init_from '", from, "' was built with --model_norm_eps=", a.norm_eps, " --model_downsample_padding=",
+                 a.downsample_padding, " --model_attn_head_dim=", a.attn_head_dim, " --model_time_flip=", a.time_flip,
+                 " --model_time_shift=", a.time_shift, "; this run has ", b.norm_eps, ", ", b.downsample_padding, ", ",
+                 b.attn_head_dim, ", ", b.time_flip, " and ", b.time_shift, " (pass those flags)");
   torch::NoGradGuard no_grad;
   const auto src = init.module->named_parameters();
   for (auto& p : model.named_parameters()) {
