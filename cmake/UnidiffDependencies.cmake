@@ -13,6 +13,14 @@ message(STATUS "unidiff: JPEG decoding ${JPEG_FOUND}")
 find_package(Threads REQUIRED)
 # JSON (safetensors headers, diffusers configs): Debian's nlohmann-json3-dev, header-only.
 find_package(nlohmann_json 3.9 REQUIRED)
+# protobuf (Debian's libprotobuf-dev + protobuf-compiler): TensorBoard event files; optional.
+find_package(Protobuf QUIET)
+if(Protobuf_FOUND AND Protobuf_PROTOC_EXECUTABLE)
+  set(UNIDIFF_TENSORBOARD ON)
+else()
+  set(UNIDIFF_TENSORBOARD OFF)
+endif()
+message(STATUS "unidiff: TensorBoard event files ${UNIDIFF_TENSORBOARD} (protobuf ${Protobuf_VERSION} ${Protobuf_INCLUDE_DIRS})")
 
 # --- gflags -----------------------------------------------------------------------------------
 find_package(gflags CONFIG QUIET)

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "core/image.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "experiments/metrics.h"
@@ -46,6 +47,11 @@ std::string TrainingEval::run(int64_t step, const ResultModel& result, torch::De
   } catch (const SamplingStopped&) {
     log::info("eval", detail::str_cat("step ", step, ": evaluation abandoned, a stop was requested"));
     return JsonLine().add("step", step).add("eval_stopped", int64_t{1}).str();
+  }
+  if (images_ && (samples.size(1) == 1 || samples.size(1) == 3)) {
+    picture_ = image::image_grid(samples.slice(0, 0, std::min<int64_t>(64, samples.size(0))).clamp(-1, 1), 8);
+  } else if (!images_ && samples.dim() == 2 && samples.size(1) == 2) {
+    picture_ = image::scatter_plot(samples, reference_.slice(0, 0, 5000));
   }
   JsonLine row;
   row.add("step", step).add("eval_samples", num_);

@@ -24,12 +24,16 @@ class TrainingEval {
 
   /// Samples `model` and returns one JSON row for metrics.jsonl (also logged).
   std::string run(int64_t step, const ResultModel& model, torch::Device device);
+  /// The last run's samples as a picture, uint8 [H, W, 3]: a grid of the first 64 images, or a
+  /// scatter plot over the reference for 2-D vectors; undefined for other data.
+  const torch::Tensor& picture() const { return picture_; }
 
  private:
   int64_t num_;
   bool images_ = false;
   torch::Tensor reference_, reference_features_;
   LoadedClassifier classifier_;
+  torch::Tensor picture_;
 };
 
 }  // namespace unidiff::experiments

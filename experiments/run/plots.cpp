@@ -12,64 +12,9 @@
 #include "core/error.h"
 #include "core/image.h"
 #include "core/log.h"
+#include "experiments/run/metrics_log.h"
 
 namespace unidiff::experiments {
-
-namespace {
-
-/// The flat objects JsonLine writes: {"key": number|null|"text", ...}. Strings are skipped.
-std::vector<std::pair<std::string, double>> parse_flat(const std::string& line) {
-  std::vector<std::pair<std::string, double>> out;
-  size_t i = 0;
-  const auto skip_space = [&] {
-    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
-  };
-  const auto read_string = [&](std::string* s) {
-    if (i >= line.size() || line[i] != '"') return false;
-    ++i;
-    while (i < line.size() && line[i] != '"') {
-      if (line[i] == '\\' && i + 1 < line.size()) ++i;
-      if (s) s->push_back(line[i]);
-      ++i;
-    }
-    if (i >= line.size()) return false;
-    ++i;
-    return true;
-  };
-  skip_space();
-  if (i >= line.size() || line[i] != '{') return out;
-  ++i;
-  for (;;) {
-    skip_space();
-    std::string key;
-    if (!read_string(&key)) return out;
-    skip_space();
-    if (i >= line.size() || line[i] != ':') return out;
-    ++i;
-    skip_space();
-    if (i < line.size() && line[i] == '"') {
-      if (!read_string(nullptr)) return out;
-    } else if (line.compare(i, 4, "null") == 0) {
-      out.emplace_back(key, std::nan(""));
-      i += 4;
-    } else {
-      const char* begin = line.c_str() + i;
-      char* end = nullptr;
-      const double v = std::strtod(begin, &end);
-      if (end == begin) return out;
-      out.emplace_back(key, v);
-      i += static_cast<size_t>(end - begin);
-    }
-    skip_space();
-    if (i < line.size() && line[i] == ',') {
-      ++i;
-      continue;
-    }
-    return out;
-  }
-}
-
-}  // namespace
 
 std::map<std::string, std::vector<std::pair<double, double>>> read_metrics(const std::string& metrics_path) {
   std::ifstream in(metrics_path);
@@ -77,7 +22,7 @@ std::map<std::string, std::vector<std::pair<double, double>>> read_metrics(const
   std::map<std::string, std::vector<std::pair<double, double>>> series;
   std::string line;
   while (std::getline(in, line)) {
-    const auto fields = parse_flat(line);
+    const auto fields = metrics_row_numbers(line);
     double step = std::nan("");
     for (const auto& [k, v] : fields) {
       if (k == "step") step = v;

@@ -20,6 +20,7 @@
 #include "dist/gradients.h"
 #include "dist/world.h"
 #include "dist/watchdog.h"
+#include "experiments/run/metrics_log.h"
 #include "experiments/run/plots.h"
 #include "experiments/model_io.h"
 #include "experiments/run/checkpointing.h"
@@ -346,8 +347,8 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
     if (rank == 0) log::info("train", "checkpoint " + dir.string());
   };
 
-  std::ofstream metrics;
-  if (rank == 0) metrics.open(sfs::path(config.run_dir) / "metrics.jsonl", std::ios::app);
+  std::optional<MetricsLog> metrics;  // metrics.jsonl and the TensorBoard events, rank 0
+  if (rank == 0) metrics.emplace(config.run_dir, config.tensorboard, first_step);
   const auto zero = [&] { return torch::zeros({}, torch::TensorOptions().device(device)); };
   torch::Tensor loss_sum = zero();
   std::map<std::string, torch::Tensor> stat_sums;
@@ -446,8 +447,7 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
         for (const auto& [name, v] : stat_sums) row.add(name, means[k++].item<double>());
         if (bad_now > 0) row.add("nonfinite_steps", static_cast<double>(bad_now));
         for (const auto& [name, v] : method->metrics(step)) row.add(name, v);
-        metrics << row.str() << "\n";
-        metrics.flush();
+        metrics->row(row.str());
       }
       method->logged(step, loss);
       result.final_loss = loss;
@@ -461,8 +461,8 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
     }
     if (config.eval_every > 0 && ((step + 1) % config.eval_every == 0 || last)) {
       if (rank == 0) {
-        metrics << evaluator->run(step + 1, method->result(), device) << "\n";
-        metrics.flush();
+        metrics->row(evaluator->run(step + 1, method->result(), device));
+        metrics->image("samples", step + 1, evaluator->picture());
       }
       run.comm().barrier();
     }

@@ -21,6 +21,9 @@ const settings::Table<RunConfig>& run_settings() {
     t.add(Decl("train_steps", "optimizer steps").check(s::positive()), &C::steps);
     t.add(Decl("log_every", "steps between progress lines and metrics.jsonl rows").check(s::positive()),
           &C::log_every);
+    t.add(Decl("tensorboard", "write every metrics.jsonl number (and each evaluation's samples picture) as a "
+                              "TensorBoard event file in the run directory"),
+          &C::tensorboard);
     t.add(Decl("max_nonfinite_steps", "steps with a non-finite loss or gradient that are skipped (no update of "
                                       "weights, moments or EMA; logged with their batch) before the run stops with "
                                       "exit 1")

@@ -18,6 +18,7 @@ struct RunConfig {
   int64_t steps = 3000;          ///< optimizer steps (a method may derive its own count)
   uint32_t seed = 0;             ///< the key of every random draw
   int64_t log_every = 100;       ///< steps between progress lines and metrics.jsonl rows
+  bool tensorboard = true;       ///< also write the rows as TensorBoard events in the run directory
   int64_t replay_step = 0;           ///< > 0: replay this step of the run and report it; write nothing
   int64_t max_nonfinite_steps = 10;  ///< skipped non-finite steps tolerated before the run stops (exit 1)
   int threads = 0;               ///< intra-op threads per rank (0 = cores / ranks on the host)
