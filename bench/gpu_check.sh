@@ -2,8 +2,8 @@
 # On the GPU host (see README): configure and build unidiff against the host's torch with CUDA,
 # check the binary's libraries, run the GPU-only tests and the fused-kernel benchmark, time the
 # UNet training step against the PyTorch peer (bench/unet_step.sh), train the recipes on cuda:0,
-# run the whole test suite, and print short tables last. Needs the Debian packages for glog, gflags
-# and libpng in .deps/ and the peer script in .peer/ (both git-ignored; `apt-get download` them on
+# run the whole test suite, and print short tables last. Needs the Debian packages for glog, gflags,
+# libpng and nlohmann-json in .deps/ and the peer script in .peer/ (both git-ignored; `apt-get download` them on
 # the development machine, see bench/README.md).
 #   bash bench/gpu_check.sh [STAGE...]     (writes logs under $OUT, or /tmp/unidiff-gpu)
 # Stages, in order of what matters most when device time is short: build (configure, the targets

@@ -29,6 +29,14 @@ constexpr DtypeInfo kDtypes[] = {
     {"U8", torch::kUInt8},    {"BOOL", torch::kBool},
 };
 
+/// The format's entry for a tensor dtype, or nullptr.
+const DtypeInfo* info_of(torch::ScalarType type) {
+  for (const auto& d : kDtypes) {
+    if (d.type == type) return &d;
+  }
+  return nullptr;
+}
+
 std::string known_dtypes() {
   std::string s;
   for (const auto& d : kDtypes) s += (s.empty() ? "" : ", ") + std::string(d.name);
@@ -206,9 +214,7 @@ std::string serialize(const std::vector<std::pair<std::string, torch::Tensor>>& 
   std::vector<std::pair<std::string, torch::Tensor>> sorted;
   for (const auto& [name, t] : tensors) {
     UD_CHECK_INPUT(name != "__metadata__" && !name.empty(), "a safetensors tensor cannot be called '", name, "'");
-    const auto* info = std::find_if(std::begin(kDtypes), std::end(kDtypes),
-                                    [&](const DtypeInfo& d) { return d.type == t.scalar_type(); });
-    UD_CHECK_INPUT(info != std::end(kDtypes), "tensor '", name, "' has dtype ", t.scalar_type(),
+    UD_CHECK_INPUT(info_of(t.scalar_type()) != nullptr, "tensor '", name, "' has dtype ", t.scalar_type(),
                    ", which safetensors files here do not hold");
     sorted.emplace_back(name, t.detach().to(torch::kCPU).contiguous());
   }
@@ -220,8 +226,7 @@ std::string serialize(const std::vector<std::pair<std::string, torch::Tensor>>& 
   if (!metadata.empty()) j["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (const auto& [name, t] : sorted) {
-    const auto* info = std::find_if(std::begin(kDtypes), std::end(kDtypes),
-                                    [&](const DtypeInfo& d) { return d.type == t.scalar_type(); });
+    const DtypeInfo* info = info_of(t.scalar_type());
     const uint64_t size = static_cast<uint64_t>(t.numel()) * t.element_size();
     j[name] = {{"dtype", info->name}, {"shape", t.sizes().vec()}, {"data_offsets", {offset, offset + size}}};
     offset += size;

@@ -9,6 +9,7 @@
 #include <torch/optim/adam.h>
 
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/h5.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -132,7 +133,9 @@ std::pair<torch::Tensor, torch::Tensor> classify(models::Classifier& net, const 
   torch::NoGradGuard no_grad;
   net->eval();
   std::vector<torch::Tensor> feats, preds;
+  Progress progress("classify", "images", images.size(0));
   for (int64_t b = 0; b < images.size(0); b += 1000) {
+    progress.update(static_cast<double>(b));
     torch::Tensor x = data::TensorDataset::decode(images.slice(0, b, std::min(images.size(0), b + 1000)));
     x = (((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1).to(torch::kFloat32);
     const torch::Tensor h = net->features(x);

@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "data/dataset.h"
 #include "dist/world.h"
 #include "experiments/classifier.h"
@@ -55,7 +56,9 @@ void reward_eval(const EvalConfig& c, const data::TensorDataset& samples, JsonLi
   const torch::Tensor& labels = samples.labels();
   UD_CHECK_INPUT(!reward.needs_labels || labels.defined(), "--reward_class=-1 rewards each sample's own class; '",
                  c.samples, "' has no /labels");
+  Progress progress("eval", "samples", x.size(0));
   for (int64_t b = 0; b < x.size(0); b += 512) {
+    progress.update(static_cast<double>(b));
     const torch::Tensor l = labels.defined() ? labels.slice(0, b, b + 512) : torch::Tensor();
     parts.push_back(reward.fn(x.slice(0, b, b + 512), l).to(torch::kFloat64));
   }

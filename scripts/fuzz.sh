@@ -5,7 +5,7 @@
 # crash, a leak of bounds (-rss_limit_mb) or a hang (-timeout); its input is kept as
 # build-fuzz/artifacts/<target>-crash-*, reproducible with `build-fuzz/tests/fuzz/fuzz_<target> FILE`
 # under the same FUZZ_SEED_* variables (printed below).
-#   scripts/fuzz.sh [SECONDS] [TARGET...]   targets: dataset mixture model_file manifest flagfile
+#   scripts/fuzz.sh [SECONDS] [TARGET...]   targets: dataset mixture model_file manifest flagfile safetensors
 #   UNIDIFF_FUZZ_BUILD_DIR  build folder (default build-fuzz)
 #   FUZZ_STRICT=1           refusals other than InputError count as crashes
 #   UNIDIFF_FUZZ_SEED       libFuzzer's -seed (default 0: a random one; the test command passes 1,
@@ -15,7 +15,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(dataset mixture model_file manifest flagfile)
+[ ${#targets[@]} -gt 0 ] || targets=(dataset mixture model_file manifest flagfile safetensors)
 # shellcheck source=setup.sh
 source "$repo/scripts/setup.sh"   # the main build: its unidiff writes the seeds
 fuzz_dir=${UNIDIFF_FUZZ_BUILD_DIR:-$repo/build-fuzz}
@@ -77,6 +77,16 @@ for t in "${targets[@]}"; do
   corpus="$fuzz_dir/corpus/$t"
   mkdir -p "$corpus"
   [ "$t" = flagfile ] && cp -n "$repo"/experiments/recipes/*.flags "$corpus/" 2>/dev/null || true
+  if [ "$t" = safetensors ] && [ ! -e "$corpus/seed.safetensors" ]; then
+    # Two tensors and metadata, laid out as the format's specification says (no package needed).
+    "$UNIDIFF_VENV/bin/python" - "$corpus/seed.safetensors" <<'PY'
+import json, struct, sys
+h = json.dumps({"__metadata__": {"format": "pt"}, "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+                "b": {"dtype": "I64", "shape": [1], "data_offsets": [16, 24]}}, separators=(",", ":")).encode()
+h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + struct.pack("<4f", 1, 2, 3, 4) + struct.pack("<q", 7))
+PY
+  fi
   log="$fuzz_dir/artifacts/$t.log"
   rc=0
   TMPDIR="$work" "$fuzz_dir/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=30 \

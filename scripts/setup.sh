@@ -10,6 +10,7 @@
 #   UNIDIFF_WERROR     ON to build with -Werror (test.sh sets it); unset: the build folder's setting,
 #                      OFF for a new one
 #   UNIDIFF_JOBS       parallel build jobs (default: number of cores)
+#   UNIDIFF_BUILD_TARGETS  build only these targets (default: everything)
 set -euo pipefail
 
 UNIDIFF_TORCH_VERSION=2.11.0
@@ -17,6 +18,10 @@ UNIDIFF_TORCH_VERSION=2.11.0
 UNIDIFF_PIP_VERSION=26.3
 UNIDIFF_NUMPY_VERSION=2.4.6
 UNIDIFF_H5PY_VERSION=3.16.0
+# A CUDA toolkit from PyPI for machines without one (the torch wheel's CMake package needs nvcc and
+# the CUDA headers even to build for the CPU): NVIDIA's wheels of the toolkit the torch wheel was
+# built with, unpacked beside its CUDA runtime wheels in the venv (site-packages/nvidia/cu13).
+UNIDIFF_CUDA_TOOLKIT_PINS="nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85"
 # What the tests check interop against (scripts/test.sh sets UNIDIFF_TEST_PACKAGES=1): diffusers
 # and safetensors for import/export, tensorboard's own event reader.
 UNIDIFF_TEST_PACKAGES_PINS="diffusers==0.42.1 safetensors==0.8.0 tensorboard==2.21.0"
@@ -32,6 +37,10 @@ apt_packages=(build-essential cmake ninja-build ccache pkg-config
   libopenmpi-dev openmpi-bin libhdf5-dev libgoogle-glog-dev libgflags-dev libgtest-dev
   libpng-dev libjpeg-dev libjpeg-turbo-progs dataset-fashion-mnist python3-venv
   nlohmann-json3-dev libprotobuf-dev protobuf-compiler)
+# The tests also start a single-node Slurm (tests/cli/slurm.sh): its daemons only in test mode.
+if [ "${UNIDIFF_TEST_PACKAGES:-0}" = 1 ]; then
+  apt_packages+=(slurmctld slurmd slurm-client munge)
+fi
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -73,6 +82,27 @@ mkdir -p "$cache"
 export UNIDIFF_VENV="$venv"
 torch_prefix=$("$venv/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
 
+# --- a CUDA toolkit: the system's (nvcc on PATH or /usr/local/cuda), else the PyPI one ------------
+cuda_args=()
+if ! command -v nvcc >/dev/null 2>&1 && [ ! -x /usr/local/cuda/bin/nvcc ]; then
+  cu=$("$venv/bin/python" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13"))')
+  (
+    flock 9
+    marker="$venv/.unidiff-cuda-toolkit-$(printf '%s' "$UNIDIFF_CUDA_TOOLKIT_PINS" | md5sum | cut -c1-12)"
+    if [ ! -f "$marker" ]; then
+      say "no CUDA toolkit on this machine: installing NVIDIA's from PyPI into the venv ($UNIDIFF_CUDA_TOOLKIT_PINS, about 100 MB)"
+      # shellcheck disable=SC2086
+      "$venv/bin/pip" install -q --no-cache-dir $UNIDIFF_CUDA_TOOLKIT_PINS >&2
+      # The layout CMake and nvcc expect of a toolkit: lib64/ and unversioned library names.
+      (cd "$cu/lib" && for f in *.so.*; do b=${f%%.so.*}.so; [ -e "$b" ] || ln -s "$f" "$b"; done)
+      ln -sfn lib "$cu/lib64"
+      touch "$marker"
+    fi
+  ) 9>"$cache/.venv.lock"
+  say "CUDA toolkit: $cu (from PyPI)"
+  cuda_args=(-DCUDAToolkit_ROOT="$cu" -DCUDA_TOOLKIT_ROOT_DIR="$cu" -DCMAKE_CUDA_COMPILER="$cu/bin/nvcc")
+fi
+
 # --- configure and build ----------------------------------------------------------------------
 export CCACHE_DIR="${CCACHE_DIR:-$cache/ccache}"
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$repo}"  # relative paths: clones in other folders share hits
@@ -94,7 +124,8 @@ cmake_args=(-G Ninja
   -DUNIDIFF_PYTHON="$venv/bin/python"
   -DUNIDIFF_WERROR="$werror"
   -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
-  -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}")
+  -DTORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
+  ${cuda_args[@]+"${cuda_args[@]}"})
 # configure_build DIR ARGS...: configures DIR with ARGS when DIR is new or ARGS changed since the
 # last time (scripts/fuzz.sh calls it for build-fuzz/ too).
 configure_build() {
@@ -110,7 +141,8 @@ configure_build() {
 configure_build "$build_dir" "${cmake_args[@]}"
 say "building (ccache at $CCACHE_DIR)"
 start=$(date +%s)
-cmake --build "$build_dir" -j "${UNIDIFF_JOBS:-$(nproc)}" >&2
+# shellcheck disable=SC2086
+cmake --build "$build_dir" -j "${UNIDIFF_JOBS:-$(nproc)}" ${UNIDIFF_BUILD_TARGETS:+--target $UNIDIFF_BUILD_TARGETS} >&2
 say "build done in $(( $(date +%s) - start )) s"
 export UNIDIFF_BUILD_DIR="$build_dir"
 export UNIDIFF_BIN="$build_dir/launcher/unidiff"

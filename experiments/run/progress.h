@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/progress.h"
 #include "experiments/config.h"
 
 namespace unidiff::experiments {
@@ -23,25 +24,7 @@ void prepare_run_dir(const std::string& run_dir, const std::string& resolved_fla
 /// resume it.
 void log_stop(int64_t step, int signal);
 
-/// "42s", "3m07s", "1h05m".
-std::string format_duration(double seconds);
-
 /// A step rate for progress lines: "135 steps/s", "2.4 steps/s", or for slow steps "2.31 s/step".
 std::string format_rate(double steps_per_second);
-
-/// Progress of long work counted in `unit`s ("samples"): update(done) logs "<done>/<total> <unit>,
-/// <rate>/s, eta <t>" on rank 0 at most every `every_s` seconds, and nothing during the first
-/// `quiet_s` seconds, so short work stays silent and long work never goes quiet for long.
-class Progress {
- public:
-  Progress(std::string component, std::string unit, int64_t total, double quiet_s = 3, double every_s = 10);
-  void update(double done);
-
- private:
-  std::string component_, unit_;
-  int64_t total_;
-  double quiet_s_, every_s_;
-  std::chrono::steady_clock::time_point start_, last_;
-};
 
 }  // namespace unidiff::experiments

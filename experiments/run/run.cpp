@@ -336,6 +336,7 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
                                        ", written by ", ckpt->world_size(), " rank(s))"));
   }
   const auto save = [&](int64_t step) {
+    const auto began = std::chrono::steady_clock::now();
     dist::CheckpointWriter w(run.comm(), config.run_dir, step);
     save_settings(w, guard);
     w.set_attr("method", config.method);
@@ -344,7 +345,19 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
     save_groups(w, run.groups());
     method->save_state(w);
     const sfs::path dir = w.commit(config.ckpt.keep);
-    if (rank == 0) log::info("train", "checkpoint " + dir.string());
+    if (rank == 0) {
+      // Size (every rank's shards) and write rate: a checkpoint of a large model takes seconds.
+      uintmax_t bytes = 0;
+      std::error_code ec;
+      for (const auto& e : sfs::directory_iterator(dir, ec)) {
+        if (e.is_regular_file(ec)) bytes += e.file_size(ec);
+      }
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+      const double mib = static_cast<double>(bytes) / (1 << 20);
+      char what[96];
+      std::snprintf(what, sizeof(what), ": %.1f MiB in %.2f s (%.0f MiB/s)", mib, secs, mib / std::max(secs, 1e-6));
+      log::info("train", "checkpoint " + dir.string() + what);
+    }
   };
 
   std::optional<MetricsLog> metrics;  // metrics.jsonl and the TensorBoard events, rank 0
