@@ -99,7 +99,11 @@ std::mutex& guard_mutex() {
   return *m;
 }
 
-void on_sigbus(int sig, siginfo_t* info, void*) {
+// The SIGBUS action installed before ours (glog's failure handler, a debugger's): a fault outside
+// our mappings goes to it.
+struct sigaction g_previous_sigbus {};
+
+void on_sigbus(int sig, siginfo_t* info, void* context) {
   const auto addr = reinterpret_cast<uintptr_t>(info->si_addr);
   GuardSlot* slots = guard_slots();
   for (int i = 0; i < kGuardSlots; ++i) {
@@ -110,7 +114,18 @@ void on_sigbus(int sig, siginfo_t* info, void*) {
       ::_exit(kExitBadInputCode);
     }
   }
-  // Not one of ours: the default action (a core dump where enabled).
+  // Not one of ours: the handler that was there before, else the default action (a core dump
+  // where enabled).
+  const struct sigaction& prev = g_previous_sigbus;
+  if ((prev.sa_flags & SA_SIGINFO) != 0 && prev.sa_sigaction != nullptr) {
+    prev.sa_sigaction(sig, info, context);
+    return;
+  }
+  if ((prev.sa_flags & SA_SIGINFO) == 0 && prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN &&
+      prev.sa_handler != nullptr) {
+    prev.sa_handler(sig);
+    return;
+  }
   ::signal(sig, SIG_DFL);
   ::raise(sig);
 }
@@ -121,7 +136,7 @@ int claim_guard(const uint8_t* data, int64_t size, const std::filesystem::path& 
     sa.sa_sigaction = on_sigbus;
     sa.sa_flags = SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
-    ::sigaction(SIGBUS, &sa, nullptr);
+    ::sigaction(SIGBUS, &sa, &g_previous_sigbus);
     return true;
   }();
   (void)installed;

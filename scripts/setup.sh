@@ -84,7 +84,7 @@ torch_prefix=$("$venv/bin/python" -c 'import torch.utils; print(torch.utils.cmak
 
 # --- a CUDA toolkit: the system's (nvcc on PATH or /usr/local/cuda), else the PyPI one ------------
 cuda_args=()
-if ! command -v nvcc >/dev/null 2>&1 && [ ! -x /usr/local/cuda/bin/nvcc ]; then
+if [ ! -x "$(command -v nvcc 2>/dev/null)" ] && [ ! -x /usr/local/cuda/bin/nvcc ]; then
   cu=$("$venv/bin/python" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13"))')
   (
     flock 9

@@ -13,11 +13,25 @@ build=${1:-/tmp/unidiff-no-toolkit}
 exec unshare --mount --propagation private bash -s -- "$repo" "$build" <<'INNER'
 set -euo pipefail
 repo=$1 build=$2
-[ -d /usr/local/cuda ] && mount -t tmpfs none /usr/local/cuda
+# Every toolkit folder under /usr/local (cuda, cuda-13.0, ...: links resolved) gets an empty
+# tmpfs over it, so links into it (/usr/local/bin/nvcc on some images) dangle.
+for d in /usr/local/cuda*; do
+  real=$(readlink -f "$d")
+  if [ -d "$real" ] && ! mountpoint -q "$real"; then mount -t tmpfs none "$real"; fi
+done
+# Wrappers elsewhere on PATH that call into it (e.g. /usr/local/bin/nvcc running the toolkit's):
+# an empty file that is not executable bound over each.
+blank=$(mktemp)
+chmod 644 "$blank"
+for f in nvcc ptxas nvlink fatbinary cudafe++ bin2c __nvcc_device_query; do
+  p=$(command -v "$f" 2>/dev/null) || continue
+  mount --bind "$blank" "$p"
+done
+hash -r
 PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v -i cuda | paste -sd:)
 export PATH
-if command -v nvcc >/dev/null || [ -e /usr/local/cuda/bin/nvcc ]; then echo "a toolkit is still visible" >&2; exit 1; fi
-echo "[no_toolkit] /usr/local/cuda hidden ($(ls /usr/local/cuda 2>/dev/null | wc -l) entries), no nvcc on PATH"
+if [ -x "$(command -v nvcc)" ] || [ -e /usr/local/cuda/bin/nvcc ]; then echo "a toolkit is still visible" >&2; exit 1; fi
+echo "[no_toolkit] /usr/local/cuda* hidden ($(ls /usr/local/cuda/ 2>/dev/null | wc -l) entries left), no nvcc on PATH"
 start=$(date +%s)
 UNIDIFF_BUILD_DIR=$build UNIDIFF_BUILD_TARGETS=unidiff bash "$repo/scripts/setup.sh"
 grep -E "CMAKE_CUDA_COMPILER:|CUDAToolkit_ROOT:" "$build/CMakeCache.txt"

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -66,6 +67,33 @@ TEST(MappedFileDeathTest, AReadPastATruncationEndsWithExit2NamingTheFile) {
         std::exit(0);
       },
       ::testing::ExitedWithCode(2), "'.*shrinks.bin' shrank while it was being read \\(SIGBUS\\)");
+}
+
+void earlier_sigbus_handler(int, siginfo_t*, void*) {
+  const char msg[] = "the earlier SIGBUS handler ran\n";
+  const ssize_t ignored = ::write(2, msg, sizeof(msg) - 1);
+  (void)ignored;
+  ::_exit(3);
+}
+
+TEST(MappedFileDeathTest, ASigbusOutsideTheMappingsGoesToTheEarlierHandler) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // a fresh process: the guard is installed below
+  testing::TempDir dir;
+  const auto path = dir / "kept.bin";
+  write_bytes(path, 4096, 'x');
+  EXPECT_EXIT(
+      {
+        struct sigaction sa {};
+        sa.sa_sigaction = earlier_sigbus_handler;
+        sa.sa_flags = SA_SIGINFO;
+        sigemptyset(&sa.sa_mask);
+        ::sigaction(SIGBUS, &sa, nullptr);
+        MappedFile map(path);  // installs the guard over it
+        (void)map.data()[0];
+        ::raise(SIGBUS);  // no address in a mapping
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(3), "the earlier SIGBUS handler ran");
 }
 
 }  // namespace
