@@ -90,6 +90,10 @@ void maybe_die_for_test(int rank, int64_t step) {
   if (std::sscanf(v, "%d:%ld", &r, &s) == 2 && r == rank && s == step) std::raise(SIGKILL);
 }
 
+}  // namespace
+
+sfs::path checkpoints_dir(const sfs::path& run_dir) { return run_dir / "checkpoints"; }
+
 std::vector<sfs::path> step_dirs_newest_first(const sfs::path& run_dir) {
   std::vector<sfs::path> out;
   const sfs::path dir = checkpoints_dir(run_dir);
@@ -103,10 +107,6 @@ std::vector<sfs::path> step_dirs_newest_first(const sfs::path& run_dir) {
   std::sort(out.begin(), out.end(), std::greater<>());
   return out;
 }
-
-}  // namespace
-
-sfs::path checkpoints_dir(const sfs::path& run_dir) { return run_dir / "checkpoints"; }
 
 CheckpointWriter::CheckpointWriter(Communicator& comm, const sfs::path& run_dir, int64_t step)
     : comm_(comm), dir_(checkpoints_dir(run_dir) / step_name(step)), step_(step) {

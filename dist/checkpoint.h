@@ -109,5 +109,7 @@ class CheckpointReader {
 
 /// RUN_DIR/checkpoints.
 std::filesystem::path checkpoints_dir(const std::filesystem::path& run_dir);
+/// RUN_DIR/checkpoints/step-N folders (complete or not; no temporaries), newest first.
+std::vector<std::filesystem::path> step_dirs_newest_first(const std::filesystem::path& run_dir);
 
 }  // namespace unidiff::dist

@@ -131,17 +131,11 @@ namespace {
 
 /// The newest complete checkpoint in `run_dir` written after at most `steps` steps, if any.
 std::optional<dist::CheckpointReader> checkpoint_at_most(const std::string& run_dir, int64_t steps) {
-  std::vector<std::pair<int64_t, sfs::path>> found;
-  std::error_code ec;
-  for (const auto& e : sfs::directory_iterator(dist::checkpoints_dir(run_dir), ec)) {
-    const std::string n = e.path().filename().string();
+  for (const auto& dir : dist::step_dirs_newest_first(run_dir)) {
+    const std::string n = dir.filename().string();  // step-000000020
     char* end = nullptr;
-    if (n.rfind("step-", 0) != 0 || !e.is_directory()) continue;
     const long long step = std::strtoll(n.c_str() + 5, &end, 10);
-    if (*end == '\0' && step >= 0 && step <= steps) found.emplace_back(step, e.path());
-  }
-  std::sort(found.begin(), found.end(), std::greater<>());
-  for (const auto& [step, dir] : found) {
+    if (*end != '\0' || step < 0 || step > steps) continue;
     try {
       return dist::CheckpointReader(dir);
     } catch (const InputError& e) {
