@@ -2,14 +2,15 @@
 #include "experiments/diffusers_io.h"
 
 #include <fstream>
-#include <set>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/json_fields.h"
 #include "core/log.h"
 #include "core/safetensors.h"
 #include "experiments/model_io.h"
+#include "experiments/pretrain/objectives.h"
 #include "models/unet.h"
 #include "models/unet_diffusers.h"
 
@@ -41,61 +42,56 @@ void write_json(const sfs::path& path, const nlohmann::ordered_json& j) {
   fs::write_text_atomically(path, j.dump(2) + "\n");
 }
 
+/// diffusers' names <-> unidiff's, one table per setting, read in both directions.
+using NameTable = std::vector<std::pair<std::string, std::string>>;  // {diffusers, unidiff}
+const NameTable kBetaSchedules = {{"linear", "linear"}, {"scaled_linear", "scaled-linear"},
+                                  {"squaredcos_cap_v2", "cosine"}};
+const NameTable kPredictions = {{"epsilon", "eps"}, {"sample", "x0"}, {"v_prediction", "v"}};
+
+std::vector<std::string> diffusers_names(const NameTable& t) {
+  std::vector<std::string> out;
+  for (const auto& [theirs, ours] : t) out.push_back(theirs);
+  return out;
+}
+std::string ours_of(const NameTable& t, const std::string& theirs) {
+  for (const auto& [a, b] : t) {
+    if (a == theirs) return b;
+  }
+  UD_ASSERT(false, "no unidiff name for '", theirs, "'");
+  return {};
+}
+std::string theirs_of(const NameTable& t, const std::string& ours, const std::string& what) {
+  for (const auto& [a, b] : t) {
+    if (b == ours) return a;
+  }
+  UD_FAIL_INPUT(what, " '", ours, "' has no diffusers equivalent");
+}
+
 /// The scheduler's config -> the model file's diffusion settings (see diffusers_io.h).
 DiffusionConfig diffusion_from_scheduler(const json& s, const std::string& what) {
-  UD_CHECK_INPUT(s.is_object(), what, " is not a JSON object");
+  JsonFields c(s, what, "a unidiff DDPM model");
   DiffusionConfig d;
   d.objective = "ddpm";
-  const auto get = [&](const char* key) -> const json* {
-    const auto it = s.find(key);
-    return it == s.end() || it->is_null() ? nullptr : &*it;
-  };
-  const auto refuse = [&](const char* key, const json& v, const std::string& why) {
-    UD_FAIL_INPUT(what, ": ", key, " = ", v.dump(), " does not map to a unidiff DDPM model: ", why);
-  };
-  if (const json* c = get("_class_name")) {
-    if (!c->is_string() || c->get<std::string>().find("Scheduler") == std::string::npos) {
-      refuse("_class_name", *c, "a diffusers scheduler class is expected");
+  if (const json* k = c.get("_class_name")) {
+    if (!k->is_string() || k->get<std::string>().find("Scheduler") == std::string::npos) {
+      c.refuse("_class_name", "a diffusers scheduler class is expected");
     }
   }
-  if (const json* t = get("num_train_timesteps")) {
-    if (!t->is_number_integer() || t->get<int64_t>() < 2 || t->get<int64_t>() > 100000) {
-      refuse("num_train_timesteps", *t, "2..100000 steps");
-    }
-    d.timesteps = t->get<int64_t>();
-  }
+  d.timesteps = c.integer("num_train_timesteps", d.timesteps);
+  if (d.timesteps < 2 || d.timesteps > 100000) c.refuse("num_train_timesteps", "2..100000 steps");
   for (const auto& [key, field] : {std::pair<const char*, double*>{"beta_start", &d.beta_start},
                                    std::pair<const char*, double*>{"beta_end", &d.beta_end}}) {
-    if (const json* b = get(key)) {
-      if (!b->is_number() || !(b->get<double>() > 0 && b->get<double>() < 1)) refuse(key, *b, "0 < beta < 1");
-      *field = b->get<double>();
-    }
+    *field = c.real(key, *field);
+    if (!(*field > 0 && *field < 1)) c.refuse(key, "0 < beta < 1");
   }
-  if (const json* t = get("trained_betas")) refuse("trained_betas", *t, "an explicit beta table is not imported");
-  if (const json* b = get("beta_schedule")) {
-    const std::string v = b->is_string() ? b->get<std::string>() : "";
-    if (v == "linear") d.schedule = "linear";
-    else if (v == "scaled_linear") d.schedule = "scaled-linear";
-    else if (v == "squaredcos_cap_v2") d.schedule = "cosine";
-    else refuse("beta_schedule", *b, "linear, scaled_linear or squaredcos_cap_v2 map");
-  }
-  if (const json* p = get("prediction_type")) {
-    const std::string v = p->is_string() ? p->get<std::string>() : "";
-    if (v == "epsilon") d.prediction = "eps";
-    else if (v == "sample") d.prediction = "x0";
-    else if (v == "v_prediction") d.prediction = "v";
-    else refuse("prediction_type", *p, "epsilon, sample or v_prediction map");
-  }
-  if (const json* r = get("rescale_betas_zero_snr"); r != nullptr && *r != false) {
-    refuse("rescale_betas_zero_snr", *r, "zero-terminal-SNR rescaling is not a unidiff schedule");
-  }
+  if (c.get("trained_betas") != nullptr) c.refuse("trained_betas", "an explicit beta table is not imported");
+  d.schedule = ours_of(kBetaSchedules, c.one_of("beta_schedule", diffusers_names(kBetaSchedules),
+                                                "linear, scaled_linear or squaredcos_cap_v2 map"));
+  d.prediction = ours_of(kPredictions, c.one_of("prediction_type", diffusers_names(kPredictions),
+                                                "epsilon, sample or v_prediction map"));
+  c.must_be("rescale_betas_zero_snr", false, "zero-terminal-SNR rescaling is not a unidiff schedule");
   std::string left;
-  for (const auto& [key, v] : s.items()) {
-    if (key.rfind('_', 0) == 0) continue;
-    static const std::set<std::string> mapped = {"num_train_timesteps", "beta_start", "beta_end", "trained_betas",
-                                                 "beta_schedule", "prediction_type", "rescale_betas_zero_snr"};
-    if (!mapped.count(key)) left += (left.empty() ? "" : ", ") + key + "=" + v.dump();
-  }
+  for (const auto& key : c.unread()) left += (left.empty() ? "" : ", ") + key + "=" + s.at(key).dump();
   if (!left.empty()) log::info("import", "sampler settings left to `unidiff sample`'s flags: " + left);
   return d;
 }
@@ -105,12 +101,12 @@ nlohmann::ordered_json scheduler_config(const DiffusionConfig& d) {
   j["_class_name"] = "DDPMScheduler";
   j["_diffusers_version"] = ud::kVersion;
   j["beta_end"] = d.beta_end;
-  j["beta_schedule"] = d.schedule == "linear" ? "linear" : d.schedule == "cosine" ? "squaredcos_cap_v2" : "scaled_linear";
+  j["beta_schedule"] = theirs_of(kBetaSchedules, d.schedule, "schedule");
   j["beta_start"] = d.beta_start;
   j["clip_sample"] = true;
   j["clip_sample_range"] = 1.0;
   j["num_train_timesteps"] = d.timesteps;
-  j["prediction_type"] = d.prediction == "eps" ? "epsilon" : d.prediction == "x0" ? "sample" : "v_prediction";
+  j["prediction_type"] = theirs_of(kPredictions, d.prediction, "prediction");
   j["rescale_betas_zero_snr"] = false;
   j["steps_offset"] = 0;
   j["timestep_spacing"] = "leading";
@@ -215,11 +211,11 @@ void export_diffusers(const DiffusersExportConfig& c) {
   UD_CHECK_INPUT(unet != nullptr, "'", c.checkpoint, "' holds a network of arch '", m.network.arch,
                  "'; diffusers' UNet2DModel is unidiff's unet (--model_arch=unet)");
   const DiffusionConfig& d = m.diffusion;
-  const std::string objective = d.objective.empty() ? (d.schedule == "rf" ? "rf" : "ddpm") : d.objective;
-  UD_CHECK_INPUT(objective == "ddpm" && d.schedule != "rf", "'", c.checkpoint, "' was trained with objective '",
-                 objective, "' (schedule ", d.schedule, "); a DDPMPipeline samples DDPM objectives only");
-  UD_CHECK_INPUT(d.prediction == "eps" || d.prediction == "x0" || d.prediction == "v", "prediction '", d.prediction,
-                 "' has no diffusers prediction_type");
+  const Objective objective = resolve_objective(d);
+  UD_CHECK_INPUT(objective == Objective::kDdpm && d.schedule != "rf", "'", c.checkpoint,
+                 "' was trained with objective '", to_string(objective), "' (schedule ", d.schedule,
+                 "); a DDPMPipeline samples DDPM objectives only");
+  const auto scheduler = scheduler_config(d);  // refuses a prediction diffusers has no name for
   const auto config = ud::unet_config(unet->options);
   std::vector<std::pair<std::string, torch::Tensor>> ours;
   for (const auto& p : m.module->named_parameters()) ours.emplace_back(p.key(), p.value());
@@ -230,7 +226,7 @@ void export_diffusers(const DiffusersExportConfig& c) {
   sfs::create_directories(dir / "scheduler");
   safetensors::write(dir / "unet" / kWeights, theirs, {{"format", "pt"}});
   write_json(dir / "unet" / "config.json", config);
-  write_json(dir / "scheduler" / "scheduler_config.json", scheduler_config(d));
+  write_json(dir / "scheduler" / "scheduler_config.json", scheduler);
   nlohmann::ordered_json index;
   index["_class_name"] = "DDPMPipeline";
   index["_diffusers_version"] = ud::kVersion;

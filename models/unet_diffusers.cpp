@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/json_fields.h"
 
 namespace unidiff::models::diffusers {
 namespace {
@@ -92,83 +93,30 @@ std::string legacy_name(const std::string& key) {
   return "";
 }
 
-std::string dump(const json& v) { return v.dump(); }
-
-// --- config.json reading ------------------------------------------------------------------------
-
-struct ConfigReader {
-  const json& config;
-  const std::string& what;
-  std::set<std::string> used;
-
-  const json* get(const std::string& key) {
-    used.insert(key);
-    const auto it = config.find(key);
-    return it == config.end() || it->is_null() ? nullptr : &*it;
-  }
-  json value(const std::string& key) const { return config.contains(key) ? config.at(key) : json(); }
-  [[noreturn]] void refuse(const std::string& key, const json& v, const std::string& why) {
-    UD_FAIL_INPUT(what, ": ", key, " = ", dump(v), " does not map to unidiff's unet: ", why);
-  }
-  int64_t integer(const std::string& key, int64_t fallback) {
-    const json* v = get(key);
-    if (v == nullptr) return fallback;
-    if (!v->is_number_integer()) refuse(key, *v, "an integer is expected");
-    return v->get<int64_t>();
-  }
-  double real(const std::string& key, double fallback) {
-    const json* v = get(key);
-    if (v == nullptr) return fallback;
-    if (!v->is_number()) refuse(key, *v, "a number is expected");
-    return v->get<double>();
-  }
-  /// A string key that must be one of `allowed` (absent: the first, diffusers' default).
-  std::string one_of(const std::string& key, const std::vector<std::string>& allowed, const std::string& why) {
-    const json* v = get(key);
-    if (v == nullptr) return allowed.front();
-    if (!v->is_string() || std::find(allowed.begin(), allowed.end(), v->get<std::string>()) == allowed.end()) {
-      refuse(key, *v, why);
-    }
-    return v->get<std::string>();
-  }
-  void must_be(const std::string& key, const json& expected, const std::string& why) {
-    const json* v = get(key);
-    if (v != nullptr && *v != expected) refuse(key, *v, why);
-  }
-  std::vector<std::string> strings(const std::string& key) {
-    const json* v = get(key);
-    UD_CHECK_INPUT(v != nullptr && v->is_array() && !v->empty(), what, ": ", key, " must be a non-empty list");
-    std::vector<std::string> out;
-    for (const auto& s : *v) {
-      if (!s.is_string()) refuse(key, *v, "a list of block names is expected");
-      out.push_back(s.get<std::string>());
-    }
-    return out;
-  }
-};
-
 }  // namespace
 
 UnetOptions unet_options_from_config(const json& config, const std::string& what) {
-  UD_CHECK_INPUT(config.is_object(), what, ": a UNet2DModel config must be a JSON object");
-  ConfigReader c{config, what, {}};
+  JsonFields c(config, what, "unidiff's unet");
   c.one_of("_class_name", {"UNet2DModel"}, "only diffusers' UNet2DModel is imported");
   UnetOptions o;
   // sample_size: an int, or [H, W] with H = W.
   if (const json* s = c.get("sample_size")) {
-    if (s->is_array() && s->size() == 2 && (*s)[0] == (*s)[1]) o.resolution = (*s)[0].get<int64_t>();
-    else if (s->is_number_integer()) o.resolution = s->get<int64_t>();
-    else c.refuse("sample_size", *s, "a square size is expected");
+    if (s->is_array() && s->size() == 2 && (*s)[0] == (*s)[1] && (*s)[0].is_number_integer()) {
+      o.resolution = (*s)[0].get<int64_t>();
+    } else if (s->is_number_integer()) {
+      o.resolution = s->get<int64_t>();
+    } else {
+      c.refuse("sample_size", "a square size is expected");
+    }
   } else {
     UD_FAIL_INPUT(what, ": sample_size is missing (the image size the unet was built for)");
   }
-  if (o.resolution <= 0) c.refuse("sample_size", c.value("sample_size"), "a positive size is expected");
+  if (o.resolution <= 0) c.refuse("sample_size", "a positive size is expected");
   o.in_channels = c.integer("in_channels", 3);
-  const int64_t out_channels = c.integer("out_channels", 3);
-  if (o.in_channels <= 0 || o.in_channels > 64) c.refuse("in_channels", c.value("in_channels"), "1..64 channels");
-  if (out_channels != o.in_channels) {
-    c.refuse("out_channels", c.value("out_channels"), "unidiff's unet predicts a tensor shaped like its input (" +
-                                                         std::to_string(o.in_channels) + " channels)");
+  if (o.in_channels <= 0 || o.in_channels > 64) c.refuse("in_channels", "1..64 channels");
+  if (c.integer("out_channels", 3) != o.in_channels) {
+    c.refuse("out_channels", "unidiff's unet predicts a tensor shaped like its input (" +
+                                 std::to_string(o.in_channels) + " channels)");
   }
   const json* widths = c.get("block_out_channels");
   if (widths == nullptr || !widths->is_array() || widths->empty()) {
@@ -176,69 +124,62 @@ UnetOptions unet_options_from_config(const json& config, const std::string& what
   }
   std::vector<int64_t> w;
   for (const auto& x : *widths) {
-    if (!x.is_number_integer() || x.get<int64_t>() <= 0) c.refuse("block_out_channels", *widths, "positive widths");
+    if (!x.is_number_integer() || x.get<int64_t>() <= 0) c.refuse("block_out_channels", "positive widths");
     w.push_back(x.get<int64_t>());
   }
   o.channels = w.front();
   o.mult.clear();
   for (int64_t x : w) {
     if (x % o.channels != 0) {
-      c.refuse("block_out_channels", *widths, "every width must be a multiple of the first (unidiff's unet is "
-                                              "a base width times per-level multipliers)");
+      c.refuse("block_out_channels", "every width must be a multiple of the first (unidiff's unet is a base width "
+                                     "times per-level multipliers)");
     }
     o.mult.push_back(x / o.channels);
   }
-  if (o.channels % 32 != 0) c.refuse("block_out_channels", *widths, "widths must be multiples of 32 (GroupNorm(32))");
+  if (o.channels % 32 != 0) c.refuse("block_out_channels", "widths must be multiples of 32 (GroupNorm(32))");
   o.res_blocks = c.integer("layers_per_block", 2);
-  if (o.res_blocks <= 0 || o.res_blocks > 64) c.refuse("layers_per_block", c.value("layers_per_block"), "1..64");
+  if (o.res_blocks <= 0 || o.res_blocks > 64) c.refuse("layers_per_block", "1..64");
   const int64_t levels = static_cast<int64_t>(w.size());
   const auto down = c.strings("down_block_types");
   const auto up = c.strings("up_block_types");
   if (static_cast<int64_t>(down.size()) != levels) {
-    c.refuse("down_block_types", c.value("down_block_types"), "one block per entry of block_out_channels");
+    c.refuse("down_block_types", "one block per entry of block_out_channels");
   }
-  if (static_cast<int64_t>(up.size()) != levels) {
-    c.refuse("up_block_types", c.value("up_block_types"), "one block per entry of block_out_channels");
-  }
+  if (static_cast<int64_t>(up.size()) != levels) c.refuse("up_block_types", "one block per entry of block_out_channels");
   if (o.resolution % (int64_t{1} << (levels - 1)) != 0) {
-    c.refuse("sample_size", c.value("sample_size"), "it must be divisible by 2^(levels - 1)");
+    c.refuse("sample_size", "it must be divisible by 2^(levels - 1)");
   }
   o.attn_res.clear();
   for (int64_t i = 0; i < levels; ++i) {
     const std::string& d = down[i];
     const std::string& u = up[levels - 1 - i];
     if (d != "DownBlock2D" && d != "AttnDownBlock2D") {
-      c.refuse("down_block_types", c.value("down_block_types"), "'" + d + "' is neither DownBlock2D nor AttnDownBlock2D");
+      c.refuse("down_block_types", "'" + d + "' is neither DownBlock2D nor AttnDownBlock2D");
     }
     if (u != "UpBlock2D" && u != "AttnUpBlock2D") {
-      c.refuse("up_block_types", c.value("up_block_types"), "'" + u + "' is neither UpBlock2D nor AttnUpBlock2D");
+      c.refuse("up_block_types", "'" + u + "' is neither UpBlock2D nor AttnUpBlock2D");
     }
     if ((d == "AttnDownBlock2D") != (u == "AttnUpBlock2D")) {
-      c.refuse("up_block_types", c.value("up_block_types"),
-               "level " + std::to_string(i) + " has attention on one side only (" + d + ", " + u +
-                   "); unidiff's unet attends at the same resolutions down and up");
+      c.refuse("up_block_types", "level " + std::to_string(i) + " has attention on one side only (" + d + ", " + u +
+                                     "); unidiff's unet attends at the same resolutions down and up");
     }
     if (d == "AttnDownBlock2D") o.attn_res.push_back(o.resolution >> i);
   }
   c.one_of("mid_block_type", {"UNetMidBlock2D"}, "unidiff's unet has the middle block resnet-attention-resnet");
   c.must_be("add_attention", true, "the middle block's attention is part of unidiff's unet");
   c.one_of("time_embedding_type", {"positional"}, "unidiff's unet embeds time with DDPM's sinusoid");
-  // diffusers' defaults when absent: flip_sin_to_cos true, freq_shift 0.
+  // diffusers' defaults (absent or null): flip_sin_to_cos true, freq_shift 0.
+  o.time_flip = true;
   if (const json* f = c.get("flip_sin_to_cos")) {
-    if (!f->is_boolean()) c.refuse("flip_sin_to_cos", *f, "true or false");
+    if (!f->is_boolean()) c.refuse("flip_sin_to_cos", "true or false");
     o.time_flip = f->get<bool>();
-  } else {
-    o.time_flip = !config.contains("flip_sin_to_cos");
   }
-  o.time_shift = config.contains("freq_shift") ? 1 : 0;
-  if (const json* f = c.get("freq_shift")) {
-    if (!f->is_number() || !(f->get<double>() >= 0 && f->get<double>() <= 1)) {
-      c.refuse("freq_shift", *f, "a shift in [0, 1] (frequencies 10000^(-i / (h - shift)))");
-    }
-    o.time_shift = f->get<double>();
+  o.time_shift = c.real("freq_shift", 0);
+  if (!(o.time_shift >= 0 && o.time_shift <= 1)) {
+    c.refuse("freq_shift", "a shift in [0, 1] (frequencies 10000^(-i / (h - shift)))");
   }
   if (const json* d = c.get("time_embedding_dim"); d != nullptr && *d != 4 * o.channels) {
-    c.refuse("time_embedding_dim", *d, "the time embedding is 4 x the base width");
+    c.refuse("time_embedding_dim", "the time embedding is 4 x the base width");
   }
   c.must_be("center_input_sample", false, "the unet takes x as it is");
   c.one_of("act_fn", {"silu"}, "the unet's activation is SiLU");
@@ -247,48 +188,41 @@ UnetOptions unet_options_from_config(const json& config, const std::string& what
   c.one_of("resnet_time_scale_shift", {"default"}, "the time embedding is added, not a scale and shift");
   c.one_of("downsample_type", {"conv"}, "downsampling is a stride-2 conv");
   c.one_of("upsample_type", {"conv"}, "upsampling is nearest + conv");
-  if (const json* f = c.get("mid_block_scale_factor"); f != nullptr && !(f->is_number() && f->get<double>() == 1.0)) {
-    c.refuse("mid_block_scale_factor", *f, "the middle block's output is not rescaled");
+  if (c.real("mid_block_scale_factor", 1) != 1) {
+    c.refuse("mid_block_scale_factor", "the middle block's output is not rescaled");
   }
   c.one_of("class_embed_type", {"none"}, "classes are a lookup table (num_class_embeds)");
   // Channels per head: null = one head over each layer's channels; absent = diffusers' default 8.
   // Every attention layer (the attention levels', the middle block's) must split into whole heads.
-  if (!config.contains("attention_head_dim")) {
-    o.attn_head_dim = 8;
-  } else if (const json* h = c.get("attention_head_dim")) {
-    if (!h->is_number_integer() || h->get<int64_t>() <= 0) c.refuse("attention_head_dim", *h, "a positive integer");
+  const bool head_dim_given = c.has("attention_head_dim");
+  o.attn_head_dim = head_dim_given ? 0 : 8;
+  if (const json* h = c.get("attention_head_dim")) {
+    if (!h->is_number_integer() || h->get<int64_t>() <= 0) c.refuse("attention_head_dim", "a positive integer");
     o.attn_head_dim = h->get<int64_t>();
   }
-  c.used.insert("attention_head_dim");
-  if (o.attn_head_dim > 0) {
-    for (int64_t i = 0; i <= levels; ++i) {
-      const bool attends = i == levels || down[i] == "AttnDownBlock2D";
-      const int64_t width = i == levels ? w.back() : w[i];
-      if (attends && width % o.attn_head_dim != 0) {
-        c.refuse("attention_head_dim", c.value("attention_head_dim"),
-                 "it does not divide the attention width " + std::to_string(width) +
-                     (config.contains("attention_head_dim") ? "" : " (absent: diffusers' default 8)"));
-      }
+  for (int64_t i = 0; o.attn_head_dim > 0 && i <= levels; ++i) {
+    const bool attends = i == levels || down[i] == "AttnDownBlock2D";
+    const int64_t width = i == levels ? w.back() : w[i];
+    if (attends && width % o.attn_head_dim != 0) {
+      c.refuse("attention_head_dim", "it does not divide the attention width " + std::to_string(width) +
+                                         (head_dim_given ? "" : " (absent: diffusers' default 8)"));
     }
   }
   o.norm_eps = c.real("norm_eps", 1e-5);
-  if (!(o.norm_eps > 0 && o.norm_eps <= 0.5)) c.refuse("norm_eps", c.value("norm_eps"), "0 < eps <= 0.5");
+  if (!(o.norm_eps > 0 && o.norm_eps <= 0.5)) c.refuse("norm_eps", "0 < eps <= 0.5");
   o.downsample_padding = c.integer("downsample_padding", 1);
   if (o.downsample_padding != 0 && o.downsample_padding != 1) {
-    c.refuse("downsample_padding", c.value("downsample_padding"), "0 (right and bottom) or 1 (every side)");
+    c.refuse("downsample_padding", "0 (right and bottom) or 1 (every side)");
   }
   o.dropout = c.real("dropout", 0.0);
-  if (!(o.dropout >= 0 && o.dropout < 1)) c.refuse("dropout", c.value("dropout"), "a probability in [0, 1)");
-  if (const json* k = c.get("num_class_embeds")) {
-    if (!k->is_number_integer() || k->get<int64_t>() < 2) {
-      c.refuse("num_class_embeds", *k, "K + 1 >= 2 rows: K classes and a last row for \"no class\"");
-    }
-    o.num_classes = k->get<int64_t>() - 1;
+  if (!(o.dropout >= 0 && o.dropout < 1)) c.refuse("dropout", "a probability in [0, 1)");
+  if (c.get("num_class_embeds") != nullptr) {
+    o.num_classes = c.integer("num_class_embeds", 0) - 1;
+    if (o.num_classes < 1) c.refuse("num_class_embeds", "K + 1 >= 2 rows: K classes and a last row for \"no class\"");
   }
   c.get("num_train_timesteps");  // only read by diffusers' learned time embeddings
-  for (const auto& [key, v] : config.items()) {
-    if (key.rfind('_', 0) == 0 || c.used.count(key)) continue;
-    c.refuse(key, v, "an unknown UNet2DModel key (unidiff maps those of diffusers " + std::string(kVersion) + ")");
+  for (const auto& key : c.unread()) {
+    c.refuse(key, "an unknown UNet2DModel key (unidiff maps those of diffusers " + std::string(kVersion) + ")");
   }
   return o;
 }
