@@ -75,12 +75,6 @@ torch::Tensor AttnBlockImpl::forward(const torch::Tensor& x) {
   const torch::Tensor hn =
       group_norm_act(x, {}, n_->weight, n_->bias, n_->options.num_groups(), n_->options.eps(), false, fused_);
   const auto qkv = qkv_(hn).reshape({b, 3, c, h * w}).transpose(-1, -2).unbind(1);
-  if (heads_ == 1) {
-    const torch::Tensor a = at::scaled_dot_product_attention(qkv[0].unsqueeze(1), qkv[1].unsqueeze(1),
-                                                             qkv[2].unsqueeze(1))
-                                .squeeze(1);
-    return x + o_(a.transpose(-1, -2).reshape({b, c, h, w}));
-  }
   // [B, HW, C] -> [B, heads, HW, d]; back to [B, C, HW] with head h in channels [h d, (h + 1) d).
   const auto split = [&](const torch::Tensor& v) { return v.view({b, h * w, heads_, c / heads_}).transpose(1, 2); };
   const torch::Tensor a = at::scaled_dot_product_attention(split(qkv[0]), split(qkv[1]), split(qkv[2]));
