@@ -1,5 +1,6 @@
 // A one-line JSON object writer for metrics and command output (`{"a": 1, "b": "x"}`). Non-finite
-// numbers become null. Not a parser.
+// numbers become null. Not a parser: the numbers added are also kept as they are (numbers()), so a
+// consumer of the values (the TensorBoard writer) does not parse the text back.
 #pragma once
 
 #include <cmath>
@@ -7,18 +8,24 @@
 #include <cstdio>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace unidiff {
 
 class JsonLine {
  public:
   JsonLine& add(std::string_view key, double value) {
+    numbers_.emplace_back(std::string(key), value);
     char buf[64];
     if (std::isfinite(value)) std::snprintf(buf, sizeof(buf), "%.9g", value);
     else std::snprintf(buf, sizeof(buf), "null");
     return raw(key, buf);
   }
-  JsonLine& add(std::string_view key, int64_t value) { return raw(key, std::to_string(value)); }
+  JsonLine& add(std::string_view key, int64_t value) {
+    numbers_.emplace_back(std::string(key), static_cast<double>(value));
+    return raw(key, std::to_string(value));
+  }
   JsonLine& add(std::string_view key, int value) { return add(key, static_cast<int64_t>(value)); }
   JsonLine& add(std::string_view key, std::string_view value) { return raw(key, quote(value)); }
   JsonLine& add(std::string_view key, const char* value) { return add(key, std::string_view(value)); }
@@ -30,6 +37,8 @@ class JsonLine {
     return *this;
   }
   std::string str() const { return "{" + body_ + "}"; }
+  /// The numbers added (ints and doubles, non-finite ones included), in order.
+  const std::vector<std::pair<std::string, double>>& numbers() const { return numbers_; }
 
  private:
   static std::string quote(std::string_view s) {
@@ -53,6 +62,7 @@ class JsonLine {
     return out + "\"";
   }
   std::string body_;
+  std::vector<std::pair<std::string, double>> numbers_;
 };
 
 }  // namespace unidiff

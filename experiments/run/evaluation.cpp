@@ -32,7 +32,7 @@ TrainingEval::TrainingEval(const RunConfig& c, const std::vector<int64_t>& data_
   }
 }
 
-std::string TrainingEval::run(int64_t step, const ResultModel& result, torch::Device device) {
+JsonLine TrainingEval::run(int64_t step, const ResultModel& result, torch::Device device) {
   const auto start = std::chrono::steady_clock::now();
   LoadedModel m{result.network, result.diffusion, models::make_network(result.network), step};
   result.group->ema().copy_to(*m.module);
@@ -46,7 +46,7 @@ std::string TrainingEval::run(int64_t step, const ResultModel& result, torch::De
     samples = draw_samples(sc, m, device, /*stop_on_signal=*/true);  // a stop interrupts it within a chunk
   } catch (const SamplingStopped&) {
     log::info("eval", detail::str_cat("step ", step, ": evaluation abandoned, a stop was requested"));
-    return JsonLine().add("step", step).add("eval_stopped", int64_t{1}).str();
+    return JsonLine().add("step", step).add("eval_stopped", int64_t{1});
   }
   if (images_ && (samples.size(1) == 1 || samples.size(1) == 3)) {
     picture_ = image::image_grid(samples.slice(0, 0, std::min<int64_t>(64, samples.size(0))).clamp(-1, 1), 8);
@@ -75,7 +75,7 @@ std::string TrainingEval::run(int64_t step, const ResultModel& result, torch::De
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   row.add("eval_seconds", secs);
   log::info("eval", detail::str_cat("step ", step, ": ", what, " (", num_, " EMA samples, ", format_duration(secs), ")"));
-  return row.str();
+  return row;
 }
 
 }  // namespace unidiff::experiments

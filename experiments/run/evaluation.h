@@ -9,6 +9,7 @@
 
 #include <torch/types.h>
 
+#include "core/json.h"
 #include "data/dataset.h"
 #include "experiments/classifier.h"
 #include "experiments/run/method.h"
@@ -22,8 +23,8 @@ class TrainingEval {
   /// InputError on a mismatch with `data_shape`.
   TrainingEval(const RunConfig& config, const std::vector<int64_t>& data_shape, const data::TensorDataset& train_data);
 
-  /// Samples `model` and returns one JSON row for metrics.jsonl (also logged).
-  std::string run(int64_t step, const ResultModel& model, torch::Device device);
+  /// Samples `model` and returns one row for metrics.jsonl (also logged).
+  JsonLine run(int64_t step, const ResultModel& model, torch::Device device);
   /// The last run's samples as a picture, uint8 [H, W, 3]: a grid of the first 64 images, or a
   /// scatter plot over the reference for 2-D vectors; undefined for other data.
   const torch::Tensor& picture() const { return picture_; }

@@ -1,24 +1,13 @@
 // experiments/run/metrics_log.h.
 #include "experiments/run/metrics_log.h"
 
+#include <algorithm>
 #include <cmath>
-#include <nlohmann/json.hpp>
 
 #include "core/image.h"
 #include "core/log.h"
 
 namespace unidiff::experiments {
-
-std::vector<std::pair<std::string, double>> metrics_row_numbers(const std::string& line) {
-  std::vector<std::pair<std::string, double>> out;
-  const nlohmann::ordered_json j = nlohmann::ordered_json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return out;
-  for (const auto& [key, v] : j.items()) {
-    if (v.is_number()) out.emplace_back(key, v.get<double>());
-    else if (v.is_null()) out.emplace_back(key, std::nan(""));
-  }
-  return out;
-}
 
 MetricsLog::MetricsLog(const std::filesystem::path& run_dir, bool tensorboard, int64_t start_step) {
   jsonl_.open(run_dir / "metrics.jsonl", std::ios::app);
@@ -40,19 +29,16 @@ void MetricsLog::tensorboard_failed(const std::exception& e) {
   events_.reset();
 }
 
-void MetricsLog::row(const std::string& json) {
-  jsonl_ << json << "\n";
+void MetricsLog::row(const JsonLine& row) {
+  jsonl_ << row.str() << "\n";
   jsonl_.flush();
   if (!events_) return;
-  const auto numbers = metrics_row_numbers(json);
-  double step = std::nan("");
-  for (const auto& [k, v] : numbers) {
-    if (k == "step") step = v;
-  }
-  if (std::isnan(step)) return;
+  const auto& numbers = row.numbers();
+  const auto step = std::find_if(numbers.begin(), numbers.end(), [](const auto& kv) { return kv.first == "step"; });
+  if (step == numbers.end()) return;
   try {
     for (const auto& [k, v] : numbers) {
-      if (k != "step" && std::isfinite(v)) events_->scalar(k, static_cast<int64_t>(step), v);
+      if (k != "step" && std::isfinite(v)) events_->scalar(k, static_cast<int64_t>(step->second), v);
     }
     events_->flush();
   } catch (const std::exception& e) {

@@ -9,16 +9,11 @@
 #include <fstream>
 #include <memory>
 #include <string>
-#include <utility>
-#include <vector>
 
+#include "core/json.h"
 #include "core/tensorboard.h"
 
 namespace unidiff::experiments {
-
-/// The numbers of one metrics row (a flat JSON object as JsonLine writes it), in order: null is NaN,
-/// strings are skipped. A line that is not a JSON object gives nothing.
-std::vector<std::pair<std::string, double>> metrics_row_numbers(const std::string& line);
 
 class MetricsLog {
  public:
@@ -31,7 +26,7 @@ class MetricsLog {
 
   /// One row: appended to metrics.jsonl, and each finite number other than "step" as a scalar
   /// of that name at the row's step.
-  void row(const std::string& json);
+  void row(const JsonLine& row);
   /// A picture (uint8 [H, W, 3]) at `step`, TensorBoard only.
   void image(const std::string& tag, int64_t step, const torch::Tensor& rgb);
 

@@ -1,20 +1,33 @@
 // experiments/run/plots.h.
 #include "experiments/run/plots.h"
 
-#include <torch/torch.h>
-
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/image.h"
 #include "core/log.h"
-#include "experiments/run/metrics_log.h"
 
 namespace unidiff::experiments {
+namespace {
+
+/// The numbers of one metrics row (a flat JSON object as JsonLine writes it), in order: null is NaN,
+/// strings are skipped. A line that is not a JSON object gives nothing.
+std::vector<std::pair<std::string, double>> metrics_row_numbers(const std::string& line) {
+  std::vector<std::pair<std::string, double>> out;
+  const nlohmann::ordered_json j = nlohmann::ordered_json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return out;
+  for (const auto& [key, v] : j.items()) {
+    if (v.is_number()) out.emplace_back(key, v.get<double>());
+    else if (v.is_null()) out.emplace_back(key, std::nan(""));
+  }
+  return out;
+}
+
+}  // namespace
 
 std::map<std::string, std::vector<std::pair<double, double>>> read_metrics(const std::string& metrics_path) {
   std::ifstream in(metrics_path);

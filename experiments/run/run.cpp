@@ -454,7 +454,7 @@ TrainResult train(const RunConfig& given, const settings::Assignments& assignmen
         for (const auto& [name, v] : stat_sums) row.add(name, means[k++].item<double>());
         if (bad_now > 0) row.add("nonfinite_steps", static_cast<double>(bad_now));
         for (const auto& [name, v] : method->metrics(step)) row.add(name, v);
-        metrics->row(row.str());
+        metrics->row(row);
       }
       method->logged(step, loss);
       result.final_loss = loss;
