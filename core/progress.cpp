@@ -30,11 +30,16 @@ void Progress::update(double done) {
   const auto now = std::chrono::steady_clock::now();
   const double elapsed = std::chrono::duration<double>(now - start_).count();
   if (elapsed < quiet_s_ || std::chrono::duration<double>(now - last_).count() < every_s_ || done <= 0) return;
-  last_ = now;
-  const double rate = done / elapsed;
+  log(done);
+}
+
+void Progress::log(double done) {
+  last_ = std::chrono::steady_clock::now();
+  const double rate = done / std::max(std::chrono::duration<double>(last_ - start_).count(), 1e-9);
   char line[200];
   std::snprintf(line, sizeof(line), "%.0f/%ld %s, %.3g %s/s, eta %s", done, static_cast<long>(total_), unit_.c_str(),
-                rate, unit_.c_str(), format_duration(std::max(0.0, static_cast<double>(total_) - done) / rate).c_str());
+                rate, unit_.c_str(),
+                format_duration(std::max(0.0, static_cast<double>(total_) - done) / std::max(rate, 1e-9)).c_str());
   log::info(component_, line);
 }
 

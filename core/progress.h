@@ -17,7 +17,10 @@ std::string format_duration(double seconds);
 class Progress {
  public:
   Progress(std::string component, std::string unit, int64_t total, double quiet_s = 3, double every_s = 10);
+  /// Logs when the quiet time and the interval since the last line have passed.
   void update(double done);
+  /// Logs now (work that reports at its own cadence, e.g. every 1,000 items).
+  void log(double done);
 
  private:
   std::string component_, unit_;

@@ -1,8 +1,6 @@
 // data/image_folder.h: PNG through libpng's simplified API, JPEG through libjpeg.
 #include "data/image_folder.h"
 
-#include <chrono>
-
 #include <png.h>
 #ifdef UNIDIFF_HAVE_JPEG
 #include <cstdio>
@@ -240,7 +238,7 @@ ImageFolder read_image_folder(const fs::path& dir, int64_t channels, int64_t siz
   std::vector<torch::Tensor> images;
   images.reserve(files.size());
   std::vector<int64_t> labels;
-  const auto start = std::chrono::steady_clock::now();
+  Progress progress("data", "images", static_cast<int64_t>(files.size()));
   for (size_t i = 0; i < files.size(); ++i) {
     torch::Tensor img = read_image(files[i].first, channels);
     if (size > 0) img = resize_crop(img, size);
@@ -252,11 +250,7 @@ ImageFolder read_image_folder(const fs::path& dir, int64_t channels, int64_t siz
     images.push_back(img);
     labels.push_back(files[i].second);
     if (progress_every > 0 && ((i + 1) % static_cast<size_t>(progress_every) == 0 || i + 1 == files.size())) {
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      const double rate = static_cast<double>(i + 1) / std::max(secs, 1e-9);
-      log::info("data", detail::str_cat("decoded ", i + 1, "/", files.size(), " images, ", static_cast<int64_t>(rate),
-                                        " images/s, eta ",
-                                        format_duration(static_cast<double>(files.size() - i - 1) / rate)));
+      progress.log(static_cast<double>(i + 1));
     }
   }
   out.images = torch::stack(images);
